@@ -1,0 +1,51 @@
+# energy-flows: every target sets itself up on a machine with only Python 3.11+ and make.
+#   make lab         set up, then start JupyterLab on the lessons (Ctrl-C stops everything)
+#   make test        set up, then lint, unit/integration tests and the notebook tests
+#   make notebooks   re-execute every lesson with a fresh home and store its outputs
+#   make screenshots regenerate the images in output/ (needs Debian's chromium)
+#   make bench       run the benchmarks (plain Prefect vs the classroom set-up, as ratios)
+
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup lab test lint unit notebooks-test notebooks screenshots bench clean
+
+setup: $(STAMP)
+
+# Re-install only when the package's metadata or the pinned versions change,
+# so a second `make test` spends no time on installation.
+$(STAMP): pyproject.toml constraints.txt
+	@test -n "$(PYTHON)" || { echo "make: Python 3.11 or newer is needed (python3 --version)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/energy-flows lab
+
+lint: $(STAMP)
+	$(BIN)/ruff check energy_flows tests benchmarks
+	$(BIN)/ruff format --check energy_flows tests benchmarks
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests --ignore=tests/notebooks
+
+notebooks-test: $(STAMP)
+	$(BIN)/python -m pytest tests/notebooks
+
+test: lint unit notebooks-test
+
+notebooks: $(STAMP)
+	$(BIN)/python -m energy_flows.lessons execute
+
+screenshots: $(STAMP)
+	$(BIN)/energy-flows screenshots
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .energy_flows .pytest_cache .ruff_cache

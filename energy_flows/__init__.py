@@ -1,0 +1,68 @@
+"""energy-flows: learn workflow orchestration with Prefect on household energy data.
+
+The public API is listed in ``_EXPORTS`` and imported lazily, so that
+``import energy_flows`` (and the ``energy-flows`` command) stays fast: Prefect
+takes seconds to import and only the parts that need it pay that.
+
+Layers (imports go one way, top to bottom):
+
+* energy core: :mod:`energy_flows.data`, :mod:`energy_flows.forecasting` (numpy + pandas)
+* prefect layer: :mod:`energy_flows.flows`, :mod:`energy_flows.orchestration`
+* classroom layer: :mod:`energy_flows.services`, :mod:`energy_flows.views`,
+  :mod:`energy_flows.widgets`, :mod:`energy_flows.settings`
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it. Each module owns its block.
+_EXPORTS: dict[str, str] = {
+    # errors and settings
+    "EnergyFlowsError": "energy_flows.errors",
+    "HomeNotWritableError": "energy_flows.errors",
+    "DataError": "energy_flows.errors",
+    "ServiceError": "energy_flows.errors",
+    "OrchestrationError": "energy_flows.errors",
+    "WaitTimeout": "energy_flows.errors",
+    "home_dir": "energy_flows.settings",
+    "classroom_env": "energy_flows.settings",
+    # energy core: data
+    "simulate_meter": "energy_flows.data",
+    "load_meter_csv": "energy_flows.data",
+    "load_uci_household": "energy_flows.data",
+    "validate_readings": "energy_flows.data",
+    "clean_readings": "energy_flows.data",
+    # energy core: forecasting
+    "make_features": "energy_flows.forecasting",
+    "fit": "energy_flows.forecasting",
+    "forecast": "energy_flows.forecasting",
+    "evaluate": "energy_flows.forecasting",
+    # prefect layer: flows
+    "energy_usage_pipeline": "energy_flows.flows",
+    "energy_usage_batch": "energy_flows.flows",
+    # classroom layer: services
+    "PrefectServer": "energy_flows.services.server",
+    "Worker": "energy_flows.services.worker",
+    "running": "energy_flows.services.registry",
+    "stop_all": "energy_flows.services.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'energy_flows' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,31 @@
+"""Errors that speak to a learner.
+
+Every error the package raises on purpose derives from :class:`EnergyFlowsError`
+and says what went wrong, what state things are in, and the one thing to do next.
+"""
+
+from __future__ import annotations
+
+
+class EnergyFlowsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class HomeNotWritableError(EnergyFlowsError, PermissionError):
+    """The home folder (``ENERGY_FLOWS_HOME``) cannot be created or written."""
+
+
+class DataError(EnergyFlowsError, ValueError):
+    """Meter data that cannot be used: empty, wrong columns, wrong types."""
+
+
+class ServiceError(EnergyFlowsError, RuntimeError):
+    """A server or worker that could not start, or stopped unexpectedly."""
+
+
+class OrchestrationError(EnergyFlowsError, ValueError):
+    """Invalid deployment, schedule, pool or queue input, checked before Prefect sees it."""
+
+
+class WaitTimeout(EnergyFlowsError, TimeoutError):
+    """A condition was not met in time; the message says what is still missing."""

@@ -1,0 +1,165 @@
+"""The classroom environment, in one place.
+
+Every process the package starts (the Prefect server, workers, the flow runs
+that workers launch, JupyterLab) receives the environment built by
+:func:`classroom_env`, and the notebook kernel adopts the same settings with
+:func:`apply_to_current_process`. Each setting below exists for a reason that
+a workshop has run into; see ``../shared/design/prefect-facts.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from energy_flows.errors import HomeNotWritableError
+
+#: Runs count as Late this many seconds after their scheduled start.
+#: Prefect's default is 15 s; 5 s keeps a lesson's wait short.
+LATE_AFTER_SECONDS = 5
+
+#: How often a worker asks its queues for runs (Prefect's default is 10 s).
+WORKER_QUERY_SECONDS = 1
+
+#: How often a worker reports that it is alive (Prefect's default is 30 s).
+WORKER_HEARTBEAT_SECONDS = 5
+
+#: Server services a lesson does not need; switching them off makes the
+#: server start faster and keeps the SQLite database quiet.
+_SERVICES_OFF = (
+    "CANCELLATION_CLEANUP",
+    "PAUSE_EXPIRATIONS",
+    "REPOSSESSOR",
+    "TRIGGERS",
+    "EVENT_LOGGER",
+    "CLEANUP_RECONCILER",
+)
+
+#: Variables that would make a child write colour codes or prompts into its log.
+_COLOUR_VARIABLES = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS")
+
+
+def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Return the folder that holds all of this package's state.
+
+    The order is: the ``home`` argument, then ``ENERGY_FLOWS_HOME``, then
+    ``.energy_flows/`` in the current directory. The path is made absolute
+    (child processes run in other directories) but not created.
+    """
+    if home is None:
+        home = os.environ.get("ENERGY_FLOWS_HOME") or Path.cwd() / ".energy_flows"
+    return Path(home).expanduser().resolve()
+
+
+def ensure_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """Create the home folder (and its sub-folders) and check it is writable.
+
+    Raises :class:`~energy_flows.errors.HomeNotWritableError` with the folder
+    and what to do when it cannot be written, before any process is started.
+    """
+    path = home_dir(home)
+    try:
+        for sub in ("", "prefect", "prefect/ui", "results", "logs", "state", "cache"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        probe = path / "state" / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise HomeNotWritableError(
+            f"The energy-flows home folder {path} cannot be written ({exc.strerror}). "
+            "Set ENERGY_FLOWS_HOME to a folder you can write, e.g. "
+            "`export ENERGY_FLOWS_HOME=$HOME/energy_flows_home`, then run the cell again."
+        ) from exc
+    return path
+
+
+def prefect_settings(
+    home: str | os.PathLike[str] | None = None, api_url: str | None = None
+) -> dict[str, str]:
+    """The Prefect and tooling variables of the classroom, without ``os.environ``.
+
+    Useful to show a learner exactly what the package changes.
+    """
+    path = home_dir(home)
+    env = {
+        "ENERGY_FLOWS_HOME": str(path),
+        # All Prefect state (database, profiles, UI bundle) lives in the home.
+        "PREFECT_HOME": str(path / "prefect"),
+        # The server copies and rewrites its UI bundle on start: keep that out
+        # of site-packages (read-only and shared installs break otherwise).
+        "PREFECT_UI_STATIC_DIRECTORY": str(path / "prefect" / "ui"),
+        # Offline classrooms: no telemetry, no promotional content.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
+        "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+        # Logs that read well in a file: no prompts, no colour codes.
+        "PREFECT_CLI_PROMPT": "false",
+        "PREFECT_CLI_COLORS": "false",
+        "PREFECT_LOGGING_COLORS": "false",
+        "NO_COLOR": "1",
+        "PYTHONUNBUFFERED": "1",
+        # Loopback only; exposing the server needs an auth string (see README).
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        # Workers pick runs up within a second and show up quickly.
+        "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_QUERY_SECONDS),
+        "PREFECT_WORKER_HEARTBEAT_SECONDS": str(WORKER_HEARTBEAT_SECONDS),
+        # A short late threshold so lessons do not wait 15 s for "Late".
+        "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": str(LATE_AFTER_SECONDS),
+        # Results persisted, so a notebook can read what a worker computed.
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(path / "results"),
+    }
+    for name in _SERVICES_OFF:
+        env[f"PREFECT_SERVER_SERVICES_{name}_ENABLED"] = "false"
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+def classroom_env(
+    home: str | os.PathLike[str] | None = None,
+    api_url: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The complete environment for a process the package starts.
+
+    It is ``os.environ`` with the classroom settings on top (see
+    :func:`prefect_settings`), colour-forcing variables removed (ipykernel
+    exports ``FORCE_COLOR=1``), and ``extra`` last. ``api_url`` points the
+    process's Prefect client at a server.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in _COLOUR_VARIABLES}
+    if api_url is None:
+        env.pop("PREFECT_API_URL", None)
+    env.update(prefect_settings(home, api_url))
+    # The interpreter running this package, first on PATH, so `prefect` and
+    # `python` in children are the ones of this environment.
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def apply_to_current_process(
+    home: str | os.PathLike[str] | None = None, api_url: str | None = None
+) -> dict[str, str]:
+    """Adopt the classroom settings in this process (the notebook kernel).
+
+    Sets the variables in ``os.environ`` and refreshes Prefect's settings
+    context, so that ``get_client()``, ``flow()`` calls and deployments made
+    in later cells talk to the classroom server. Returns what was set.
+    """
+    settings = prefect_settings(home, api_url)
+    for name in _COLOUR_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(settings)
+    if "prefect.context" in sys.modules:
+        # Prefect reads its settings once at import; make it read them again.
+        import prefect.context
+
+        prefect.context.refresh_global_settings_context()
+    return settings
