@@ -5,7 +5,7 @@
 #   make screenshots regenerate the images in output/ (needs Debian's chromium)
 #   make bench       run the benchmarks (plain Prefect vs the classroom set-up, as ratios)
 
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin

@@ -15,15 +15,43 @@ from collections.abc import Sequence
 # sub-command -> (module, function, help). The function takes the parsed args
 # and returns an exit code.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
-    "lab": ("energy_flows.lab", "run_lab", "start JupyterLab on the lessons (Ctrl-C stops everything)"),
-    "up": ("energy_flows.services.commands", "up", "start the Prefect server (and workers) for this home"),
-    "down": ("energy_flows.services.commands", "down", "stop every worker, then the server, of this home"),
+    "lab": (
+        "energy_flows.lab",
+        "run_lab",
+        "start JupyterLab on the lessons (Ctrl-C stops everything)",
+    ),
+    "up": (
+        "energy_flows.services.commands",
+        "up",
+        "start the Prefect server (and workers) for this home",
+    ),
+    "down": (
+        "energy_flows.services.commands",
+        "down",
+        "stop every worker, then the server, of this home",
+    ),
     "status": ("energy_flows.services.commands", "status", "show what runs for this home"),
-    "logs": ("energy_flows.services.commands", "logs", "show the last lines of the server's or a worker's log"),
-    "reset": ("energy_flows.services.commands", "reset", "stop everything and delete this home's state"),
-    "tour": ("energy_flows.tour", "run_tour", "run the original walkthrough headless (instructor check)"),
+    "logs": (
+        "energy_flows.services.commands",
+        "logs",
+        "show the last lines of the server's or a worker's log",
+    ),
+    "reset": (
+        "energy_flows.services.commands",
+        "reset",
+        "stop everything and delete this home's state",
+    ),
+    "tour": (
+        "energy_flows.tour",
+        "run_tour",
+        "run the original walkthrough headless (instructor check)",
+    ),
     "check": ("energy_flows.check", "run_check", "check this machine is ready for the lessons"),
-    "screenshots": ("energy_flows.screenshots", "run_screenshots", "regenerate the images in output/"),
+    "screenshots": (
+        "energy_flows.screenshots",
+        "run_screenshots",
+        "regenerate the images in output/",
+    ),
 }
 
 
@@ -32,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="energy-flows",
         description="Prefect orchestration lessons on energy data. All commands honour ENERGY_FLOWS_HOME.",
     )
-    parser.add_argument("--home", help="state folder (default: $ENERGY_FLOWS_HOME or ./.energy_flows)")
+    parser.add_argument(
+        "--home", help="state folder (default: $ENERGY_FLOWS_HOME or ./.energy_flows)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_module, _func, help_text) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -42,18 +72,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     if name == "lab":
-        p.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888, or the next free one)")
+        p.add_argument(
+            "--port",
+            type=int,
+            default=8888,
+            help="JupyterLab port (default 8888, or the next free one)",
+        )
         p.add_argument("--no-browser", action="store_true", help="do not open a browser")
         p.add_argument("--notebook-dir", default=None, help="folder to open (default: notebooks/)")
     elif name == "up":
-        p.add_argument("--port", type=int, default=None, help="server port (default 4200, or a free one)")
         p.add_argument(
-            "--worker", action="append", default=[], metavar="POOL/QUEUE",
+            "--port", type=int, default=None, help="server port (default 4200, or a free one)"
+        )
+        p.add_argument(
+            "--worker",
+            action="append",
+            default=[],
+            metavar="POOL/QUEUE",
             help="also start a worker for this pool and queue (repeatable)",
         )
         p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for health")
     elif name == "logs":
-        p.add_argument("which", nargs="?", default="server", help="'server' or a worker's name (default: server)")
+        p.add_argument(
+            "which",
+            nargs="?",
+            default="server",
+            help="'server' or a worker's name (default: server)",
+        )
         p.add_argument("-n", "--tail", type=int, default=40, help="number of lines (default 40)")
     elif name == "reset":
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -1,0 +1,191 @@
+"""Is this machine ready for the lessons? (`energy-flows check`, lesson 00)
+
+Each check returns one row: what was checked, whether it is fine, what was
+found, and, when something is wrong, the command that fixes it. Nothing here
+starts a server or touches the network: the check is safe to run any time.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from energy_flows.settings import home_dir
+
+if TYPE_CHECKING:
+    import argparse
+
+    import pandas as pd
+
+#: Packages the lessons import, with the lowest version they were tested with.
+REQUIRED_PACKAGES: dict[str, str] = {
+    "prefect": "3.9.1",
+    "jupyterlab": "4.5",
+    "ipywidgets": "8.1",
+    "pandas": "3.0",
+    "matplotlib": "3.10",
+}
+
+#: The port Prefect's server uses by default; another free one works too.
+SERVER_PORT = 4200
+
+#: Memory a lesson needs: a server (~240 MB), a worker, a flow run, the kernel.
+MIN_FREE_MEMORY_MB = 1000
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the readiness report."""
+
+    check: str
+    ok: bool
+    found: str
+    fix: str = ""
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def check_python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    ok = sys.version_info >= (3, 11)
+    return Check("Python 3.11+", ok, version, "" if ok else "install Python 3.11 or newer")
+
+
+def check_packages() -> list[Check]:
+    rows = []
+    for name, minimum in REQUIRED_PACKAGES.items():
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            rows.append(Check(f"{name} installed", False, "missing", "make lab (installs it)"))
+            continue
+        ok = _version_tuple(version) >= _version_tuple(minimum)
+        fix = "" if ok else f"make lab (upgrades {name} to the tested version)"
+        rows.append(Check(f"{name} >= {minimum}", ok, version, fix))
+    return rows
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) != 0
+
+
+def check_port(port: int = SERVER_PORT) -> Check:
+    ok = port_is_free(port)
+    found = "free" if ok else "in use"
+    # A busy 4200 is not fatal: the server picks another port and says so.
+    fix = (
+        ""
+        if ok
+        else "fine: the server will use another port (or `energy-flows down` if it is ours)"
+    )
+    return Check(f"port {port} for the Prefect server", True, found, fix)
+
+
+def check_memory() -> Check:
+    import psutil
+
+    free_mb = psutil.virtual_memory().available // 2**20
+    ok = free_mb >= MIN_FREE_MEMORY_MB
+    fix = "" if ok else "close other programs; the lessons need about 1 GB"
+    return Check(f"free memory >= {MIN_FREE_MEMORY_MB} MB", ok, f"{free_mb} MB", fix)
+
+
+def check_home(home: str | os.PathLike[str] | None = None) -> Check:
+    path = home_dir(home)
+    probe = path if path.exists() else next(p for p in path.parents if p.exists())
+    ok = os.access(probe, os.W_OK)
+    free_mb = shutil.disk_usage(probe).free // 2**20
+    ok = ok and free_mb >= 200
+    fix = "" if ok else "export ENERGY_FLOWS_HOME=$HOME/energy_flows_home (a writable folder)"
+    return Check("home folder writable", ok, f"{path} ({free_mb} MB free)", fix)
+
+
+def check_leftovers(home: str | os.PathLike[str] | None = None) -> Check:
+    """Servers or workers from an earlier session, for this home."""
+    from energy_flows.services.registry import running
+
+    table = running(home)
+    count = len(table)
+    if count == 0:
+        return Check("no leftover processes", True, "none")
+    # Leftovers are not an error when the learner wants them (reuse), but
+    # they should know about them and how to stop them.
+    return Check(
+        "no leftover processes",
+        True,
+        f"{count} running (reused by the lessons)",
+        "energy-flows down   (stops them)",
+    )
+
+
+def check_offline() -> Check:
+    """Everything a lesson needs ships with the installed packages."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("prefect")
+    problems = []
+    if spec is None or spec.origin is None:
+        problems.append("prefect missing")
+    else:
+        ui = Path(spec.origin).parent / "server" / "ui"
+        if not (ui / "index.html").exists():
+            problems.append("Prefect UI bundle missing")
+    api_url = os.environ.get("PREFECT_API_URL", "")
+    if api_url and "127.0.0.1" not in api_url and "localhost" not in api_url:
+        problems.append(f"PREFECT_API_URL points away from this machine ({api_url})")
+    ok = not problems
+    found = "UI bundled, analytics off in the classroom environment" if ok else "; ".join(problems)
+    fix = "" if ok else "make lab (reinstalls), and `unset PREFECT_API_URL`"
+    return Check("works offline", ok, found, fix)
+
+
+def check_setup(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Run every check and return the report as a DataFrame (one row per check).
+
+    Columns: ``check``, ``ok``, ``found``, ``fix``. A learner reads the ``fix``
+    column of the rows that are not ok.
+    """
+    import pandas as pd
+
+    rows = [
+        check_python(),
+        *check_packages(),
+        check_port(),
+        check_memory(),
+        check_home(home),
+        check_offline(),
+        check_leftovers(home),
+    ]
+    return pd.DataFrame([r.__dict__ for r in rows])
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """`energy-flows check`: print the report; exit 1 when something needs fixing."""
+    report = check_setup()
+    width = max(len(c) for c in report["check"])
+    for row in report.itertuples():
+        mark = "ok " if row.ok else "FIX"
+        line = f"[{mark}] {row.check:<{width}}  {row.found}"
+        if row.fix:
+            line += f"\n      -> {row.fix}"
+        print(line)
+    bad = int((~report["ok"]).sum())
+    print("Ready for the lessons." if bad == 0 else f"{bad} problem(s) to fix first.")
+    return 0 if bad == 0 else 1
