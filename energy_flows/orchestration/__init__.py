@@ -1,0 +1,91 @@
+"""Orchestration: work pools, queues, deployments, runs and results, from a notebook.
+
+Every function here is synchronous and safe in a Jupyter kernel: it never
+returns a coroutine and never calls ``asyncio.run`` (see ``_common``). Each
+returns a small dataclass or a DataFrame with stable columns, so a lesson's
+cell shows one readable table.
+
+=====================================  ==========================================
+2022 walkthrough (Prefect 2 beta)      here
+=====================================  ==========================================
+`prefect deployment create ...`        :func:`deploy_energy_flow`, :func:`deploy`
+`prefect deployment ls`                :func:`list_deployments`
+`prefect work-queue create ...`        :func:`ensure_work_pool`, :func:`ensure_work_queue`
+`prefect work-queue inspect/preview`   :func:`queue_status`, :func:`queue_runs`
+`prefect deployment run ...`           :func:`trigger`, :func:`wait_for`
+(the UI's run page)                    :func:`run_result`
+=====================================  ==========================================
+"""
+
+from energy_flows.orchestration._common import (
+    DEFAULT_DEPLOYMENT,
+    DEFAULT_POOL,
+    DEFAULT_QUEUE,
+    FINAL_STATES,
+    RUN_STATES,
+    WAITING_STATES,
+)
+from energy_flows.orchestration.deployments import (
+    DeploymentInfo,
+    deploy,
+    deploy_energy_flow,
+    list_deployments,
+    schedule_text,
+)
+from energy_flows.orchestration.pools import (
+    UNLIMITED,
+    PoolInfo,
+    QueueInfo,
+    ensure_work_pool,
+    ensure_work_queue,
+    pause_work_pool,
+    pause_work_queue,
+    resume_work_pool,
+    resume_work_queue,
+    workers,
+)
+from energy_flows.orchestration.results import RunResult, run_result
+from energy_flows.orchestration.runs import (
+    RunInfo,
+    cancel_late_runs,
+    diagnose,
+    queue_runs,
+    queue_status,
+    read_run,
+    trigger,
+    wait_for,
+)
+
+__all__ = [
+    "DEFAULT_DEPLOYMENT",
+    "DEFAULT_POOL",
+    "DEFAULT_QUEUE",
+    "FINAL_STATES",
+    "RUN_STATES",
+    "UNLIMITED",
+    "WAITING_STATES",
+    "DeploymentInfo",
+    "PoolInfo",
+    "QueueInfo",
+    "RunInfo",
+    "RunResult",
+    "cancel_late_runs",
+    "deploy",
+    "deploy_energy_flow",
+    "diagnose",
+    "ensure_work_pool",
+    "ensure_work_queue",
+    "list_deployments",
+    "pause_work_pool",
+    "pause_work_queue",
+    "queue_runs",
+    "queue_status",
+    "read_run",
+    "resume_work_pool",
+    "resume_work_queue",
+    "run_result",
+    "schedule_text",
+    "trigger",
+    "wait_for",
+    "workers",
+]

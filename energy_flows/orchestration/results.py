@@ -1,0 +1,196 @@
+"""What a run produced, read back in the notebook: its result object, artifacts and logs.
+
+A worker runs each flow in its own process, so the notebook never holds the
+return value. Prefect persists it (the classroom sets
+``PREFECT_RESULTS_PERSIST_BY_DEFAULT=true``) and records where; we read it
+back from there. Artifacts (the markdown report, the forecast table) and log
+lines live in the server's database.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from energy_flows.orchestration._common import client, timestamp
+from energy_flows.orchestration.runs import RunInfo, _deployment_names, _run_id, _run_info
+
+ARTIFACT_COLUMNS = ["key", "type", "description", "data"]
+LOG_COLUMNS = ["timestamp", "level", "message"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished run: its state, the object the flow returned, its artifacts and logs.
+
+    ``result`` is None when the run has no readable result (it failed, or ran
+    without result persistence); ``note`` then says why.
+    """
+
+    name: str
+    id: str
+    state: str
+    result: Any
+    artifacts: pd.DataFrame = field(repr=False)
+    logs: pd.DataFrame = field(repr=False)
+    run: RunInfo | None = field(default=None, repr=False)
+    note: str = ""
+
+    @property
+    def metrics(self) -> Any:
+        """The result's ``metrics`` (None when it has none)."""
+        return getattr(self.result, "metrics", None)
+
+    @property
+    def forecast(self) -> Any:
+        """The result's ``forecast`` (None when it has none)."""
+        return getattr(self.result, "forecast", None)
+
+    def _repr_html_(self) -> str:
+        parts = [
+            f"<div><strong>Flow run {html.escape(self.name)}</strong>: {html.escape(self.state)}"
+        ]
+        if self.note:
+            parts.append(f"<p><em>{html.escape(self.note)}</em></p>")
+        metrics = self.metrics
+        if isinstance(metrics, dict):
+            metrics = pd.Series(metrics, name="value").to_frame()
+        if isinstance(metrics, pd.Series):
+            metrics = metrics.to_frame()
+        if isinstance(metrics, pd.DataFrame):
+            parts.append("<p>Metrics</p>" + metrics.round(3).to_html())
+        forecast = self.forecast
+        if isinstance(forecast, pd.Series):
+            forecast = forecast.to_frame()
+        if isinstance(forecast, pd.DataFrame):
+            head = forecast.head().round(3).to_html()
+            parts.append(
+                f"<p>Forecast (first {min(5, len(forecast))} of {len(forecast)} rows)</p>{head}"
+            )
+        elif self.result is not None and metrics is None:
+            parts.append(f"<pre>{html.escape(repr(self.result)[:500])}</pre>")
+        parts.append(
+            f"<p>{len(self.artifacts)} artifact(s): "
+            f"{html.escape(', '.join(map(str, self.artifacts['key'].dropna())) or '—')}; "
+            f"{len(self.logs)} log line(s).</p></div>"
+        )
+        return "".join(parts)
+
+
+def _artifact_data(data: Any) -> Any:
+    if isinstance(data, str):
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+    return data
+
+
+def run_result(run: Any) -> RunResult:
+    """Everything a run produced, read back from the server and the result storage.
+
+    Args:
+        run: a RunInfo (from :func:`trigger`, :func:`wait_for`), a run id, or a row id
+            of :func:`queue_runs`.
+
+    Returns:
+        A :class:`RunResult`: ``result`` (the flow's return value),
+        ``artifacts`` (DataFrame: key, type, description, data) and
+        ``logs`` (DataFrame: timestamp, level, message), oldest first.
+    """
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort, LogSort
+    from prefect.exceptions import MissingResult, ObjectNotFound
+
+    from energy_flows.errors import OrchestrationError
+
+    run_id = _run_id(run)
+    with client() as c:
+        try:
+            flow_run = c.read_flow_run(run_id)
+        except ObjectNotFound:
+            raise OrchestrationError(f"There is no flow run with id {run_id}.") from None
+        info = _run_info(flow_run, _deployment_names(c, [flow_run]).get(flow_run.deployment_id))
+        artifacts = c.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])),
+            sort=ArtifactSort.KEY_ASC,
+        )
+        logs = c.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+            sort=LogSort.TIMESTAMP_ASC,
+            limit=200,
+        )
+    art = pd.DataFrame(
+        [
+            {
+                "key": a.key,
+                "type": a.type,
+                "description": a.description,
+                "data": _artifact_data(a.data),
+            }
+            for a in artifacts
+        ],
+        columns=ARTIFACT_COLUMNS,
+    )
+    log = pd.DataFrame(
+        [
+            {
+                "timestamp": timestamp(entry.timestamp),
+                "level": _level(entry.level),
+                "message": entry.message,
+            }
+            for entry in logs
+        ],
+        columns=LOG_COLUMNS,
+    )
+    log["timestamp"] = pd.to_datetime(log["timestamp"], utc=True)
+
+    result: Any = None
+    note = ""
+    state = flow_run.state
+    if state is None or not state.is_final():
+        note = (
+            f"The run is {info.state}: it has no result yet. Wait for it with "
+            "wait_for(run), then call run_result(run) again."
+        )
+    elif state.is_completed():
+        try:
+            # `_sync=True`: in a notebook's event loop Prefect would hand back a coroutine.
+            result = state.result(raise_on_failure=False, _sync=True)
+        except MissingResult:
+            note = (
+                "The run completed but its result was not saved (result persistence was off "
+                "for the worker). Workers started by energy_flows save results."
+            )
+        except Exception as exc:
+            note = f"The run completed but its result cannot be read: {exc}"
+    else:
+        message = state.message or ""
+        note = f"The run ended {info.state}" + (f": {message}" if message else ".")
+        if info.state == "Failed":
+            note += " Its logs say why."
+    return RunResult(
+        name=info.name,
+        id=info.id,
+        state=info.state,
+        result=result,
+        artifacts=art,
+        logs=log,
+        run=info,
+        note=note,
+    )
+
+
+def _level(level: int) -> str:
+    import logging
+
+    return logging.getLevelName(level)

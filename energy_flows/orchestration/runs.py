@@ -1,0 +1,586 @@
+"""Flow runs in a queue: look at them, start one, wait for them, cancel the late ones.
+
+Looking never changes anything. Prefect has two ways to list a queue's runs
+that *count as a worker's poll* (``get_runs_in_work_queue``,
+``get_scheduled_flow_runs_for_work_pool``): they would flip the queue to READY
+and hide the very thing a lesson wants to show ("nobody polls this queue").
+Everything here reads with ``read_flow_runs`` and filters instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from energy_flows.errors import OrchestrationError
+from energy_flows.orchestration._common import (
+    DEFAULT_POOL,
+    DEFAULT_QUEUE,
+    FINAL_STATES,
+    RUN_STATES,
+    WAITING_STATES,
+    client,
+    html_table,
+    now_utc,
+    seconds,
+    timestamp,
+)
+from energy_flows.orchestration.deployments import resolve_deployment
+from energy_flows.orchestration.pools import _status, read_pool, read_queue
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import FlowRun
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One flow run: its name, state and times (what `prefect flow-run inspect` shows, in short)."""
+
+    name: str
+    id: str
+    state: str
+    deployment: str | None
+    scheduled: pd.Timestamp
+    started: pd.Timestamp = pd.NaT
+    ended: pd.Timestamp = pd.NaT
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        """True once the run is Completed, Failed, Crashed or Cancelled."""
+        return self.state in FINAL_STATES
+
+    def _repr_html_(self) -> str:
+        return html_table(
+            f"Flow run {self.name!r}",
+            {
+                "state": self.state,
+                "deployment": self.deployment,
+                "scheduled": self.scheduled,
+                "started": None if pd.isna(self.started) else self.started,
+                "ended": None if pd.isna(self.ended) else self.ended,
+                "parameters": json.dumps(self.parameters, sort_keys=True, default=str),
+            },
+        )
+
+
+def _state_name(run: FlowRun) -> str:
+    if run.state is not None and run.state.name:
+        return run.state.name
+    return run.state_name or "Unknown"
+
+
+def _deployment_names(c: SyncPrefectClient, runs: Iterable[FlowRun]) -> dict[Any, str]:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    ids = {r.deployment_id for r in runs if r.deployment_id}
+    if not ids:
+        return {}
+    found = c.read_deployments(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(ids)))
+    )
+    return {d.id: d.name for d in found}
+
+
+def _run_info(run: FlowRun, deployment: str | None) -> RunInfo:
+    return RunInfo(
+        name=run.name,
+        id=str(run.id),
+        state=_state_name(run),
+        deployment=deployment,
+        scheduled=timestamp(run.expected_start_time),
+        started=timestamp(run.start_time),
+        ended=timestamp(run.end_time),
+        parameters=dict(run.parameters or {}),
+    )
+
+
+def _check_states(states: Iterable[str] | str | None) -> list[str] | None:
+    if states is None:
+        return None
+    if isinstance(states, str):
+        states = [states]
+    wanted = []
+    by_lower = {s.lower(): s for s in RUN_STATES}
+    for s in states:
+        name = by_lower.get(str(s).lower())
+        if name is None:
+            raise OrchestrationError(
+                f"Unknown run state {s!r}. Run states are: {', '.join(RUN_STATES)}."
+            )
+        wanted.append(name)
+    return wanted
+
+
+def _read_queue_runs(
+    c: SyncPrefectClient,
+    queue: str,
+    pool: str,
+    states: list[str] | None = None,
+    limit: int = 200,
+    scheduled_before: dt.datetime | None = None,
+) -> list[FlowRun]:
+    """Runs of one queue of one pool, by state, earliest first. Not a poll."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateName,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+        WorkQueueFilter,
+        WorkQueueFilterName,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    run_filter = FlowRunFilter()
+    if states:
+        run_filter.state = FlowRunFilterState(name=FlowRunFilterStateName(any_=list(states)))
+    if scheduled_before is not None:
+        run_filter.expected_start_time = FlowRunFilterExpectedStartTime(before_=scheduled_before)
+    return c.read_flow_runs(
+        flow_run_filter=run_filter,
+        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+        work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+        sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        limit=limit,
+    )
+
+
+RUN_COLUMNS = [
+    "name",
+    "state",
+    "deployment",
+    "scheduled",
+    "lateness_s",
+    "started",
+    "ended",
+    "duration_s",
+    "id",
+]
+
+
+def _runs_frame(runs: list[FlowRun], deployments: dict[Any, str]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        started, ended = r.start_time, r.end_time
+        rows.append(
+            {
+                "name": r.name,
+                "state": _state_name(r),
+                "deployment": deployments.get(r.deployment_id),
+                "scheduled": timestamp(r.expected_start_time),
+                # How long after its scheduled time the run started (or, still waiting, is now).
+                "lateness_s": max(0.0, seconds(r.estimated_start_time_delta) or 0.0),
+                "started": timestamp(started),
+                "ended": timestamp(ended),
+                "duration_s": seconds(ended - started) if started and ended else None,
+                "id": str(r.id),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    for col in ("scheduled", "started", "ended"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    frame["lateness_s"] = frame["lateness_s"].astype(float)
+    frame["duration_s"] = frame["duration_s"].astype(float)
+    return frame.sort_values(["scheduled", "name"], ignore_index=True, na_position="last")
+
+
+def queue_runs(
+    queue: str = DEFAULT_QUEUE,
+    pool: str = DEFAULT_POOL,
+    states: Iterable[str] | str | None = None,
+    limit: int = 200,
+) -> pd.DataFrame:
+    """The flow runs in one work queue, earliest scheduled first (the queue's Runs tab).
+
+    Columns: ``name, state, deployment, scheduled, lateness_s, started, ended,
+    duration_s, id``. ``lateness_s`` is how long after its scheduled time a run
+    started, or has been waiting so far. Filter with ``states=["Late"]`` or
+    any of :data:`RUN_STATES`.
+
+    Looking does not count as a poll: the queue stays NOT_READY when no worker runs.
+    """
+    wanted = _check_states(states)
+    with client() as c:
+        read_queue(c, queue, pool)
+        runs = _read_queue_runs(c, queue, pool, wanted, limit)
+        return _runs_frame(runs, _deployment_names(c, runs))
+
+
+STATUS_COLUMNS = [
+    "queue",
+    "pool",
+    "status",
+    "paused",
+    "concurrency_limit",
+    "priority",
+    *(s.lower() for s in RUN_STATES),
+    "last_polled",
+    "workers_online",
+]
+
+
+def _count(c: SyncPrefectClient, queue: str, pool: str, state: str) -> int:
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateName,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+        WorkQueueFilter,
+        WorkQueueFilterName,
+    )
+
+    return c.count_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(name=FlowRunFilterStateName(any_=[state]))
+        ),
+        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+        work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+    )
+
+
+def _online_workers(c: SyncPrefectClient, pool: str) -> int:
+    return sum(_status(w.status) == "ONLINE" for w in c.read_workers_for_work_pool(pool))
+
+
+def queue_status(
+    pool: str = DEFAULT_POOL, queues: Iterable[str] | str | None = None
+) -> pd.DataFrame:
+    """One row per work queue of ``pool``: is anyone serving it, and what waits in it.
+
+    Columns: ``queue, pool, status, paused, concurrency_limit, priority,
+    scheduled, late, pending, running, completed, failed, crashed, cancelled,
+    last_polled, workers_online``.
+
+    ``status`` is NOT_READY until a worker polls the queue, READY while one does
+    (a poll in the last 60 s), PAUSED when paused. ``scheduled`` counts future
+    runs too (an interval schedule keeps a stock of them); ``late`` counts runs
+    past their start that nobody picked up. ``workers_online`` is per pool.
+    These are the numbers the 2022 walkthrough asked learners to find in the UI.
+    Reading them does not count as a poll.
+    """
+    if isinstance(queues, str):
+        queues = [queues]
+    with client() as c:
+        read_pool(c, pool)
+        found = {q.name: q for q in c.read_work_queues(work_pool_name=pool)}
+        names = sorted(found) if queues is None else list(queues)
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise OrchestrationError(
+                f"Pool {pool!r} has no queue {', '.join(map(repr, missing))} (its queues: "
+                f"{', '.join(sorted(found)) or 'none'}). Create it with "
+                f"ensure_work_queue({missing[0]!r}, pool={pool!r})."
+            )
+        online = _online_workers(c, pool)
+        rows = []
+        for name in names:
+            q = found[name]
+            row: dict[str, Any] = {
+                "queue": name,
+                "pool": pool,
+                "status": "PAUSED" if q.is_paused else _status(q.status),
+                "paused": bool(q.is_paused),
+                "concurrency_limit": q.concurrency_limit,
+                "priority": q.priority,
+            }
+            for state in RUN_STATES:
+                row[state.lower()] = _count(c, name, pool, state)
+            row["last_polled"] = timestamp(q.last_polled)
+            row["workers_online"] = online
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=STATUS_COLUMNS)
+    frame["last_polled"] = pd.to_datetime(frame["last_polled"], utc=True)
+    frame["concurrency_limit"] = frame["concurrency_limit"].astype("Int64")
+    return frame.sort_values(["priority", "queue"], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- starting runs
+
+
+def _check_parameters_against_schema(
+    parameters: dict[str, Any], schema: dict[str, Any] | None, full_name: str
+) -> None:
+    properties = (schema or {}).get("properties") or {}
+    if not properties:
+        return
+    unknown = sorted(set(parameters) - set(properties))
+    if unknown:
+        raise OrchestrationError(
+            f"The deployment {full_name!r} has no parameter {', '.join(map(repr, unknown))}. "
+            f"It takes: {', '.join(properties)}."
+        )
+
+
+def trigger(
+    deployment: Any = "energy-usage-pipeline/energy-usage",
+    parameters: dict[str, Any] | None = None,
+    flow_run_name: str | None = None,
+    scheduled_time: dt.datetime | None = None,
+) -> RunInfo:
+    """Ask for one run of a deployment now; do not wait for it. Returns the new run.
+
+    Replaces `prefect deployment run 'flow/deployment'` (and a click on
+    "Quick run" in the UI). The run goes to the deployment's queue as Scheduled;
+    a worker polling that queue starts it. Use :func:`wait_for` to wait.
+
+    Args:
+        deployment: "flow/deployment", the bare deployment name, its id, or a DeploymentInfo.
+        parameters: values that override the deployment's defaults for this run.
+        flow_run_name: a stable name for the run (handy in notebooks compared under test).
+        scheduled_time: when the run should start (default: now). A time in the past
+            makes it Late a few seconds later if no worker picks it up.
+    """
+    from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.states import Scheduled
+
+    parameters = dict(parameters or {})
+    with client() as c:
+        target = resolve_deployment(c, deployment)
+        flow = c.read_flow(target.flow_id)
+        full_name = f"{flow.name}/{target.name}"
+        _check_parameters_against_schema(parameters, target.parameter_openapi_schema, full_name)
+        state = Scheduled(scheduled_time=scheduled_time) if scheduled_time else None
+        try:
+            run = c.create_flow_run_from_deployment(
+                target.id, parameters=parameters, name=flow_run_name, state=state
+            )
+        except PrefectHTTPStatusError as exc:
+            detail = _detail(exc)
+            raise OrchestrationError(
+                f"The server refused a run of {full_name!r}: {detail}. Check the parameter "
+                "values against the flow's signature."
+            ) from None
+        if run.state is not None and run.state.type != StateType.SCHEDULED:
+            run = c.read_flow_run(run.id)
+        return _run_info(run, target.name)
+
+
+def _detail(exc: Exception) -> str:
+    try:
+        body = exc.response.json()  # type: ignore[attr-defined]
+        return str(body.get("detail") or body)
+    except Exception:
+        return str(exc)
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def _run_id(run: Any) -> uuid.UUID:
+    if isinstance(run, RunInfo):
+        return uuid.UUID(run.id)
+    if isinstance(run, uuid.UUID):
+        return run
+    run_id = getattr(run, "id", run)
+    try:
+        return uuid.UUID(str(run_id))
+    except ValueError:
+        raise OrchestrationError(
+            f"Name a run by the RunInfo trigger() returned or its id; got {run!r}."
+        ) from None
+
+
+def read_run(run: Any) -> RunInfo:
+    """The current state of one flow run (by RunInfo, id or FlowRun)."""
+    from prefect.exceptions import ObjectNotFound
+
+    with client() as c:
+        try:
+            flow_run = c.read_flow_run(_run_id(run))
+        except ObjectNotFound:
+            raise OrchestrationError(f"There is no flow run with id {_run_id(run)}.") from None
+        return _run_info(flow_run, _deployment_names(c, [flow_run]).get(flow_run.deployment_id))
+
+
+def diagnose(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> str:
+    """Why runs in this queue are not being run, in one sentence (empty when nothing is wrong)."""
+    with client() as c:
+        p = read_pool(c, pool)
+        q = read_queue(c, queue, pool)
+        online = _online_workers(c, pool)
+    start = (
+        f"start one with `Worker(pool={pool!r}, queue={queue!r}).start()` "
+        f"or `prefect worker start --pool {pool} --work-queue {queue}`"
+    )
+    if p.is_paused:
+        return f"the work pool {pool!r} is paused (resume_work_pool({pool!r}))"
+    if q.is_paused:
+        return f"the work queue {queue!r} is paused (resume_work_queue({queue!r}, pool={pool!r}))"
+    if q.concurrency_limit == 0 or p.concurrency_limit == 0:
+        return f"the concurrency limit of {queue!r} or {pool!r} is 0, so no run may start"
+    if online == 0:
+        return f"no worker polls {queue} ({start})"
+    if q.last_polled is None or _status(q.status) != "READY":
+        return (
+            f"{online} worker(s) are online in {pool!r}, but none polls {queue} "
+            f"(was it started with --work-queue {queue}?)"
+        )
+    return ""
+
+
+def _summary(frame: pd.DataFrame) -> str:
+    counts = frame["state"].value_counts()
+    order = [s for s in RUN_STATES if s in counts] + sorted(set(counts.index) - set(RUN_STATES))
+    return ", ".join(f"{counts[s]} {s}" for s in order) or "no runs"
+
+
+def wait_for(
+    target: Any = None,
+    until: Literal["completed", "late", "empty"] = "completed",
+    timeout: float = 60,
+    queue: str = DEFAULT_QUEUE,
+    pool: str = DEFAULT_POOL,
+    progress: bool = True,
+) -> Any:
+    """Wait until something happens, with a timeout that explains what is missing.
+
+    * ``until="completed"``: ``target`` is a run (RunInfo or id) or a list of runs; wait
+      until each is finished (Completed, Failed, Crashed or Cancelled) and return its
+      RunInfo (a list for a list).
+    * ``until="late"``: wait until the queue (``target`` or ``queue``) holds at least one
+      Late run; return those runs (a DataFrame like :func:`queue_runs`).
+    * ``until="empty"``: wait until no run of the queue is due or busy (nothing
+      Late, Pending, Running, and no Scheduled run whose time has come; future
+      runs of a schedule do not count); return the queue's runs.
+
+    ``progress=True`` prints one line each time the picture changes. On timeout a
+    :class:`~energy_flows.errors.WaitTimeout` says what is still missing, e.g.
+    "3 runs are still Late in energy_usage: no worker polls energy_usage (start one ...)".
+    """
+    from energy_flows.services.waiting import quiet_by_default, wait_until
+
+    if until not in ("completed", "late", "empty"):
+        raise OrchestrationError(f"until must be 'completed', 'late' or 'empty'; got {until!r}.")
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise OrchestrationError(f"timeout must be a number of seconds > 0; got {timeout!r}.")
+    show = progress and not quiet_by_default()
+    last_line: list[str] = []
+
+    def report(line: str) -> None:
+        if show and (not last_line or last_line[-1] != line):
+            print(line, flush=True)
+            last_line.append(line)
+
+    if until == "completed":
+        if target is None:
+            raise OrchestrationError(
+                "wait_for(until='completed') needs the run to wait for: wait_for(run) with "
+                "the RunInfo that trigger() returned."
+            )
+        many = isinstance(target, list | tuple)
+        ids = [_run_id(t) for t in (target if many else [target])]
+        latest: dict[uuid.UUID, RunInfo] = {}
+
+        def runs_done() -> list[RunInfo] | None:
+            for run_id in ids:
+                if run_id not in latest or not latest[run_id].is_final:
+                    latest[run_id] = read_run(run_id)
+            states = pd.Series([latest[i].state for i in ids])
+            report(
+                "  runs: "
+                + ", ".join(f"{n} {s}" for s, n in states.value_counts().sort_index().items())
+            )
+            return [latest[i] for i in ids] if all(latest[i].is_final for i in ids) else None
+
+        def why_runs() -> str:
+            waiting = [latest[i] for i in ids if i in latest and not latest[i].is_final]
+            if not waiting:
+                return ""
+            names = ", ".join(f"{r.name!r} ({r.state})" for r in waiting[:5])
+            reason = ""
+            if any(r.state in ("Scheduled", "Late") for r in waiting):
+                reason = diagnose(queue, pool)
+            return f"Still unfinished: {names}" + (f": {reason}." if reason else ".")
+
+        done = wait_until(
+            runs_done,
+            timeout,
+            what=f"{len(ids)} run(s) to finish",
+            missing=why_runs,
+        )
+        return done if many else done[0]
+
+    queue_name = queue if target is None else str(target)
+
+    if until == "late":
+
+        def late() -> pd.DataFrame | None:
+            frame = queue_runs(queue_name, pool, states=["Late"])
+            report(f"  {queue_name}: {len(frame)} Late")
+            return frame if len(frame) else None
+
+        def why_not_late() -> str:
+            frame = queue_runs(queue_name, pool, states=list(WAITING_STATES))
+            due = frame[frame["scheduled"] <= pd.Timestamp(now_utc())]
+            if frame.empty:
+                return (
+                    f"There are no Scheduled runs in {queue_name}: deploy with a schedule "
+                    "(interval=...) or trigger() a run."
+                )
+            if len(due) == 0:
+                return f"The next run in {queue_name} is scheduled for {frame['scheduled'].min()}."
+            return (
+                f"Runs in {queue_name}: {_summary(frame)}. A worker may be picking them up "
+                "before they become Late."
+            )
+
+        return wait_until(
+            late, timeout, what=f"a run to become Late in {queue_name}", missing=why_not_late
+        )
+
+    def busy_runs() -> pd.DataFrame:
+        frame = queue_runs(queue_name, pool, states=list(WAITING_STATES))
+        due = frame["scheduled"] <= pd.Timestamp(now_utc())
+        return frame[(frame["state"] != "Scheduled") | due]
+
+    def empty() -> pd.DataFrame | None:
+        busy = busy_runs()
+        report(f"  {queue_name}: {_summary(busy) if len(busy) else 'nothing due or running'}")
+        return queue_runs(queue_name, pool) if busy.empty else None
+
+    def why_not_empty() -> str:
+        busy = busy_runs()
+        if busy.empty:
+            return ""
+        counts = busy["state"].value_counts()
+        main_state = counts.index[0]
+        n = int(counts.iloc[0])
+        reason = diagnose(queue_name, pool) if main_state in ("Scheduled", "Late") else ""
+        verb = "is" if n == 1 else "are"
+        text = f"{n} run{'s' if n != 1 else ''} {verb} still {main_state} in {queue_name}"
+        return text + (f": {reason}." if reason else ".")
+
+    return wait_until(empty, timeout, what=f"{queue_name} to drain", missing=why_not_empty)
+
+
+def cancel_late_runs(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> pd.DataFrame:
+    """Cancel every Late run of a queue; return what was cancelled (``len()`` is the count).
+
+    A queue nobody served for a while fills up with Late runs; a worker that
+    comes back would run all of them, one after the other. Cancelling them
+    first is what an operator does. Columns as in :func:`queue_runs`.
+    """
+    from prefect.states import Cancelled
+
+    with client() as c:
+        read_queue(c, queue, pool)
+        late = _read_queue_runs(c, queue, pool, ["Late"], limit=500)
+        names = _deployment_names(c, late)
+        for run in late:
+            c.set_flow_run_state(
+                run.id,
+                Cancelled(message="Cancelled by energy_flows.cancel_late_runs()"),
+                force=True,
+            )
+        return _runs_frame(late, names)

@@ -1,0 +1,1 @@
+"""Small flows the orchestration tests deploy (fast, deterministic, no energy data needed)."""
