@@ -90,6 +90,15 @@ _EXPORTS: dict[str, str] = {
     "Worker": "energy_flows.services.worker",
     "running": "energy_flows.services.registry",
     "stop_all": "energy_flows.services.registry",
+    # classroom layer: views and widgets
+    "DeploymentBuilder": "energy_flows.widgets",
+    "QueueMonitor": "energy_flows.widgets",
+    "LogTail": "energy_flows.widgets",
+    "plot_run_timeline": "energy_flows.views",
+    "plot_forecast": "energy_flows.views",
+    "plot_queue_counts": "energy_flows.views",
+    "runs_with_workers": "energy_flows.views",
+    "style_runs": "energy_flows.views",
 }
 
 
