@@ -1,0 +1,273 @@
+"""One way to start, watch and stop the package's child processes.
+
+Every process the package starts (the Prefect server, workers, and
+JupyterLab for ``energy-flows lab``) is started by :func:`spawn`:
+
+* its output goes to a log file, never to the notebook's output area;
+* it runs under a tiny watchdog parent (``watchdog.py``, standard library
+  only) in its own session, so the kernel's interrupt button does not reach
+  it, while the end of its owner, however it ends, closes a pipe that the
+  watchdog watches and makes it stop the child and its whole process group;
+* it is started with SIGINT at its default, so SIGTERM/SIGINT stop it even
+  when the caller ignored SIGINT;
+* with ``tied=False`` ("terminal mode", used by ``energy-flows up``) the
+  watchdog ignores its owner: the child runs until it is stopped explicitly.
+
+``prefect-facts.md`` explains why a plain child, or ``start_new_session=True``
+alone, leaves orphans behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from energy_flows.errors import ServiceError
+from energy_flows.services.waiting import wait_until
+
+WATCHDOG_SCRIPT = Path(__file__).with_name("watchdog.py")
+
+# Keep the write ends of the watchdogs' pipes, and the sockets attached to
+# other owners' watchdogs, for the whole life of this process: the OS closes
+# them when it ends, and that is the signal for the watchdogs to stop.
+_HELD_POPENS: dict[int, subprocess.Popen[bytes]] = {}
+_HELD_SOCKETS: dict[str, socket.socket] = {}
+
+
+@dataclass(frozen=True)
+class Spawned:
+    """What :func:`spawn` started: the watchdog and the real child under it."""
+
+    pid: int
+    create_time: float
+    watchdog_pid: int
+    watchdog_create_time: float
+    log_path: Path | None
+    tied: bool
+
+
+def spawn(
+    argv: Sequence[str],
+    env: dict[str, str],
+    log_path: str | os.PathLike[str] | None,
+    *,
+    tied: bool = True,
+    socket_path: str | None = None,
+    watch_pid: int | None = None,
+    grace: float = 5.0,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Spawned:
+    """Start ``argv`` under a watchdog and return its process ids.
+
+    Args:
+        argv: the command, e.g. ``[sys.executable, "-m", "...", ...]``.
+        env: its full environment (build it with
+            :func:`energy_flows.settings.classroom_env`).
+        log_path: file that receives the child's stdout and stderr (appended).
+            ``None`` lets the child write to this process's terminal (for
+            ``energy-flows lab``).
+        tied: stop the child when this process ends (notebook kernels,
+            tests). ``False`` is the terminal mode: it runs until stopped.
+        socket_path: a unix socket other processes can attach to with
+            :func:`attach`, to keep the child alive as long as they live too.
+        watch_pid: stop the child when this process ends (a worker watches
+            its server).
+        grace: seconds between SIGTERM and SIGKILL when stopping.
+        cwd: working directory of the child.
+    """
+    cmd = [sys.executable, "-I", "-S", str(WATCHDOG_SCRIPT), "--grace", f"{grace:g}"]
+    if not tied:
+        cmd.append("--detached")
+    if socket_path:
+        cmd += ["--socket", socket_path]
+    if watch_pid:
+        cmd += ["--watch-pid", str(watch_pid)]
+    cmd += ["--", *argv]
+
+    if log_path is not None:
+        log_path = Path(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        out: int | object = open(log_path, "ab")  # the child gets its own copy
+    else:
+        out = None
+    try:
+        popen = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if tied else subprocess.DEVNULL,
+            stdout=out,  # type: ignore[arg-type]
+            stderr=subprocess.STDOUT if out is not None else None,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        if out is not None:
+            out.close()  # type: ignore[attr-defined]
+    _HELD_POPENS[popen.pid] = popen
+
+    def child_started() -> psutil.Process | None:
+        if popen.poll() is not None:
+            raise ServiceError(
+                f"The process could not be started: {' '.join(argv)}\n"
+                + (tail(log_path, 20) if log_path else "")
+            )
+        try:
+            children = psutil.Process(popen.pid).children()
+        except psutil.NoSuchProcess:
+            return None
+        return children[0] if children else None
+
+    child = wait_until(child_started, 10, what=f"the watchdog to start {argv[0]}")
+    return Spawned(
+        pid=child.pid,
+        create_time=child.create_time(),
+        watchdog_pid=popen.pid,
+        watchdog_create_time=psutil.Process(popen.pid).create_time(),
+        log_path=log_path,
+        tied=tied,
+    )
+
+
+def socket_path_for(home: str | os.PathLike[str], name: str) -> str:
+    """A short unix-socket path for a service of a home (socket paths max ~100 bytes)."""
+    digest = hashlib.sha1(f"{Path(home)}|{name}".encode()).hexdigest()[:12]
+    return str(Path(tempfile.gettempdir()) / f"energy-flows-{os.getuid()}-{digest}.sock")
+
+
+def attach(socket_path: str | None) -> bool:
+    """Tie a service started by another process to this one too.
+
+    A kernel that reuses a server started by another kernel attaches to
+    the server's watchdog: the server then lives as long as one of them does.
+    Returns False when there is nothing to attach to (e.g. a terminal-mode
+    service, which is not tied to anyone).
+    """
+    if not socket_path or not os.path.exists(socket_path):
+        return False
+    if socket_path in _HELD_SOCKETS:
+        return True
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(2)
+        conn.connect(socket_path)
+        if not conn.recv(8).startswith(b"ok"):
+            conn.close()
+            return False
+        conn.settimeout(None)
+    except OSError:
+        conn.close()
+        return False
+    _HELD_SOCKETS[socket_path] = conn
+    return True
+
+
+def is_alive(pid: int | None, create_time: float | None = None) -> bool:
+    """Whether ``pid`` runs and is the same process (not a reused PID).
+
+    ``create_time`` (from psutil, stored in the state files) tells our
+    process apart from an unrelated one that got the same PID later.
+    """
+    if not pid:
+        return False
+    held = _HELD_POPENS.get(pid)
+    if held is not None and held.poll() is not None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
+            return False
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return True
+
+
+def stop(
+    pid: int,
+    create_time: float | None,
+    watchdog_pid: int | None = None,
+    watchdog_create_time: float | None = None,
+    timeout: float = 10.0,
+) -> bool:
+    """Stop a child started by :func:`spawn` (SIGTERM, then SIGKILL). Returns True if it ran.
+
+    SIGTERM goes to the watchdog, which forwards it to the child and kills
+    the whole group after its grace period; if the watchdog is gone, the
+    child gets SIGTERM directly. Whatever still lives after ``timeout``
+    seconds is killed.
+    """
+    child_alive = is_alive(pid, create_time)
+    dog_alive = bool(watchdog_pid) and is_alive(watchdog_pid, watchdog_create_time)
+    if not child_alive and not dog_alive:
+        _forget(watchdog_pid)
+        return False
+    target = watchdog_pid if dog_alive else pid
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(target, signal.SIGTERM)  # type: ignore[arg-type]
+
+    def all_gone() -> bool:
+        return not is_alive(pid, create_time) and not (
+            dog_alive and is_alive(watchdog_pid, watchdog_create_time)
+        )
+
+    try:
+        wait_until(all_gone, timeout, what=f"process {pid} to stop")
+    except Exception:
+        if dog_alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(watchdog_pid, signal.SIGKILL)  # type: ignore[arg-type]
+        for p in (pid, watchdog_pid):
+            if p and is_alive(p):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(p, signal.SIGKILL)
+        wait_until(all_gone, 5, what=f"process {pid} to die after SIGKILL")
+    _forget(watchdog_pid)
+    return True
+
+
+def _forget(watchdog_pid: int | None) -> None:
+    popen = _HELD_POPENS.pop(watchdog_pid or -1, None)
+    if popen is not None:
+        with contextlib.suppress(Exception):
+            if popen.stdin:
+                popen.stdin.close()
+            popen.wait(timeout=1)
+
+
+def tail(path: str | os.PathLike[str] | None, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ("" when it does not exist)."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max(4096, lines * 400)))
+            data = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def uptime(create_time: float) -> str:
+    """A short human duration since ``create_time`` (e.g. ``"3 min 12 s"``)."""
+    seconds = max(0, int(time.time() - create_time))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

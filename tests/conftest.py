@@ -1,0 +1,131 @@
+"""Shared fixtures: isolated homes, one real Prefect server per session, workers.
+
+* Every test session gets its own ``ENERGY_FLOWS_HOME`` under pytest's temp
+  folder, so nothing writes to the repository's ``.energy_flows``.
+* ``fresh_home``: a new, empty home for one test (``ENERGY_FLOWS_HOME`` set).
+* ``prefect_server``: one real server for the whole session, in its own home;
+  the test process's Prefect client points at it (``server.api_url``).
+* ``worker_factory``: start workers against that server; all stopped afterwards.
+* At the end of the session, any process the package started for a test
+  home that is still alive is killed and reported as an error: tests must
+  leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+#: Command-line markers of the processes this package starts.
+PACKAGE_PROCESS_MARKERS = ("energy_flows/services/watchdog.py", "energy_flows.services.launch")
+
+
+def package_processes(root: Path) -> list[psutil.Process]:
+    """Live processes started by the package whose home lies under ``root``."""
+    found = []
+    root_text = str(root)
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if not any(marker in cmdline for marker in PACKAGE_PROCESS_MARKERS):
+                continue
+            home = proc.environ().get("ENERGY_FLOWS_HOME", "")
+            if home.startswith(root_text):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def test_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder under which every home of this test session lives."""
+    return tmp_path_factory.getbasetemp()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_home_and_leak_check(test_root: Path) -> Iterator[None]:
+    home = test_root / "session-home"
+    old = {k: os.environ.get(k) for k in ("ENERGY_FLOWS_HOME", "ENERGY_FLOWS_QUIET")}
+    os.environ["ENERGY_FLOWS_HOME"] = str(home)
+    os.environ["ENERGY_FLOWS_QUIET"] = "1"
+    yield
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    leaks = package_processes(test_root)
+    if leaks:
+        described = [f"{p.pid}: {' '.join(p.cmdline())[:160]}" for p in leaks]
+        for proc in leaks:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        pytest.fail(
+            "Processes started by energy-flows survived the test session (now killed):\n"
+            + "\n".join(described),
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A new, empty home folder for one test; ``ENERGY_FLOWS_HOME`` points at it.
+
+    Whatever the test started for it is stopped afterwards.
+    """
+    home = tmp_path / "home"
+    monkeypatch.setenv("ENERGY_FLOWS_HOME", str(home))
+    yield home
+    if (home / "state").is_dir():
+        from energy_flows.services.registry import stop_all
+
+        stop_all(home, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(test_root: Path) -> Iterator[Any]:
+    """One real Prefect server for the session, in its own home.
+
+    Yields the :class:`~energy_flows.services.server.PrefectServer`; this test
+    process's Prefect settings point at it (``PREFECT_API_URL`` =
+    ``server.api_url``). Stopped, with its workers, at the end of the session.
+    """
+    from energy_flows.services.server import PrefectServer
+
+    server = PrefectServer(home=test_root / "server-home", quiet=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def worker_factory(prefect_server: Any) -> Iterator[Callable[..., Any]]:
+    """Start workers against ``prefect_server``: ``worker_factory(pool=..., queues=[...])``.
+
+    Takes the arguments of :class:`~energy_flows.services.worker.Worker`
+    (``home`` is the server's). Every worker started is stopped afterwards.
+    """
+    from energy_flows.services.worker import Worker
+
+    started: list[Any] = []
+
+    def make(pool: str = "test-pool", queues: Any = ("test-queue",), **kwargs: Any) -> Any:
+        kwargs.setdefault("quiet", True)
+        worker = Worker(pool=pool, queues=queues, home=prefect_server.home, **kwargs).start()
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,141 @@
+"""The Prefect server as a managed process: real servers, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from energy_flows.errors import HomeNotWritableError, ServiceError
+from energy_flows.services import api, registry
+from energy_flows.services import server as server_module
+from energy_flows.services.server import PrefectServer, start_server
+
+pytestmark = pytest.mark.server
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_session_server_is_healthy_and_the_client_points_at_it(prefect_server):
+    assert prefect_server.status() == "running"
+    assert api.healthy(prefect_server.api_url)
+    assert prefect_server.api_url.startswith("http://127.0.0.1:")
+    assert prefect_server.ui_url == prefect_server.api_url.removesuffix("/api")
+    from prefect.settings import PREFECT_API_URL
+
+    assert PREFECT_API_URL.value() == prefect_server.api_url
+    assert os.environ["PREFECT_API_URL"] == prefect_server.api_url
+
+
+def test_second_start_reuses_fast_and_does_not_duplicate(prefect_server):
+    started = time.monotonic()
+    again = PrefectServer(home=prefect_server.home, quiet=True).start()
+    assert time.monotonic() - started < 0.5
+    assert again.reused and again.pid == prefect_server.pid
+    assert "Reusing" in again.messages[0]
+    assert start_server(home=prefect_server.home, quiet=True) is again
+
+
+def test_repr_logs_and_state_file(prefect_server):
+    html = prefect_server._repr_html_()
+    assert str(prefect_server.pid) in html and prefect_server.ui_url in html
+    assert "running" in html and str(prefect_server.home) in html
+    assert "running" in repr(prefect_server)
+    logs = prefect_server.logs(tail=5)
+    assert 0 < len(logs.splitlines()) <= 5
+    state = json.loads((prefect_server.home / "state" / "server.json").read_text())
+    assert state["pid"] == prefect_server.pid and state["owner"] == "kernel"
+    assert {"watchdog_pid", "create_time", "port", "api_url", "argv", "log", "started_at"} <= set(
+        state
+    )
+
+
+def test_running_lists_the_server(prefect_server):
+    table = registry.running(prefect_server.home)
+    assert list(table["kind"]) == ["server"] or "server" in list(table["kind"])
+    row = table[table["kind"] == "server"].iloc[0]
+    assert row["pid"] == prefect_server.pid and row["state"] == "running"
+
+
+def test_port_taken_context_manager_and_stop(fresh_home):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        taken = blocker.getsockname()[1]
+        with PrefectServer(port=taken, quiet=True) as server:
+            assert server.port != taken
+            assert f"Port {taken} is taken" in server.messages[0]
+            assert api.healthy(server.api_url)
+            pid, watchdog = server.pid, server.record.watchdog_pid
+    assert _gone(pid) and _gone(watchdog)
+    assert not (fresh_home / "state" / "server.json").exists()
+    assert server.status() == "stopped"
+
+
+def test_stale_state_file_is_detected_and_removed(fresh_home):
+    from energy_flows.settings import ensure_home
+
+    ensure_home(fresh_home)
+    me = psutil.Process()
+    for pid, create_time in [(999_999, 1.0), (me.pid, me.create_time() - 1000)]:
+        rec = registry.ServiceRecord(
+            kind="server", name="server", home=str(fresh_home), pid=pid,
+            create_time=create_time, watchdog_pid=999_998, watchdog_create_time=1.0,
+            argv=[], log="", started_at=0, owner="kernel", owner_pid=1,
+            api_url="http://127.0.0.1:1/api",
+        )  # fmt: skip
+        rec.save()
+        assert registry.server_record(fresh_home) is None
+        assert not rec.path.exists()
+    assert registry.running(fresh_home).empty
+
+
+def test_unwritable_home_gives_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(HomeNotWritableError, match="ENERGY_FLOWS_HOME"):
+        PrefectServer(home=blocker / "home", quiet=True).start()
+
+
+def test_server_that_fails_to_start_shows_its_log(fresh_home, monkeypatch):
+    real = server_module.server_argv
+    monkeypatch.setattr(server_module, "server_argv", lambda port: [*real(port), "--no-such-flag"])
+    with pytest.raises(ServiceError) as info:
+        PrefectServer(quiet=True).start()
+    message = str(info.value)
+    assert "no-such-flag" in message and str(fresh_home / "logs" / "server.log") in message
+    assert "Nothing is left running" in message
+    assert not (fresh_home / "state" / "server.json").exists()
+
+
+def test_jupyterhub_prefix(fresh_home, monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/alice/")
+    server = PrefectServer(quiet=True).start()
+    try:
+        prefix = f"/user/alice/proxy/absolute/{server.port}"
+        assert server.api_url == f"http://127.0.0.1:{server.port}{prefix}/api"
+        assert server.ui_url.endswith(f"{prefix}/")
+        assert api.healthy(server.api_url)
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{prefix}/", timeout=10) as r:
+            page = r.read().decode()
+        assert r.status == 200 and "<html" in page.lower()
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{server.port}{prefix}/ui-settings", timeout=10
+        ) as r:
+            assert json.loads(r.read())["api_url"] == f"{prefix}/api"
+    finally:
+        server.stop()
+    assert not Path(fresh_home / "state" / "server.json").exists()
