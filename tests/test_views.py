@@ -1,0 +1,146 @@
+"""Figures and tables of energy_flows.views, from hand-made DataFrames (no server)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from energy_flows import views
+
+T0 = pd.Timestamp("2025-01-01 12:00", tz="UTC")
+
+
+def s(seconds: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def runs() -> pd.DataFrame:
+    """Five runs: three overlapping on w1, one on w2, one still waiting (Late)."""
+    return pd.DataFrame(
+        {
+            "name": ["a", "b", "c", "d", "e"],
+            "state": ["Completed", "Completed", "Running", "Late", "Failed"],
+            "deployment": ["x"] * 5,
+            "scheduled": [s(0), s(0), s(5), s(2), s(0)],
+            "started": [s(0), s(1), s(6), pd.NaT, s(2)],
+            "ended": [s(4), s(5), pd.NaT, pd.NaT, s(3)],
+            "id": [f"{i}0000000-0000-0000-0000-000000000000" for i in range(1, 6)],
+            "worker": ["w1", "w1", "w2", None, "w1"],
+        }
+    )
+
+
+def labels(fig: Figure) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].get_yticklabels()]
+
+
+def test_assign_lanes_uses_the_lowest_free_lane() -> None:
+    assert views.assign_lanes([0, 1, 3, 5], [4, 3, 6, 7]) == [0, 1, 1, 0]
+    assert views.assign_lanes([], []) == []
+    # back to back runs share a lane: a concurrency limit of 1 gives one lane
+    assert views.assign_lanes([0, 2, 4], [2, 4, 6]) == [0, 0, 0]
+
+
+def test_timeline_has_one_row_per_worker_and_lane(runs: pd.DataFrame) -> None:
+    fig = views.plot_run_timeline(runs, now=s(10))
+    assert isinstance(fig, Figure)
+    # a, b and e overlap on w1: three rows; the Late run waits in its own row
+    assert labels(fig) == ["waiting in queue", "w1", "w1 #2", "w1 #3", "w2"]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["Completed", "Failed", "Late", "Running"]
+    assert fig.number not in plt.get_fignums()  # closed: the notebook shows it once
+
+
+def test_timeline_by_lane_and_without_waiting(runs: pd.DataFrame) -> None:
+    fig = views.plot_run_timeline(runs.drop(columns="worker"), by="lane", now=s(10))
+    assert labels(fig) == ["waiting in queue", "lane 1", "lane 2", "lane 3"]
+    fig = views.plot_run_timeline(runs, by="deployment", now=s(10), show_waiting=False)
+    assert labels(fig) == ["x", "x #2", "x #3"]
+
+
+def test_timeline_needs_the_column_it_groups_by(runs: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="runs_with_workers"):
+        views.plot_run_timeline(runs.drop(columns="worker"))
+
+
+def test_timeline_of_no_runs_says_so() -> None:
+    empty = pd.DataFrame(columns=["name", "state", "scheduled", "started", "ended", "worker"])
+    fig = views.plot_run_timeline(empty)
+    assert "no runs yet" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_workers_come_from_the_submitting_log_line(runs: pd.DataFrame) -> None:
+    logs = pd.DataFrame(
+        {
+            "message": [
+                f"Worker 'ProcessWorker 1a2b' submitting flow run '{runs['id'][0]}'",
+                "Opening process...",
+                f"Worker 'w-2' submitting flow run '{runs['id'][2]}'",
+            ]
+        }
+    )
+    out = views.attach_workers(runs.drop(columns="worker"), logs)
+    assert out["worker"][0] == "ProcessWorker 1a2b"
+    assert out["worker"][2] == "w-2"
+    assert out["worker"].isna().sum() == 3
+
+
+def test_forecast_plot_finds_the_columns_and_shades_the_horizon() -> None:
+    index = pd.date_range("2024-01-01", periods=24 * 10, freq="h", tz="UTC")
+    forecast = pd.DataFrame(
+        {
+            "kwh_actual": np.linspace(0, 1, len(index)),
+            "kwh_predicted": np.linspace(0, 1, len(index)),
+        },
+        index=index,
+    )
+    ahead_index = pd.date_range(index[-1] + pd.Timedelta(hours=1), periods=24, freq="h", tz="UTC")
+    ahead = pd.DataFrame({"kwh_predicted": np.ones(24)}, index=ahead_index)
+
+    class Result:
+        meter_id = "home-001"
+
+        def __init__(self) -> None:
+            self.forecast = forecast
+            self.next_hours = ahead
+
+    fig = views.plot_forecast(Result())
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["actual", "predicted", "ahead"]
+    assert ax.get_title() == "Forecast vs actual, home-001"
+    # only the last 7 days of the test period are drawn
+    assert len(ax.get_lines()[0].get_xdata()) == 24 * 7
+    assert views.plot_forecast(forecast, days=None).axes[0].get_lines()[0].get_xdata().size == 240
+    with pytest.raises(ValueError, match=r"actual=\.\.\. and predicted"):
+        views.plot_forecast(pd.DataFrame({"a": [1.0], "b": [2.0]}))
+    with pytest.raises(TypeError):
+        views.plot_forecast(42)
+
+
+def test_queue_counts_plot_one_panel_per_queue() -> None:
+    history = pd.DataFrame(
+        {
+            "time": [s(0), s(2), s(0), s(2)],
+            "queue": ["q1", "q1", "q2", "q2"],
+            "scheduled": [1, 0, 0, 0],
+            "late": [0, 1, 0, 2],
+            "completed": [0, 0, 1, 1],
+        }
+    )
+    fig = views.plot_queue_counts(history)
+    assert [ax.get_title() for ax in fig.axes] == ["queue q1", "queue q2"]
+    late = next(line for line in fig.axes[1].get_lines() if line.get_label() == "Late")
+    assert list(late.get_ydata()) == [0, 2]
+    assert "no refreshes yet" in [
+        t.get_text() for t in views.plot_queue_counts(history[:0]).axes[0].texts
+    ]
+
+
+def test_style_runs_highlights_late_rows(runs: pd.DataFrame) -> None:
+    html = views.style_runs(runs).to_html()
+    assert html.count("background-color: #fde0c5") == 1  # one CSS rule for the Late row
+    assert "row3" in html.split("background-color: #fde0c5")[0]
