@@ -33,8 +33,10 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests --ignore=tests/notebooks
 
+# nbval in strict mode on the stored outputs; the plugin gives every lesson's kernel a fresh home.
 notebooks-test: $(STAMP)
-	$(BIN)/python -m pytest tests/notebooks
+	$(BIN)/python -m pytest -p tests.notebooks.nbval_plugin --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/notebooks/sanitize.cfg --nbval-cell-timeout 240 notebooks
 
 test: lint unit notebooks-test
 

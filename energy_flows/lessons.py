@@ -1,0 +1,349 @@
+"""The lessons: what their first cell prepares, and how their stored outputs are made.
+
+Two jobs, one module:
+
+* :func:`lesson_setup` is what a lesson's first cell calls. It starts (or
+  reuses) the classroom Prefect server and creates, idempotently, what the
+  earlier lessons would have created (the work pool, the ``energy_usage``
+  queue, the deployment), so a learner can start at any lesson.
+* ``python -m energy_flows.lessons execute`` (``make notebooks``) re-executes
+  every lesson, each in a fresh temporary home, with nbclient, and stores the
+  outputs in the notebook files. Those stored outputs are what nbval compares
+  (``make notebooks-test``) and what a reader sees on a website.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from energy_flows.services.server import PrefectServer
+
+#: The folder that holds the lesson notebooks (a source checkout: the package is installed editable).
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+#: Prefix of the temporary homes the executor and the notebook tests create
+#: (the nbval sanitizer recognises it in paths).
+TEMP_HOME_PREFIX = "ef-lesson-"
+
+#: Variables a lesson's kernel must not inherit from whoever runs the executor:
+#: the lesson talks to its own server, in its own home.
+_INHERITED_STATE = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_PROFILE", "PREFECT_UI_URL")
+
+#: What each lesson needs from the lessons before it. Later lessons need
+#: everything the earlier ones needed.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "00": (),
+    "01": ("server",),
+    "02": ("server",),
+    "03": ("server",),
+    "04": ("server", "deployment"),
+    "05": ("server", "pool", "queue", "deployment"),
+    "06": ("server", "pool", "queue", "deployment"),
+}
+
+
+def lesson_number(name: str) -> str:
+    """``"04"`` from ``"04"``, ``4``, ``"04_work_queues"`` or ``"04_work_queues.ipynb"``."""
+    m = re.match(r"\s*(\d+)", str(name))
+    if not m:
+        raise ValueError(f"{name!r} is not a lesson: lessons are named NN_topic, e.g. '04'.")
+    return f"{int(m.group(1)):02d}"
+
+
+def lesson_paths(names: list[str] | None = None) -> list[Path]:
+    """The lesson notebooks in teaching order (all, or those whose number or name is given)."""
+    paths = sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return paths
+    wanted = {lesson_number(n) for n in names}
+    chosen = [p for p in paths if p.name[:2] in wanted]
+    missing = wanted - {p.name[:2] for p in chosen}
+    if missing:
+        raise SystemExit(f"no lesson numbered {', '.join(sorted(missing))} in {NOTEBOOKS_DIR}")
+    return chosen
+
+
+# --------------------------------------------------------------------------
+# The first cell of every lesson
+# --------------------------------------------------------------------------
+
+
+def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | None:
+    """Prepare everything lesson ``lesson`` needs, and return the server.
+
+    Starts the classroom Prefect server for this home, or reuses the one
+    already running, and points this kernel at it. Then it creates what
+    the earlier lessons would have created, each only if it is missing:
+
+    * from lesson 04 on, the deployment ``energy-usage`` of lesson 03;
+    * from lesson 05 on, the process work pool ``energy-pool`` and its queue
+      ``energy_usage`` (lesson 04).
+
+    Running it twice, or after the earlier lessons, changes nothing.
+    Lesson 00 needs no server and gets ``None``.
+    """
+    number = lesson_number(lesson)
+    needs = _NEEDS.get(number, _NEEDS["06"])
+    if "server" not in needs:
+        return None
+
+    from energy_flows.services.server import PrefectServer
+
+    server = PrefectServer().start()
+
+    from energy_flows import orchestration as orch
+
+    if "pool" in needs:
+        orch.ensure_work_pool(orch.DEFAULT_POOL)
+    if "queue" in needs:
+        orch.ensure_work_queue(orch.DEFAULT_QUEUE, pool=orch.DEFAULT_POOL)
+    if "deployment" in needs:
+        orch.deploy_energy_flow(orch.DEFAULT_DEPLOYMENT, **LESSON_DEPLOYMENT)
+    return server
+
+
+#: The deployment lesson 03 ends with, and that later lessons rely on: every
+#: 30 seconds, on the ``energy_usage`` queue of ``energy-pool``.
+LESSON_DEPLOYMENT: dict[str, Any] = {"interval": 30}
+
+
+# --------------------------------------------------------------------------
+# A tour of the Prefect UI (lesson 01 and later lessons' links)
+# --------------------------------------------------------------------------
+
+#: (page, path, what a learner sees there)
+UI_PAGES: tuple[tuple[str, str, str], ...] = (
+    ("Dashboard", "/dashboard", "recent flow runs, failures and late runs at a glance"),
+    ("Runs", "/runs", "every flow run and its state: Scheduled, Late, Running, Completed ..."),
+    ("Flows", "/flows", "the flows the server has seen, e.g. energy-usage-pipeline"),
+    ("Deployments", "/deployments", "deployments, their schedules and parameters (lesson 03)"),
+    ("Work pools", "/work-pools", "pools, their queues and workers (lessons 04 and 05)"),
+    ("Artifacts", "/artifacts", "tables and reports the flows publish (lesson 02)"),
+    ("Concurrency", "/concurrency-limits", "global and tag concurrency limits"),
+)
+
+
+@dataclass(frozen=True)
+class Links:
+    """Named links into the Prefect UI: clickable in a notebook, plain lines as text."""
+
+    rows: tuple[tuple[str, str, str], ...]
+
+    def __repr__(self) -> str:
+        width = max((len(name) for name, _, _ in self.rows), default=0)
+        return "\n".join(f"{name:<{width}}  {url}  ({what})" for name, url, what in self.rows)
+
+    def _repr_html_(self) -> str:
+        body = "".join(
+            f"<tr><td style='text-align:left'><b>{html.escape(name)}</b></td>"
+            f"<td style='text-align:left'><a href='{html.escape(url)}' target='_blank'>"
+            f"{html.escape(url)}</a></td><td style='text-align:left'>{html.escape(what)}</td></tr>"
+            for name, url, what in self.rows
+        )
+        return f"<table>{body}</table>"
+
+
+def _ui_base(server: Any = None) -> str:
+    if server is not None and getattr(server, "ui_url", None):
+        return str(server.ui_url).rstrip("/")
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().ui_url
+    if not url:
+        raise RuntimeError(
+            "No Prefect server is configured for this kernel. "
+            "Run the lesson's first cell (it starts the server), then this cell again."
+        )
+    return str(url).rstrip("/")
+
+
+def ui_tour(server: Any = None) -> Links:
+    """Links to the main pages of the Prefect UI of ``server`` (default: this kernel's server)."""
+    base = _ui_base(server)
+    return Links(tuple((name, base + path, what) for name, path, what in UI_PAGES))
+
+
+def ui_link(page: str, name: str = "", server: Any = None) -> Links:
+    """One link into the UI: ``ui_link("work-pool", "energy-pool")``, ``ui_link("runs")``.
+
+    Pages: the paths of :data:`UI_PAGES` without their slash, plus ``work-pool``
+    (one pool and its queues) and ``deployment`` (by id).
+    """
+    base = _ui_base(server)
+    special = {
+        "work-pool": (
+            "Work pool " + name,
+            f"/work-pools/work-pool/{name}",
+            "its queues and workers",
+        ),
+        "deployment": ("Deployment", f"/deployments/deployment/{name}", "its runs and schedule"),
+        "flow-run": ("Flow run", f"/runs/flow-run/{name}", "its state, logs and artifacts"),
+    }
+    if page in special:
+        title, path, what = special[page]
+    else:
+        match = [row for row in UI_PAGES if row[1].strip("/") == page.strip("/")]
+        if not match:
+            known = ", ".join([*(p.strip("/") for _, p, _ in UI_PAGES), *special])
+            raise ValueError(f"Unknown UI page {page!r}; known pages: {known}.")
+        title, path, what = match[0]
+    return Links(((title, base + path, what),))
+
+
+# --------------------------------------------------------------------------
+# `make notebooks`: re-execute every lesson in a fresh home
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class LessonRun:
+    """How executing one lesson went."""
+
+    name: str
+    seconds: float
+    ok: bool
+    error: str = ""
+    leftovers: int = 0
+
+
+def leftover_processes(home: str | os.PathLike[str]) -> list[Any]:
+    """Processes still running whose environment belongs to ``home`` (psutil.Process objects).
+
+    Checks the real process table rather than the package's own records,
+    so it also finds what a broken lesson forgot.
+    """
+    import psutil
+
+    home = str(Path(home).resolve())
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        try:
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if env.get("ENERGY_FLOWS_HOME") == home or env.get("PREFECT_HOME", "").startswith(
+            home + os.sep
+        ):
+            found.append(proc)
+    return found
+
+
+def _wait_for_no_leftovers(home: Path, timeout: float) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = leftover_processes(home)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.25)
+
+
+def kernel_env(home: str | os.PathLike[str]) -> dict[str, str]:
+    """The environment of a lesson's kernel: ours, with a home of its own and no inherited server."""
+    env = {k: v for k, v in os.environ.items() if k not in _INHERITED_STATE}
+    env["ENERGY_FLOWS_HOME"] = str(home)
+    # Progress lines ("Starting the Prefect server ... ready in 4.2 s") depend
+    # on timing; stored outputs and nbval runs leave them out alike.
+    env["ENERGY_FLOWS_QUIET"] = "1"
+    # Plain text logs, the same under nbclient and nbval.
+    env.pop("FORCE_COLOR", None)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def execute_lesson(path: Path, timeout: float = 300.0, keep_home: bool = False) -> LessonRun:
+    """Execute one lesson top to bottom in a fresh home and store its outputs in place."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(path, as_version=4)
+    home = Path(tempfile.mkdtemp(prefix=TEMP_HOME_PREFIX)).resolve()
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        record_timing=False,
+        store_widget_state=True,
+    )
+    start = time.monotonic()
+    error = ""
+    try:
+        client.execute(env=kernel_env(home))
+    except CellExecutionError as exc:
+        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    except Exception as exc:
+        error = f"{exc.__class__.__name__}: {exc}"
+    seconds = time.monotonic() - start
+    # The kernel is gone: its watchdogs stop the server and workers it started.
+    left = _wait_for_no_leftovers(home, timeout=20)
+    for proc in left:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    if not error:
+        _normalise(nb)
+        nbformat.write(nb, path)
+    if not keep_home:
+        shutil.rmtree(home, ignore_errors=True)
+    return LessonRun(path.stem, seconds, not error, error, len(left))
+
+
+def _normalise(nb: Any) -> None:
+    """Keep the stored notebook tidy: no per-run metadata that only makes diffs noisy."""
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+
+
+def execute(names: list[str] | None = None, timeout: float = 300.0) -> list[LessonRun]:
+    """Execute the lessons (all, or the named ones) one after the other and report each."""
+    runs = []
+    for path in lesson_paths(names):
+        print(f"executing {path.name} ...", end="", flush=True)
+        run = execute_lesson(path, timeout=timeout)
+        status = "ok" if run.ok else f"FAILED: {run.error}"
+        extra = f" ({run.leftovers} process(es) left running, killed)" if run.leftovers else ""
+        print(f" {run.seconds:5.1f} s  {status}{extra}", flush=True)
+        runs.append(run)
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m energy_flows.lessons",
+        description="Re-execute the lesson notebooks, each in a fresh home, and store their outputs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("execute", help="execute lessons and store their outputs")
+    ex.add_argument("lessons", nargs="*", help="lesson numbers or names (default: all)")
+    ex.add_argument("--timeout", type=float, default=300.0, help="seconds per cell (default 300)")
+    sub.add_parser("list", help="list the lessons")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for path in lesson_paths():
+            print(path.name)
+        return 0
+    runs = execute(args.lessons, timeout=args.timeout)
+    total = sum(r.seconds for r in runs)
+    print(f"{len(runs)} lesson(s), {total:.1f} s in all")
+    failed = [r for r in runs if not r.ok or r.leftovers]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
