@@ -230,8 +230,8 @@ def simulate_meter(
     index = _hours_local(start_ts, n_hours, timezone if daylight_saving else None)
     # Human habits follow the wall clock: use the local labels.
     hour = index.hour.to_numpy()
-    dow = index.dayofweek.to_numpy()
-    doy = index.dayofyear.to_numpy()
+    dow = index.day_of_week.to_numpy()
+    doy = index.day_of_year.to_numpy()
     day_number = ((index - start_ts) // pd.Timedelta(days=1)).to_numpy()
     n_days = int(day_number.max()) + 1
     weekend = dow >= 5
@@ -241,7 +241,7 @@ def simulate_meter(
     weather = _ar1(rng, n_days + 1, phi=0.8, sd=3.0)
     weather_hourly = np.interp(day_number + hour / 24.0, np.arange(n_days + 1), weather)
     temperature = (
-        12.0 - 7.5 * season_cos + 4.0 * np.cos(2 * np.pi * (hour - 15) / 24) + weather_hourly
+        12.5 - 7.5 * season_cos + 4.0 * np.cos(2 * np.pi * (hour - 15) / 24) + weather_hourly
     )
 
     # Routine: the real household's profiles, moved and sharpened by the traits.
@@ -260,7 +260,7 @@ def simulate_meter(
 
     # Noise: a day-to-day mood (guests, home office) and hour-to-hour bursts.
     day_mood = _ar1(rng, n_days, phi=0.85, sd=0.28)[day_number]
-    bursts = _ar1(rng, n_hours, phi=0.62, sd=0.56)
+    bursts = _ar1(rng, n_hours, phi=0.58, sd=0.56)
     noise = np.exp(day_mood + bursts - 0.5 * (0.28**2 + 0.56**2))
 
     expected = traits.level_kwh * shape * day_factor * season
@@ -268,11 +268,14 @@ def simulate_meter(
     kwh = base + np.maximum(expected - base, 0.02) * noise
 
     # Weekly chores: a washing machine or oven at the same slot most weeks.
+    # The slot moves by up to an hour from week to week.
+    week = day_number // 7
+    n_weeks = int(week.max()) + 1
     for chore_dow, chore_hour in traits.chores:
-        slot = (dow == chore_dow) & ((hour == chore_hour) | (hour == chore_hour + 1))
-        week = day_number // 7
-        done = rng.random(int(week.max()) + 1) < 0.85
-        kwh = kwh + np.where(slot & done[week] & ~holiday, 1.6 * traits.level_kwh / 0.80, 0.0)
+        begins = chore_hour + rng.integers(-1, 2, n_weeks)[week]
+        slot = (dow == chore_dow) & (hour >= begins) & (hour < begins + 3)
+        done = rng.random(n_weeks) < 0.85
+        kwh = kwh + np.where(slot & done[week] & ~holiday, 1.0 * traits.level_kwh / 0.80, 0.0)
 
     # Heating follows a slowly reacting indoor need: smooth the temperature.
     felt = pd.Series(temperature).rolling(12, min_periods=1).mean().to_numpy()
@@ -383,7 +386,9 @@ def load_meter_csv(
             f"{path} has no column {missing}; its columns are {list(raw.columns)}. "
             "Pass timestamp_col=... and value_col=... with the names your file uses."
         )
-    stamps = pd.to_datetime(raw[timestamp_col], errors="coerce")
+    stamps = pd.to_datetime(raw[timestamp_col], format="ISO8601", errors="coerce")
+    if stamps.isna().mean() > 0.5:  # not ISO 8601: let pandas guess each value
+        stamps = pd.to_datetime(raw[timestamp_col], format="mixed", errors="coerce")
     if stamps.isna().all():
         raise DataError(
             f"Column {timestamp_col!r} of {path} holds no dates (first value: "
@@ -759,6 +764,11 @@ def clean_readings(
     frame = frame.groupby(level=0).mean()
     kwh = frame["kwh"]
     frame["kwh"] = kwh.where((kwh > 0) & (kwh <= max_kwh))
+    if frame["kwh"].isna().all():
+        raise DataError(
+            f"No usable reading is left after cleaning: all {len(kwh)} readings are missing, "
+            f"zero, negative or above {max_kwh:g} kWh. Check the unit and the value column."
+        )
     grid = pd.date_range(frame.index.min(), frame.index.max(), freq="h", name="timestamp")
     frame = frame.reindex(grid)
     was_missing = frame["kwh"].isna()
@@ -792,7 +802,7 @@ def meter_statistics(readings: pd.DataFrame) -> dict[str, float | list[float]]:
     kwh = kwh[~kwh.index.duplicated()].asfreq("h")
     present = kwh.dropna()
     index = present.index
-    weekend = index.dayofweek >= 5
+    weekend = index.day_of_week >= 5
     weekday_mean = present[~weekend].groupby(index[~weekend].hour).mean()
     weekend_mean = present[weekend].groupby(index[weekend].hour).mean()
     month_mean = present.groupby(index.month).mean()

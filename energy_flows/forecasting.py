@@ -142,9 +142,9 @@ def make_features(readings: pd.DataFrame, horizon_hours: int = 0) -> pd.DataFram
     out = pd.DataFrame(index=index)
     out["kwh"] = kwh
     out["hour"] = index.hour
-    out["dayofweek"] = index.dayofweek
-    out["weekend"] = index.dayofweek >= 5
-    angle = 2 * np.pi * (index.dayofyear.to_numpy() - 1) / 365.25
+    out["dayofweek"] = index.day_of_week
+    out["weekend"] = index.day_of_week >= 5
+    angle = 2 * np.pi * (index.day_of_year.to_numpy() - 1) / 365.25
     out["season_sin"] = np.sin(angle)
     out["season_cos"] = np.cos(angle)
     for lag in LAGS_HOURS:
