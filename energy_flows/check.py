@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,14 +78,9 @@ def check_packages() -> list[Check]:
     return rows
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on ``host:port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) != 0
-
-
 def check_port(port: int = SERVER_PORT) -> Check:
+    from energy_flows.services.server import port_is_free
+
     ok = port_is_free(port)
     found = "free" if ok else "in use"
     # A busy 4200 is not fatal: the server picks another port and says so.
