@@ -248,15 +248,15 @@ def _forget(watchdog_pid: int | None) -> None:
             popen.wait(timeout=1)
 
 
-def tail(path: str | os.PathLike[str] | None, lines: int = 20) -> str:
-    """The last ``lines`` lines of a log file ("" when it does not exist)."""
+def tail(path: str | os.PathLike[str] | None, lines: int = 20, start: int = 0) -> str:
+    """The last ``lines`` lines of a log file, from byte ``start`` on ("" if none)."""
     if path is None:
         return ""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - max(4096, lines * 400)))
+            f.seek(max(start, size - max(4096, lines * 400)))
             data = f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""

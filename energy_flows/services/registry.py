@@ -62,6 +62,7 @@ class ServiceRecord:
     queues: list[str] = field(default_factory=list)
     limit: int | None = None
     server_pid: int | None = None
+    log_offset: int = 0  # where this start's lines begin in the log
 
     @property
     def path(self) -> Path:

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
 
+import psutil
+
 from energy_flows import settings
 from energy_flows.errors import ServiceError, WaitTimeout
 from energy_flows.services import api, process, registry
@@ -67,6 +69,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def listens_on(pid: int, port: int | None) -> bool:
+    """Whether process ``pid`` (or one of its children) listens on ``port``."""
+    try:
+        proc = psutil.Process(pid)
+        for p in (proc, *proc.children(recursive=True)):
+            for conn in p.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                    return True
+    except psutil.Error:
+        return False
+    return False
 
 
 def hub_prefix(port: int) -> str | None:
@@ -157,18 +172,25 @@ class PrefectServer:
         """
         settings.ensure_home(self.home)
         self.messages = []
-        with registry.locked(self.home):
-            registry.check_server_gone(self.home, quiet=self.quiet)
-            rec = registry.server_record(self.home)
-            if rec is None:
-                rec = self._spawn()
-                fresh = True
-            else:
-                fresh = False
-        if not fresh:
-            self._adopt(rec)
-        else:
-            self._wait_healthy(rec)
+        for attempt in range(3):
+            with registry.locked(self.home):
+                registry.check_server_gone(self.home, quiet=self.quiet)
+                rec = registry.server_record(self.home)
+                fresh = rec is None
+                if rec is None:
+                    rec = self._spawn(avoid_default=attempt > 0)
+            try:
+                if fresh:
+                    self._wait_healthy(rec)
+                else:
+                    self._adopt(rec)
+                break
+            except ServiceError as exc:
+                # Another program took the port between our check and the
+                # server's bind: try again on a free port, and say so.
+                if not (fresh and "address already in use" in str(exc).lower()) or attempt == 2:
+                    raise
+                self._say(f"Port {rec.port} was taken meanwhile by another program; retrying.")
         self._record = self._last_record = rec
         PrefectServer._instances[self.home] = self
         settings.apply_to_current_process(self.home, rec.api_url)
@@ -188,15 +210,17 @@ class PrefectServer:
             who = "this kernel"
         self._say(f"Reusing the Prefect server started by {who}: {rec.ui_url} (pid {rec.pid}).")
 
-    def _spawn(self) -> ServiceRecord:
-        port = self._choose_port()
+    def _spawn(self, avoid_default: bool = False) -> ServiceRecord:
+        port = free_port() if avoid_default else self._choose_port()
         prefix = hub_prefix(port)
         extra = hub_settings(prefix) if prefix else {}
         env = settings.classroom_env(self.home, extra=extra)
         log = self.home / "logs" / "server.log"
         argv = server_argv(port)
         with open(log, "a") as f:
-            f.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
+            f.write("\n")
+            offset = f.tell()
+            f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
         sock = process.socket_path_for(self.home, "server")
         spawned = process.spawn(
             argv, env, log, tied=not self.detached, socket_path=sock, grace=5.0, cwd=self.home
@@ -212,6 +236,7 @@ class PrefectServer:
             watchdog_create_time=spawned.watchdog_create_time,
             argv=argv,
             log=str(log),
+            log_offset=offset,
             started_at=time.time(),
             owner="cli" if self.detached else "kernel",
             owner_pid=os.getpid(),
@@ -236,7 +261,8 @@ class PrefectServer:
         def healthy() -> bool:
             if not rec.alive():
                 raise self._failed(rec, "stopped while starting")
-            return api.healthy(rec.api_url or "")
+            # Only our process counts: another program may answer on the port.
+            return listens_on(rec.pid, rec.port) and api.healthy(rec.api_url or "")
 
         try:
             wait_until(
@@ -256,7 +282,7 @@ class PrefectServer:
             raise
 
     def _failed(self, rec: ServiceRecord, what: str) -> ServiceError:
-        lines = process.tail(rec.log, ERROR_LOG_LINES)
+        lines = process.tail(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
         hint = "Fix the cause shown above, then run the cell again."
         if "address already in use" in lines.lower():
             hint = "Another program took the port meanwhile: run the cell again to use a free port."

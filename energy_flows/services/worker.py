@@ -141,6 +141,7 @@ class Worker:
                 except BaseException:
                     stop_worker_record(rec, quiet=True)
                     raise
+                self._ensure_queues(rec)
                 self._use_fast_command(rec)
         self._record = self._last_record = rec
         Worker._instances[(self.home, self.name)] = self
@@ -164,7 +165,9 @@ class Worker:
         env = settings.classroom_env(self.home, api_url=server.api_url)
         log = self.home / "logs" / f"worker-{self.name}.log"
         with open(log, "a") as f:
-            f.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
+            f.write("\n")
+            offset = f.tell()
+            f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
         sock = process.socket_path_for(self.home, f"worker-{self.name}")
         spawned = process.spawn(
             argv,
@@ -186,6 +189,7 @@ class Worker:
             watchdog_create_time=spawned.watchdog_create_time,
             argv=argv,
             log=str(log),
+            log_offset=offset,
             started_at=time.time(),
             owner="cli" if self.detached else "kernel",
             owner_pid=os.getpid(),
@@ -236,13 +240,28 @@ class Worker:
             raise self._failed(rec, f"was not ONLINE within {self.timeout:g} s") from exc
 
     def _failed(self, rec: ServiceRecord, what: str) -> ServiceError:
-        lines = process.tail(rec.log, 20)
+        lines = process.tail(rec.log, 20, start=rec.log_offset)
         return ServiceError(
             f"The worker {self.name!r} {what}; it is not running.\n"
             f"Last 20 lines of {rec.log}:\n{lines}\n"
             "Fix the cause shown above (is the server still running? server.status()), "
             "then run the cell again."
         )
+
+    def _ensure_queues(self, rec: ServiceRecord) -> None:
+        """Create the worker's queues that do not exist yet.
+
+        ``prefect worker start`` creates its pool but not its queues, and a
+        worker asking for a queue that does not exist gets no runs at all.
+        """
+        for queue in self.queues:
+            try:
+                api.call("POST", f"{rec.api_url}/work_pools/{self.pool}/queues", {"name": queue})
+            except api.ApiError as exc:
+                if exc.status != 409:  # 409: it exists already
+                    raise ServiceError(
+                        f"Could not create work queue {queue!r} in pool {self.pool!r}: {exc}"
+                    ) from exc
 
     def _use_fast_command(self, rec: ServiceRecord) -> None:
         """Make :func:`flow_run_command` the pool's default, unless it has one."""

@@ -1,0 +1,112 @@
+"""``energy-flows up | down | status | logs | reset``: the services, from a terminal.
+
+The same classes as the notebooks (:class:`~energy_flows.services.server.PrefectServer`,
+:class:`~energy_flows.services.worker.Worker`), in terminal mode: what ``up``
+starts keeps running after the command returns, until ``energy-flows down``.
+Nothing here imports Prefect, so ``status`` and a second ``up`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+from energy_flows import settings
+from energy_flows.errors import EnergyFlowsError
+from energy_flows.services import process, registry
+
+
+def up(args: argparse.Namespace) -> int:
+    """Start (or reuse) the server, and the workers asked for; print the UI URL."""
+    from energy_flows.services.server import PrefectServer
+    from energy_flows.services.worker import Worker
+
+    workers = [_parse_worker(spec) for spec in getattr(args, "worker", []) or []]
+    server = PrefectServer(
+        port=getattr(args, "port", None), timeout=getattr(args, "timeout", 90.0), detached=True
+    ).start()
+    rec = server.record
+    if server.reused and rec is not None and rec.owner == "kernel":
+        print(
+            f"Note: this server belongs to a notebook kernel (pid {rec.owner_pid}) "
+            "and stops when that kernel ends."
+        )
+    for pool, queue in workers:
+        Worker(pool=pool, queues=[queue], detached=True).start()
+    print(f"Prefect UI:  {server.ui_url}")
+    print(f"Prefect API: {server.api_url}  (export PREFECT_API_URL={server.api_url})")
+    print("Stop everything with: energy-flows down")
+    return 0
+
+
+def _parse_worker(spec: str) -> tuple[str, str]:
+    pool, sep, queue = spec.partition("/")
+    if not sep or not pool or not queue:
+        raise EnergyFlowsError(
+            f"--worker expects POOL/QUEUE, e.g. --worker energy-pool/energy_usage (got {spec!r})."
+        )
+    return pool, queue
+
+
+def down(args: argparse.Namespace) -> int:
+    """Stop every worker, then the server, of this home."""
+    registry.stop_all()
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    """Print what runs for this home (from its state files)."""
+    from energy_flows.services.api import healthy
+
+    home = settings.home_dir()
+    registry.check_server_gone(home)
+    recs = registry.records(home)
+    if not recs:
+        print(f"Nothing runs for {home}. Start the server with: energy-flows up")
+        return 0
+    rows = [("KIND", "NAME", "STATE", "PID", "WHERE", "OWNER", "UPTIME")]
+    for rec in recs:
+        if rec.kind == "server":
+            state = "running" if healthy(rec.api_url or "") else "not answering"
+            where = rec.ui_url or ""
+        else:
+            state, where = "running", f"{rec.pool}: {', '.join(rec.queues)}"
+        rows.append((rec.kind, rec.name, state, str(rec.pid), where, rec.owner, rec.uptime()))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print(f"Home: {home}")
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    """Print the last lines of the server's or a worker's log."""
+    home = settings.home_dir()
+    which = getattr(args, "which", "server") or "server"
+    name = "server" if which == "server" else which.removeprefix("worker-")
+    path = home / "logs" / ("server.log" if name == "server" else f"worker-{name}.log")
+    if not path.exists():
+        available = sorted(p.stem for p in (home / "logs").glob("*.log"))
+        raise EnergyFlowsError(
+            f"There is no log {path}. Logs in this home: {', '.join(available) or 'none yet'}."
+        )
+    print(process.tail(path, getattr(args, "tail", 40)))
+    return 0
+
+
+def reset(args: argparse.Namespace) -> int:
+    """Stop everything, then delete the home's Prefect database, state, logs and results."""
+    home = settings.home_dir()
+    targets = [home / sub for sub in ("prefect", "state", "logs", "results")]
+    if not getattr(args, "yes", False):
+        answer = input(f"Stop everything and delete {', '.join(map(str, targets))}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing was changed.")
+            return 1
+    registry.stop_all(home)
+    for target in targets:
+        if target.exists():
+            shutil.rmtree(target)
+            print(f"Deleted {target}")
+    print("The home is reset; `energy-flows up` starts a fresh server.")
+    return 0

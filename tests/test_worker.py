@@ -1,0 +1,130 @@
+"""Workers as managed processes: online, runs, stop with runs in flight, server death."""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import time
+import uuid
+
+import psutil
+import pytest
+
+from energy_flows.errors import ServiceError
+from energy_flows.services import api, registry
+from energy_flows.services.server import PrefectServer
+from energy_flows.services.waiting import wait_until
+from energy_flows.services.worker import Worker, flow_run_command
+
+pytestmark = pytest.mark.server
+
+FLOW_SOURCE = textwrap.dedent(
+    """
+    import time
+    from prefect import flow
+
+    @flow
+    def nap(seconds: float = 0.0) -> float:
+        time.sleep(seconds)
+        return seconds
+    """
+)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture(scope="module")
+def nap_flow_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flows")
+    (folder / "nap_flow.py").write_text(FLOW_SOURCE)
+    return folder
+
+
+def _deploy(folder, pool: str, queue: str) -> str:
+    from prefect import flow
+
+    name = f"nap-{uuid.uuid4().hex[:6]}"
+    flow.from_source(str(folder), "nap_flow.py:nap").deploy(
+        name=name,
+        work_pool_name=pool,
+        work_queue_name=queue,
+        job_variables={"command": flow_run_command()},
+        print_next_steps=False,
+    )
+    return f"nap/{name}"
+
+
+def _run(deployment: str, seconds: float):
+    from prefect.deployments import run_deployment
+
+    return run_deployment(deployment, parameters={"seconds": seconds}, timeout=0)
+
+
+def _state(run_id) -> str:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id).state.type.value
+
+
+def test_worker_online_runs_a_flow_and_stops_fast(worker_factory, prefect_server, nap_flow_dir):
+    worker = worker_factory(pool="test-pool", queues=["q1", "q2"], limit=2)
+    assert worker.status() == "running"
+    html = worker._repr_html_()
+    assert "test-pool" in html and "q1, q2" in html and str(worker.pid) in html
+    workers = api.call("POST", f"{prefect_server.api_url}/work_pools/test-pool/workers/filter", {})
+    assert any(w["name"] == worker.name and w["status"] == "ONLINE" for w in workers)
+    pool = api.call("GET", f"{prefect_server.api_url}/work_pools/test-pool")
+    assert pool["base_job_template"]["variables"]["properties"]["command"]["default"] == (
+        flow_run_command()
+    )
+
+    deployment = _deploy(nap_flow_dir, "test-pool", "q2")
+    run = _run(deployment, 0)
+    wait_until(lambda: _state(run.id) == "COMPLETED", 60, what="the run to complete")
+
+    again = Worker(pool="test-pool", queues=["q1", "q2"], limit=2, home=prefect_server.home)
+    assert again.start().reused and again.pid == worker.pid
+    with pytest.raises(ServiceError, match="already runs"):
+        Worker(pool="other", queues=["x"], name=worker.name, home=prefect_server.home).start()
+
+    pid, started = worker.pid, time.monotonic()
+    message = worker.stop()
+    assert time.monotonic() - started < 2.0, message
+    assert _gone(pid) and worker.status() == "stopped"
+    assert "Stopped worker" in message and "in flight" not in message
+    assert "[watchdog" in worker.logs(tail=5)
+
+
+def test_stopping_a_worker_cancels_runs_in_flight(worker_factory, nap_flow_dir):
+    worker = worker_factory(pool="flight-pool", queues=["slow"])
+    run = _run(_deploy(nap_flow_dir, "flight-pool", "slow"), 120)
+    wait_until(lambda: _state(run.id) == "RUNNING", 60, what="the run to be RUNNING")
+    message = worker.stop()
+    assert "in flight" in message and run.name in message
+    assert _state(run.id) == "CANCELLED"
+
+
+def test_worker_needs_a_server(fresh_home):
+    with pytest.raises(ServiceError, match=r"Start the server first"):
+        Worker(quiet=True).start()
+
+
+def test_server_death_stops_its_workers(fresh_home):
+    server = PrefectServer(quiet=True).start()
+    worker = Worker(pool="p", queues=["q"], quiet=True).start()
+    worker_pid = worker.pid
+    os.kill(server.pid, signal.SIGKILL)
+    # The worker's watchdog watches the server: it stops the worker within seconds.
+    wait_until(lambda: _gone(worker_pid), 15, what="the orphaned worker to stop")
+    messages = registry.check_server_gone(fresh_home, quiet=True)
+    assert len(messages) == 1 and worker.name in messages[0] and "not running" in messages[0]
+    assert worker.status() == "stopped (its server is gone)"
+    assert registry.running(fresh_home).empty
+    assert "depends on" in worker.logs(tail=5)
