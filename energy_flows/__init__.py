@@ -78,6 +78,8 @@ _EXPORTS: dict[str, str] = {
     "deploy_energy_flow": "energy_flows.orchestration",
     "deploy": "energy_flows.orchestration",
     "list_deployments": "energy_flows.orchestration",
+    "pause_deployment": "energy_flows.orchestration",
+    "resume_deployment": "energy_flows.orchestration",
     "queue_runs": "energy_flows.orchestration",
     "queue_status": "energy_flows.orchestration",
     "workers": "energy_flows.orchestration",

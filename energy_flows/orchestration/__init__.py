@@ -30,6 +30,8 @@ from energy_flows.orchestration.deployments import (
     deploy,
     deploy_energy_flow,
     list_deployments,
+    pause_deployment,
+    resume_deployment,
     schedule_text,
 )
 from energy_flows.orchestration.pools import (
@@ -76,11 +78,13 @@ __all__ = [
     "ensure_work_pool",
     "ensure_work_queue",
     "list_deployments",
+    "pause_deployment",
     "pause_work_pool",
     "pause_work_queue",
     "queue_runs",
     "queue_status",
     "read_run",
+    "resume_deployment",
     "resume_work_pool",
     "resume_work_queue",
     "run_result",

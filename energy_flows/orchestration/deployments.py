@@ -447,7 +447,15 @@ def list_deployments() -> pd.DataFrame:
 
 
 def _source_of(flow: Flow) -> tuple[Path, str]:
-    """The folder and "file.py:function" entrypoint a worker loads the flow from."""
+    """The folder a worker starts in and the entrypoint it loads the flow from.
+
+    Prefer a module path ("energy_flows.flows.energy_usage_pipeline", loaded from the
+    folder that holds the package) over a file path ("flows.py:energy_usage_pipeline"):
+    a file is loaded as a loose script module named "flows", and any class it defines
+    (a result type, say) would be pickled under that name, which the notebook cannot
+    import when it reads the result back. The file form is the fall-back for a flow
+    whose module is not importable by its name.
+    """
     from prefect import Flow as PrefectFlow
 
     if not isinstance(flow, PrefectFlow):
@@ -465,7 +473,14 @@ def _source_of(flow: Flow) -> tuple[Path, str]:
             "my_flows.py next to the notebook), import it, and deploy that."
         )
     path = Path(source).resolve()
-    return path.parent, f"{path.name}:{flow.fn.__name__}"
+    function = flow.fn.__name__
+    module = getattr(flow.fn, "__module__", "") or ""
+    parts = module.split(".")
+    if module and module != "__main__" and all(p.isidentifier() for p in parts):
+        root = path.parents[len(parts) - 1]
+        if path.stem != "__init__" and root.joinpath(*parts).with_suffix(".py") == path:
+            return root, f"{module}.{function}"
+    return path.parent, f"{path.name}:{function}"
 
 
 def _snapshot(info: DeploymentInfo) -> dict[str, Any]:
@@ -586,6 +601,29 @@ def deploy(
     return DeploymentInfo(**{**after.__dict__, "changes": tuple(changes)})
 
 
+def _set_deployment_paused(deployment: Any, paused: bool) -> DeploymentInfo:
+    with client() as c:
+        target = resolve_deployment(c, deployment)
+        if bool(target.paused) == paused:
+            return _info(c, target)
+        (c.pause_deployment if paused else c.resume_deployment)(target.id)
+        return _info(c, c.read_deployment(target.id), ("paused" if paused else "resumed",))
+
+
+def pause_deployment(deployment: Any = "energy-usage-pipeline/energy-usage") -> DeploymentInfo:
+    """Switch a deployment's schedule off (its future scheduled runs are removed).
+
+    Replaces `prefect deployment pause 'flow/deployment'`. Runs can still be
+    started by hand with :func:`trigger`.
+    """
+    return _set_deployment_paused(deployment, True)
+
+
+def resume_deployment(deployment: Any = "energy-usage-pipeline/energy-usage") -> DeploymentInfo:
+    """Switch a deployment's schedule back on. Replaces `prefect deployment resume ...`."""
+    return _set_deployment_paused(deployment, False)
+
+
 def _energy_pipeline() -> Flow:
     try:
         from energy_flows.flows import energy_usage_pipeline
@@ -637,6 +675,8 @@ __all__ = [
     "deploy",
     "deploy_energy_flow",
     "list_deployments",
+    "pause_deployment",
+    "resume_deployment",
     "schedule_text",
     "validate_parameters",
 ]

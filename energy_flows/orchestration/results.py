@@ -124,11 +124,30 @@ def run_result(run: Any) -> RunResult:
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])),
             sort=ArtifactSort.KEY_ASC,
         )
-        logs = c.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
-            sort=LogSort.TIMESTAMP_ASC,
-            limit=200,
-        )
+
+        def read_logs() -> list[Any]:
+            return c.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+                sort=LogSort.TIMESTAMP_ASC,
+                limit=200,
+            )
+
+        logs = read_logs()
+        if _logs_may_be_in_flight(flow_run, logs):
+            # The run's process sends its last log lines in a batch after it has
+            # reported its final state: give them a moment to arrive.
+            from energy_flows.errors import WaitTimeout
+            from energy_flows.services.waiting import wait_until
+
+            def complete() -> bool:
+                nonlocal logs
+                logs = read_logs()
+                return not _logs_may_be_in_flight(flow_run, logs)
+
+            try:
+                wait_until(complete, LOG_GRACE_SECONDS, what="the run's last log lines")
+            except WaitTimeout:
+                pass
     art = pd.DataFrame(
         [
             {
@@ -188,6 +207,22 @@ def run_result(run: Any) -> RunResult:
         run=info,
         note=note,
     )
+
+
+#: How long run_result waits for the log lines of a run that has just finished.
+LOG_GRACE_SECONDS = 5.0
+
+
+def _logs_may_be_in_flight(flow_run: Any, logs: list[Any]) -> bool:
+    """True for a run that ended moments ago whose closing log line has not arrived yet."""
+    from energy_flows.orchestration._common import now_utc
+
+    state = flow_run.state
+    if state is None or not state.is_final() or flow_run.end_time is None:
+        return False
+    if (now_utc() - flow_run.end_time).total_seconds() > 2 * LOG_GRACE_SECONDS:
+        return False
+    return not any(str(entry.message).startswith("Finished in state") for entry in logs)
 
 
 def _level(level: int) -> str:

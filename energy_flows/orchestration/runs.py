@@ -102,6 +102,34 @@ def _run_info(run: FlowRun, deployment: str | None) -> RunInfo:
     )
 
 
+#: Each state a learner filters by, as the server's state types. Prefect has more state
+#: *names* than these (Submitting and AwaitingRetry are Pending and Scheduled types,
+#: Retrying is Running, Cancelling ends as Cancelled): grouping by type counts them too.
+_TYPES = {
+    "Scheduled": ("SCHEDULED",),
+    "Late": ("SCHEDULED",),
+    "Pending": ("PENDING",),
+    "Running": ("RUNNING",),
+    "Completed": ("COMPLETED",),
+    "Failed": ("FAILED",),
+    "Crashed": ("CRASHED",),
+    "Cancelled": ("CANCELLED", "CANCELLING"),
+}
+
+
+def state_group(run: FlowRun) -> str | None:
+    """Which of :data:`RUN_STATES` a run is in (Late is a Scheduled run past its time)."""
+    if run.state is None:
+        return None
+    if run.state.name == "Late":
+        return "Late"
+    kind = run.state.type.value
+    for group, types in _TYPES.items():
+        if kind in types:
+            return group
+    return None
+
+
 def _check_states(states: Iterable[str] | str | None) -> list[str] | None:
     if states is None:
         return None
@@ -119,6 +147,9 @@ def _check_states(states: Iterable[str] | str | None) -> list[str] | None:
     return wanted
 
 
+_PAGE = 200
+
+
 def _read_queue_runs(
     c: SyncPrefectClient,
     queue: str,
@@ -133,6 +164,7 @@ def _read_queue_runs(
         FlowRunFilterExpectedStartTime,
         FlowRunFilterState,
         FlowRunFilterStateName,
+        FlowRunFilterStateType,
         WorkPoolFilter,
         WorkPoolFilterName,
         WorkQueueFilter,
@@ -142,16 +174,28 @@ def _read_queue_runs(
 
     run_filter = FlowRunFilter()
     if states:
-        run_filter.state = FlowRunFilterState(name=FlowRunFilterStateName(any_=list(states)))
+        types = sorted({t for s in states for t in _TYPES[s]})
+        run_filter.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=types))
+        if set(states) & {"Scheduled", "Late"} == {"Late"} and types == ["SCHEDULED"]:
+            run_filter.state.name = FlowRunFilterStateName(any_=["Late"])
     if scheduled_before is not None:
         run_filter.expected_start_time = FlowRunFilterExpectedStartTime(before_=scheduled_before)
-    return c.read_flow_runs(
-        flow_run_filter=run_filter,
-        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
-        work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
-        sort=FlowRunSort.EXPECTED_START_TIME_ASC,
-        limit=limit,
-    )
+    runs: list[FlowRun] = []
+    while len(runs) < limit:  # the server answers at most 200 runs per request
+        page = c.read_flow_runs(
+            flow_run_filter=run_filter,
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+            work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=min(_PAGE, limit - len(runs)),
+            offset=len(runs),
+        )
+        runs.extend(page)
+        if len(page) < _PAGE:
+            break
+    if states:
+        runs = [r for r in runs if state_group(r) in states]
+    return runs
 
 
 RUN_COLUMNS = [
@@ -228,24 +272,34 @@ STATUS_COLUMNS = [
 ]
 
 
-def _count(c: SyncPrefectClient, queue: str, pool: str, state: str) -> int:
+def _counts(c: SyncPrefectClient, queue: str, pool: str) -> dict[str, int]:
+    """Runs of one queue per state of :data:`RUN_STATES` (server-side counts, not a poll)."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterState,
         FlowRunFilterStateName,
+        FlowRunFilterStateType,
         WorkPoolFilter,
         WorkPoolFilterName,
         WorkQueueFilter,
         WorkQueueFilterName,
     )
 
-    return c.count_flow_runs(
-        flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(name=FlowRunFilterStateName(any_=[state]))
-        ),
-        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
-        work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
-    )
+    def count(state: FlowRunFilterState) -> int:
+        return c.count_flow_runs(
+            flow_run_filter=FlowRunFilter(state=state),
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+            work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+        )
+
+    result = {
+        group: count(FlowRunFilterState(type=FlowRunFilterStateType(any_=list(types))))
+        for group, types in _TYPES.items()
+        if group != "Late"
+    }
+    result["Late"] = count(FlowRunFilterState(name=FlowRunFilterStateName(any_=["Late"])))
+    result["Scheduled"] -= result["Late"]
+    return result
 
 
 def _online_workers(c: SyncPrefectClient, pool: str) -> int:
@@ -293,8 +347,9 @@ def queue_status(
                 "concurrency_limit": q.concurrency_limit,
                 "priority": q.priority,
             }
+            counts = _counts(c, name, pool)
             for state in RUN_STATES:
-                row[state.lower()] = _count(c, name, pool, state)
+                row[state.lower()] = counts[state]
             row["last_polled"] = timestamp(q.last_polled)
             row["workers_online"] = online
             rows.append(row)
@@ -410,7 +465,7 @@ def diagnose(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> str:
         q = read_queue(c, queue, pool)
         online = _online_workers(c, pool)
     start = (
-        f"start one with `Worker(pool={pool!r}, queue={queue!r}).start()` "
+        f"start one with `Worker(pool={pool!r}, queues={queue!r}).start()` "
         f"or `prefect worker start --pool {pool} --work-queue {queue}`"
     )
     if p.is_paused:
@@ -518,7 +573,7 @@ def wait_for(
         def late() -> pd.DataFrame | None:
             frame = queue_runs(queue_name, pool, states=["Late"])
             report(f"  {queue_name}: {len(frame)} Late")
-            return frame if len(frame) else None
+            return (frame,) if len(frame) else None  # a tuple: wait_until tests truthiness
 
         def why_not_late() -> str:
             frame = queue_runs(queue_name, pool, states=list(WAITING_STATES))
@@ -535,9 +590,10 @@ def wait_for(
                 "before they become Late."
             )
 
-        return wait_until(
+        (frame,) = wait_until(
             late, timeout, what=f"a run to become Late in {queue_name}", missing=why_not_late
         )
+        return frame
 
     def busy_runs() -> pd.DataFrame:
         frame = queue_runs(queue_name, pool, states=list(WAITING_STATES))
@@ -547,21 +603,26 @@ def wait_for(
     def empty() -> pd.DataFrame | None:
         busy = busy_runs()
         report(f"  {queue_name}: {_summary(busy) if len(busy) else 'nothing due or running'}")
-        return queue_runs(queue_name, pool) if busy.empty else None
+        return (queue_runs(queue_name, pool),) if busy.empty else None
 
     def why_not_empty() -> str:
         busy = busy_runs()
         if busy.empty:
             return ""
-        counts = busy["state"].value_counts()
-        main_state = counts.index[0]
-        n = int(counts.iloc[0])
-        reason = diagnose(queue_name, pool) if main_state in ("Scheduled", "Late") else ""
+        states = set(busy["state"])
+        n = len(busy)
         verb = "is" if n == 1 else "are"
-        text = f"{n} run{'s' if n != 1 else ''} {verb} still {main_state} in {queue_name}"
+        if len(states) == 1:
+            text = (
+                f"{n} run{'s' if n != 1 else ''} {verb} still {next(iter(states))} in {queue_name}"
+            )
+        else:
+            text = f"{n} runs are still waiting in {queue_name} ({_summary(busy)})"
+        reason = diagnose(queue_name, pool) if states & {"Scheduled", "Late"} else ""
         return text + (f": {reason}." if reason else ".")
 
-    return wait_until(empty, timeout, what=f"{queue_name} to drain", missing=why_not_empty)
+    (frame,) = wait_until(empty, timeout, what=f"{queue_name} to drain", missing=why_not_empty)
+    return frame
 
 
 def cancel_late_runs(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> pd.DataFrame:

@@ -1,0 +1,285 @@
+"""`energy-flows tour`: the 2022 walkthrough, headless, for an instructor checking a machine.
+
+The original "orchestration with Prefect 2.0 beta" walkthrough went: start
+Orion, create a deployment on a schedule, list deployments, create the work
+queue ``energy_usage``, look at its runs piling up (Scheduled, then Late)
+while no agent polls it, start an agent, watch the queue drain. This module
+does the same with today's names, printing for each step the 2022 command and
+what replaces it. It uses only the package's public functions, so a green tour
+means the lessons will work on this machine.
+
+It honours ``ENERGY_FLOWS_HOME`` (the database stays there) and leaves no
+process behind, even on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from energy_flows.errors import EnergyFlowsError
+
+#: The tour's deployment: the energy flow on a short period, so it runs in seconds.
+TOUR_DEPLOYMENT = "energy-usage"
+TOUR_PARAMETERS = {"meter_id": "home-001", "days": 35, "test_days": 7, "horizon_hours": 24}
+TOUR_INTERVAL_SECONDS = 10
+#: Runs asked for in the past: what a schedule leaves behind while nobody polls the queue.
+TOUR_PAST_RUNS = 2
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Out = Callable[[str], None]
+
+
+class _Steps:
+    """Numbered steps, each with the 2022 command and today's, and the elapsed time."""
+
+    def __init__(self, out: Out) -> None:
+        self.out = out
+        self.n = 0
+        self.start = time.monotonic()
+
+    def step(self, title: str, prefect2: str, today: str) -> None:
+        self.n += 1
+        self.out("")
+        self.out(f"[{self.n}] {title}  (t={time.monotonic() - self.start:.1f} s)")
+        self.out(f"    Prefect 2 (2022): `{prefect2}`")
+        self.out(f"    →  today: {today}")
+
+    def show(self, text: object) -> None:
+        for line in str(text).splitlines():
+            self.out(f"    {line}")
+
+
+def _table(frame: pd.DataFrame, columns: list[str], max_rows: int = 8) -> str:
+    import pandas as pd
+
+    if frame.empty:
+        return "(none)"
+    shown = frame[columns].head(max_rows)
+    with pd.option_context("display.width", 140, "display.max_columns", 20):
+        text = shown.to_string(index=False)
+    if len(frame) > max_rows:
+        text += f"\n... and {len(frame) - max_rows} more"
+    return text
+
+
+def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: float = 120) -> int:
+    """Run the walkthrough end to end against a real server and worker; return 0 on success.
+
+    Args:
+        home: the state folder (default ``$ENERGY_FLOWS_HOME`` or ``./.energy_flows``).
+        out: where lines go (``print`` by default).
+        timeout: the longest any one wait may take, in seconds.
+    """
+    from energy_flows import orchestration as orch
+    from energy_flows.orchestration._common import now_utc
+    from energy_flows.services.registry import stop_all
+    from energy_flows.services.server import PrefectServer
+    from energy_flows.services.worker import Worker
+    from energy_flows.settings import home_dir
+
+    home_path = home_dir(home)
+    s = _Steps(out)
+    wait = min(timeout, 45.0)
+    server = None
+    worker = None
+    out(f"energy-flows tour: the 2022 Prefect walkthrough with today's Prefect, in {home_path}")
+    try:
+        # 1. the server -------------------------------------------------------
+        s.step(
+            "Start the orchestration server",
+            "prefect orion start",
+            "`prefect server start` / energy_flows.PrefectServer().start()",
+        )
+        server = PrefectServer(home=home_path, quiet=True).start()
+        s.show(f"server {'reused' if server.reused else 'started'}: UI at {server.ui_url}")
+        s.show(f"database: {home_path / 'prefect' / 'prefect.db'}")
+
+        # 2. where runs wait: a pool and its queue ------------------------------
+        s.step(
+            "Create the work queue energy_usage (in a process work pool)",
+            "prefect work-queue create energy_usage",
+            "`prefect work-pool create energy-pool --type process` + "
+            "`prefect work-queue create energy_usage --pool energy-pool` / "
+            "ensure_work_pool(), ensure_work_queue()",
+        )
+        s.show("(today a deployment names its pool and queue, so they come before it)")
+        pool = orch.ensure_work_pool(orch.DEFAULT_POOL)
+        queue = orch.ensure_work_queue(orch.DEFAULT_QUEUE, pool=orch.DEFAULT_POOL)
+        s.show(
+            f"pool {pool.name!r}: type {pool.type}, {', '.join(pool.changes) or 'already there'}"
+        )
+        s.show(f"queue {queue.name!r}: {', '.join(queue.changes) or 'already there'}")
+        leftovers = orch.cancel_late_runs(orch.DEFAULT_QUEUE, orch.DEFAULT_POOL)
+        if len(leftovers):
+            s.show(f"cancelled {len(leftovers)} Late run(s) left over from an earlier tour")
+
+        # 3. the deployment -----------------------------------------------------
+        s.step(
+            f"Deploy the energy flow on a schedule (every {TOUR_INTERVAL_SECONDS} s)",
+            "prefect deployment create orchestration.py",
+            "flow.from_source(folder, entrypoint).deploy(...) / deploy_energy_flow(interval=...)",
+        )
+        deployment = orch.deploy_energy_flow(
+            TOUR_DEPLOYMENT,
+            parameters=TOUR_PARAMETERS,
+            interval=TOUR_INTERVAL_SECONDS,
+            work_pool=orch.DEFAULT_POOL,
+            work_queue=orch.DEFAULT_QUEUE,
+        )
+        s.show(f"{deployment.full_name}: {deployment.schedule}, parameters {deployment.parameters}")
+        s.show(f"changes: {', '.join(deployment.changes) or 'none (already deployed)'}")
+
+        # 4. list deployments ---------------------------------------------------
+        s.step(
+            "List deployments",
+            "prefect deployment ls",
+            "`prefect deployment ls` / list_deployments()",
+        )
+        s.show(
+            _table(
+                orch.list_deployments(),
+                ["name", "flow", "schedule", "work_pool", "work_queue", "paused"],
+            )
+        )
+
+        # 5. the queue's details ------------------------------------------------
+        s.step(
+            "Inspect the work queue",
+            "prefect work-queue inspect <queue id>",
+            "`prefect work-queue inspect energy_usage --pool energy-pool` / queue_status()",
+        )
+        status = orch.queue_status(orch.DEFAULT_POOL, [orch.DEFAULT_QUEUE]).iloc[0]
+        s.show(
+            f"status {status['status']} (nobody polls it yet), concurrency limit "
+            f"{status['concurrency_limit']}, priority {status['priority']}, "
+            f"workers online {status['workers_online']}"
+        )
+
+        # 6. runs pile up: Scheduled, then Late --------------------------------
+        s.step(
+            "Watch runs wait in the queue while no agent polls it: Scheduled, then Late",
+            "prefect work-queue preview <queue id>  (and the UI's Late runs)",
+            "queue_runs(), wait_for(until='late')",
+        )
+        past = now_utc() - dt.timedelta(seconds=TOUR_INTERVAL_SECONDS)
+        for i in range(1, TOUR_PAST_RUNS + 1):
+            orch.trigger(
+                deployment.full_name,
+                flow_run_name=f"tour-missed-{i}",
+                scheduled_time=past - dt.timedelta(seconds=TOUR_INTERVAL_SECONDS * (i - 1)),
+            )
+        s.show(
+            f"(asked for {TOUR_PAST_RUNS} runs due {TOUR_INTERVAL_SECONDS} s ago, as a schedule "
+            "does while nobody polls; the schedule adds more every "
+            f"{TOUR_INTERVAL_SECONDS} s)"
+        )
+        runs = orch.queue_runs(orch.DEFAULT_QUEUE, orch.DEFAULT_POOL, states=["Scheduled", "Late"])
+        s.show("now:")
+        s.show(_table(runs, ["name", "state", "scheduled", "lateness_s"], max_rows=5))
+        late = orch.wait_for(
+            until="late",
+            queue=orch.DEFAULT_QUEUE,
+            pool=orch.DEFAULT_POOL,
+            timeout=wait,
+            progress=False,
+        )
+        s.show(
+            f"a few seconds later, {len(late)} Late run(s) (Late = Scheduled and more than "
+            "a few seconds past its start, with no worker to take it):"
+        )
+        s.show(_table(late, ["name", "state", "scheduled", "lateness_s"], max_rows=5))
+        status = orch.queue_status(orch.DEFAULT_POOL, [orch.DEFAULT_QUEUE]).iloc[0]
+        s.show(f"queue status still {status['status']}: looking at a queue is not polling it")
+        s.show(f"why they wait: {orch.diagnose(orch.DEFAULT_QUEUE, orch.DEFAULT_POOL)}")
+
+        # 7. the agent, today a worker -----------------------------------------
+        s.step(
+            "Start an agent (today: a worker) for the queue",
+            "prefect agent start <queue id>",
+            "`prefect worker start --pool energy-pool --work-queue energy_usage` / "
+            "Worker().start()",
+        )
+        worker = Worker(
+            pool=orch.DEFAULT_POOL, queues=[orch.DEFAULT_QUEUE], home=home_path, quiet=True
+        ).start()
+        s.show(_table(orch.workers(orch.DEFAULT_POOL), ["name", "status"]))
+
+        # 8. the queue drains -------------------------------------------------
+        s.step(
+            "Watch the queue drain and the runs complete",
+            "prefect flow-run ls  (and the UI's flow runs page)",
+            "wait_for(until='empty'), queue_runs(), run_result()",
+        )
+        orch.wait_for(
+            until="empty",
+            queue=orch.DEFAULT_QUEUE,
+            pool=orch.DEFAULT_POOL,
+            timeout=wait,
+            progress=False,
+        )
+        runs = orch.queue_runs(orch.DEFAULT_QUEUE, orch.DEFAULT_POOL)
+        finished = runs[runs["state"].isin(orch.FINAL_STATES)]
+        s.show(_table(finished, ["name", "state", "lateness_s", "duration_s"], max_rows=6))
+        status = orch.queue_status(orch.DEFAULT_POOL, [orch.DEFAULT_QUEUE]).iloc[0]
+        s.show(
+            f"queue status {status['status']}: {status['completed']} Completed, "
+            f"{status['late']} Late, {status['failed']} Failed, {status['crashed']} Crashed"
+        )
+        completed = finished[finished["state"] == "Completed"]
+        if completed.empty:
+            raise EnergyFlowsError(
+                "No run completed although the worker ran: look at the worker's log "
+                f"(`energy-flows logs {worker.name}`)."
+            )
+        result = orch.run_result(completed.iloc[0]["id"])
+        s.show(f"result of {result.name!r} (read back from the worker's process):")
+        metrics = result.metrics
+        if metrics is not None and hasattr(metrics, "round"):
+            s.show(metrics.round(3).to_string())
+        else:
+            s.show(repr(result.result)[:300])
+        s.show(f"artifacts: {', '.join(map(str, result.artifacts['key'].dropna())) or 'none'}")
+        bad = status["failed"] + status["crashed"]
+        code = 0 if bad == 0 else 1
+        if bad:
+            s.show(f"{bad} run(s) did not complete: the machine is not ready for the lessons.")
+    finally:
+        # 9. clean up: workers before the server ---------------------------------
+        s.step(
+            "Stop everything (workers first, then the server)",
+            "Ctrl-C in the agent's and Orion's terminals",
+            "`energy-flows down` / energy_flows.stop_all()",
+        )
+        try:
+            if worker is not None:
+                try:
+                    orch.pause_deployment(f"energy-usage-pipeline/{TOUR_DEPLOYMENT}")
+                except Exception:  # the schedule only matters for the next tour
+                    pass
+            if server is not None and server.reused:
+                if worker is not None:
+                    worker.stop()
+                s.show("the server was already running before the tour: left running")
+            else:
+                stopped = stop_all(home_path, quiet=True)
+                s.show(f"stopped: {len(stopped)} process(es)")
+        finally:
+            s.show(f"database kept in {home_path / 'prefect'}")
+            s.show(f"tour took {time.monotonic() - s.start:.1f} s")
+    out("tour finished: this machine is ready." if code == 0 else "tour finished with problems.")
+    return code
+
+
+def run_tour(args: argparse.Namespace) -> int:
+    """Entry point of `energy-flows tour` (see :mod:`energy_flows.cli`)."""
+    home = getattr(args, "home", None) or None
+    timeout = float(getattr(args, "timeout", 120.0) or 120.0)
+    return tour(home=Path(home) if home else None, timeout=timeout)
