@@ -188,7 +188,7 @@ class PrefectServer:
             except ServiceError as exc:
                 # Another program took the port between our check and the
                 # server's bind: try again on a free port, and say so.
-                if not (fresh and "address already in use" in str(exc).lower()) or attempt == 2:
+                if not (fresh and "already in use" in str(exc).lower()) or attempt == 2:
                     raise
                 self._say(f"Port {rec.port} was taken meanwhile by another program; retrying.")
         self._record = self._last_record = rec
@@ -284,7 +284,7 @@ class PrefectServer:
     def _failed(self, rec: ServiceRecord, what: str) -> ServiceError:
         lines = process.tail(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
         hint = "Fix the cause shown above, then run the cell again."
-        if "address already in use" in lines.lower():
+        if "already in use" in lines.lower():
             hint = "Another program took the port meanwhile: run the cell again to use a free port."
         return ServiceError(
             f"The Prefect server {what}. Nothing is left running.\n"

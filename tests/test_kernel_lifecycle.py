@@ -1,0 +1,150 @@
+"""Real Jupyter kernels start services, then end every way a learner's kernel can end.
+
+Shutdown, restart and SIGKILL must take every process the package started
+with them (within a few seconds); the interrupt button must not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from energy_flows.services import api, registry
+from energy_flows.services.waiting import wait_until
+
+jupyter_client = pytest.importorskip("jupyter_client")
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
+
+#: A process the package started must be gone this soon after its kernel.
+GONE_WITHIN = 5.0
+
+START_SERVER = """
+import json, os
+from energy_flows import PrefectServer
+server = PrefectServer(quiet=True).start()
+print(json.dumps({"kernel": os.getpid(), "pids": [server.pid, server.record.watchdog_pid]}))
+"""
+
+START_WORKER = """
+from energy_flows import Worker
+worker = Worker(pool="kernel-pool", queues=["kernel-queue"], quiet=True).start()
+print(json.dumps({"pids": [worker.pid, worker.record.watchdog_pid]}))
+"""
+
+START_SLEEPER = """
+import json, os, sys
+from energy_flows.services import process
+from energy_flows.settings import classroom_env, ensure_home
+home = ensure_home()
+s = process.spawn([sys.executable, "-c", "import time; time.sleep(120)"], classroom_env(home),
+                  home / "logs" / "sleeper.log")
+print(json.dumps({"kernel": os.getpid(), "pids": [s.pid, s.watchdog_pid]}))
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _assert_all_gone(pids: list[int]) -> float:
+    started = time.monotonic()
+    wait_until(
+        lambda: all(_gone(p) for p in pids),
+        GONE_WITHIN,
+        what=f"the package's processes {pids} to end with their kernel",
+        missing=lambda: "still alive: " + ", ".join(str(p) for p in pids if not _gone(p)),
+    )
+    return time.monotonic() - started
+
+
+def _run(client, code: str, timeout: float = 120) -> dict:
+    out: list[str] = []
+
+    def hook(msg: dict) -> None:
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            out.append("\n".join(msg["content"]["traceback"]))
+
+    reply = client.execute_interactive(code, timeout=timeout, output_hook=hook)
+    text = "".join(out)
+    assert reply["content"]["status"] == "ok", text
+    return json.loads(text.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[tuple]:
+    """A real ipykernel with its own ENERGY_FLOWS_HOME; cleaned up whatever the test did."""
+    home = tmp_path / "home"
+    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home), ENERGY_FLOWS_QUIET="1")
+    manager = jupyter_client.KernelManager(kernel_name="python3")
+    manager.start_kernel(env=env, cwd=str(tmp_path))
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    try:
+        yield manager, client, home
+    finally:
+        client.stop_channels()
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
+        registry.stop_all(home, quiet=True)
+
+
+def test_shutdown_stops_server_and_worker(kernel):
+    manager, client, home = kernel
+    server = _run(client, START_SERVER)
+    worker = _run(client, START_WORKER)
+    pids = server["pids"] + worker["pids"]
+    assert not any(_gone(p) for p in pids)
+    manager.shutdown_kernel(now=False)
+    _assert_all_gone(pids)
+    assert registry.running(home).empty
+
+
+def test_interrupt_keeps_the_server_then_sigkill_stops_it(kernel):
+    manager, client, home = kernel
+    info = _run(client, START_SERVER)
+    api_url = registry.server_record(home).api_url
+    msg_id = client.execute("import time; time.sleep(60)")
+    time.sleep(1.0)
+    manager.interrupt_kernel()
+    reply = client.get_shell_msg(timeout=20)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    time.sleep(1.0)
+    assert not any(_gone(p) for p in info["pids"]), "the interrupt button stopped the server"
+    assert api.healthy(api_url)
+    assert _run(client, "print(json.dumps(server.status()))") == "running"
+
+    os.kill(info["kernel"], signal.SIGKILL)
+    _assert_all_gone(info["pids"])
+    assert registry.server_record(home) is None
+
+
+def test_restart_stops_what_the_old_kernel_started(kernel):
+    manager, client, _home = kernel
+    info = _run(client, START_SLEEPER)
+    manager.restart_kernel(now=False)
+    _assert_all_gone(info["pids"])
+    client.wait_for_ready(timeout=60)
+    assert _run(client, "import os, json; print(json.dumps(os.getpid()))") != info["kernel"]
+
+
+def test_sigkill_stops_a_spawned_child(kernel):
+    _manager, client, _home = kernel
+    info = _run(client, START_SLEEPER)
+    os.kill(info["kernel"], signal.SIGKILL)
+    _assert_all_gone(info["pids"])

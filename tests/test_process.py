@@ -1,0 +1,167 @@
+"""The one spawn function: watchdog ties, detached mode, signals, stops. No Prefect needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from energy_flows.errors import WaitTimeout
+from energy_flows.services import process
+from energy_flows.services.waiting import wait_until
+
+SLEEPER = [
+    sys.executable,
+    "-c",
+    "import signal, time; print('SIGINT:', signal.getsignal(signal.SIGINT), flush=True); "
+    "time.sleep(120)",
+]
+
+OWNER = textwrap.dedent(
+    """
+    import json, sys, time, os
+    from energy_flows.services import process
+    mode = sys.argv[1]
+    if mode == "attach":
+        assert process.attach(sys.argv[4])
+        print(json.dumps({}), flush=True)
+    else:
+        s = process.spawn(json.loads(sys.argv[2]), dict(os.environ), sys.argv[3],
+                          tied=(mode == "tied"), socket_path=sys.argv[4] or None)
+        print(json.dumps({"pid": s.pid, "watchdog": s.watchdog_pid}), flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(*pids: int, timeout: float = 5.0) -> None:
+    wait_until(lambda: all(_gone(p) for p in pids), timeout, what=f"processes {pids} to end")
+
+
+@pytest.fixture
+def env(fresh_home):
+    fresh_home.mkdir(parents=True, exist_ok=True)
+    return dict(os.environ)
+
+
+def _owner(mode: str, log, socket_path: str = "") -> tuple[subprocess.Popen, dict]:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, mode, json.dumps(SLEEPER), str(log), socket_path],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return owner, json.loads(owner.stdout.readline())
+
+
+def test_tied_child_dies_when_its_owner_is_killed(fresh_home, env):
+    owner, pids = _owner("tied", fresh_home / "child.log")
+    assert not _gone(pids["pid"]) and not _gone(pids["watchdog"])
+    owner.kill()
+    owner.wait()
+    _wait_gone(pids["pid"], pids["watchdog"], timeout=3)
+
+
+def test_detached_child_survives_its_owner_until_stopped(fresh_home, env):
+    owner, pids = _owner("detached", fresh_home / "child.log")
+    owner.kill()
+    owner.wait()
+    time.sleep(1)
+    assert not _gone(pids["pid"])
+    assert process.stop(pids["pid"], None, pids["watchdog"], None, timeout=5)
+    _wait_gone(pids["pid"], pids["watchdog"])
+
+
+def test_attached_owner_keeps_child_alive_until_it_ends_too(fresh_home, env):
+    sock = process.socket_path_for(fresh_home, "test")
+    first, pids = _owner("tied", fresh_home / "child.log", sock)
+    wait_until(lambda: os.path.exists(sock), 5, what="the watchdog socket")
+    second, _ = _owner("attach", "", sock)
+    first.kill()
+    first.wait()
+    time.sleep(1)
+    assert not _gone(pids["pid"]), "the second owner should keep the child alive"
+    second.kill()
+    second.wait()
+    _wait_gone(pids["pid"], pids["watchdog"], timeout=3)
+
+
+def test_child_gets_default_sigint_even_if_the_caller_ignores_it(fresh_home, env):
+    log = fresh_home / "child.log"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        spawned = process.spawn(SLEEPER, env, log)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        line = wait_until(
+            lambda: [x for x in process.tail(log).splitlines() if x.startswith("SIGINT:")],
+            10,
+            what="the child's first line",
+        )
+        assert "default_int_handler" in line[0]
+        assert psutil.Process(spawned.watchdog_pid).pid == os.getsid(spawned.watchdog_pid)
+    finally:
+        process.stop(spawned.pid, spawned.create_time, spawned.watchdog_pid, None)
+    _wait_gone(spawned.pid, spawned.watchdog_pid)
+
+
+def test_watch_pid_stops_the_child_when_that_process_ends(fresh_home, env):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    spawned = process.spawn(SLEEPER, env, fresh_home / "c.log", watch_pid=other.pid)
+    other.kill()
+    other.wait()
+    _wait_gone(spawned.pid, spawned.watchdog_pid, timeout=5)
+    assert "depends on" in process.tail(fresh_home / "c.log")
+    assert not process.is_alive(spawned.watchdog_pid)
+
+
+def test_stop_kills_a_child_that_ignores_sigterm(fresh_home, env):
+    stubborn = [
+        sys.executable,
+        "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)",
+    ]
+    spawned = process.spawn(stubborn, env, fresh_home / "s.log", grace=0.5)
+    started = time.monotonic()
+    assert process.stop(spawned.pid, spawned.create_time, spawned.watchdog_pid, None, timeout=5)
+    assert time.monotonic() - started < 3
+    assert _gone(spawned.pid) and "killed after" in process.tail(fresh_home / "s.log")
+
+
+def test_is_alive_tells_a_reused_pid_apart():
+    me = psutil.Process()
+    assert process.is_alive(me.pid, me.create_time())
+    assert not process.is_alive(me.pid, me.create_time() - 100)
+    assert not process.is_alive(None)
+
+
+def test_wait_until_returns_the_value_or_says_what_is_missing():
+    values = iter([0, 0, 42])
+    assert wait_until(lambda: next(values), 5, what="the answer") == 42
+    with pytest.raises(WaitTimeout, match=r"waiting for the impossible\.\nstill nothing"):
+        wait_until(lambda: False, 0.2, what="the impossible", missing=lambda: "still nothing")
+
+
+def test_launcher_keeps_rfc3987_syntax_out():
+    probe = "import sys; import jsonschema; print('rfc3987_syntax' in sys.modules and " \
+        "sys.modules['rfc3987_syntax'] is not None)"  # fmt: skip
+    plain = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    code = f"from energy_flows.services.launch import block_optional_modules as b; b(); {probe}"
+    blocked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert blocked.stdout.strip() == "False", blocked.stderr
+    if plain.stdout.strip() != "True":
+        pytest.skip("rfc3987_syntax is not installed here: nothing to block")
