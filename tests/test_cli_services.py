@@ -1,0 +1,84 @@
+"""``energy-flows up | status | logs | down | reset`` in a terminal (real subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from energy_flows.services import api, registry
+
+pytestmark = pytest.mark.server
+
+
+def cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home))
+    env.pop("ENERGY_FLOWS_QUIET", None)
+    return subprocess.run(
+        [sys.executable, "-m", "energy_flows.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_up_status_logs_down(tmp_path):
+    home = tmp_path / "home"
+    try:
+        up = cli(home, "up", "--worker", "cli-pool/cli-queue")
+        assert up.returncode == 0, up.stderr + up.stdout
+        server = registry.server_record(home)
+        assert server is not None and server.owner == "cli"
+        assert f"Prefect UI:  {server.ui_url}" in up.stdout
+        # The command has returned; the server and the worker keep running.
+        assert api.healthy(server.api_url)
+        (worker,) = registry.worker_records(home)
+        assert worker.pool == "cli-pool" and worker.queues == ["cli-queue"]
+
+        started = time.monotonic()
+        again = cli(home, "up")
+        assert time.monotonic() - started < 2.0  # includes interpreter start; reuse itself ≪ 0.5 s
+        assert again.returncode == 0 and "Reusing" in again.stdout
+        assert registry.server_record(home).pid == server.pid
+
+        status = cli(home, "status")
+        assert status.returncode == 0
+        assert "server" in status.stdout and "cli-pool: cli-queue" in status.stdout
+        assert str(server.pid) in status.stdout
+
+        logs = cli(home, "logs", "-n", "3")
+        assert logs.returncode == 0 and len(logs.stdout.strip().splitlines()) <= 3
+        assert cli(home, "logs", worker.name).returncode == 0
+        missing = cli(home, "logs", "nope")
+        assert missing.returncode == 1 and "Logs in this home" in missing.stderr
+
+        down = cli(home, "down")
+        assert down.returncode == 0
+        assert "Stopped worker" in down.stdout and "Stopped the Prefect server" in down.stdout
+        assert down.stdout.index("Stopped worker") < down.stdout.index("Stopped the Prefect")
+        assert not psutil.pid_exists(server.pid) or not registry.records(home)
+        assert "Nothing runs" in cli(home, "status").stdout
+    finally:
+        registry.stop_all(home, quiet=True)
+
+
+def test_up_rejects_a_bad_worker_spec(tmp_path):
+    result = cli(tmp_path / "home", "up", "--worker", "no-slash")
+    assert result.returncode == 1 and "POOL/QUEUE" in result.stderr
+    assert registry.server_record(tmp_path / "home") is None
+
+
+def test_reset_removes_state(tmp_path):
+    home = tmp_path / "home"
+    (home / "prefect").mkdir(parents=True)
+    (home / "prefect" / "prefect.db").write_text("x")
+    (home / "cache").mkdir()
+    result = cli(home, "reset", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert not (home / "prefect").exists() and (home / "cache").exists()
