@@ -216,23 +216,28 @@ _NUMERIC = [
 ]
 
 
-def _design(features: pd.DataFrame) -> pd.DataFrame:
-    """The matrix the regression sees: one column per input, no missing values."""
+def _design(features: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The matrix the regression sees: its column names and values (NaN where unknown)."""
     numeric = [c for c in [*_NUMERIC, "heating_degrees_prev_day"] if c in features.columns]
-    design = features[numeric].astype(float).copy()
+    n = len(features)
+    hour = features["hour"].to_numpy()
     # Each hour of a weekday and of a weekend day gets its own level (48 columns):
     # the daily routine, learnt from the data.
-    slot = features["hour"].to_numpy() + 24 * features["weekend"].to_numpy().astype(int)
-    slots = np.zeros((len(features), 48))
-    slots[np.arange(len(features)), slot] = 1.0
-    for i in range(48):
-        design[f"slot_{'we' if i >= 24 else 'wd'}_{i % 24:02d}"] = slots[:, i]
+    slot = hour + 24 * features["weekend"].to_numpy().astype(int)
+    slots = np.zeros((n, 48))
+    slots[np.arange(n), slot] = 1.0
     # Yesterday's use matters more in the evening than at 4 am: let it vary by hour.
-    evening = features["hour"].between(17, 23).to_numpy()
-    design["lag_24h_x_evening"] = features["lag_24h_kwh"].to_numpy() * evening
-    for dow in range(7):
-        design[f"dow_{dow}"] = (features["dayofweek"].to_numpy() == dow).astype(float)
-    return design
+    evening = ((hour >= 17) & (hour <= 23)) * features["lag_24h_kwh"].to_numpy(float)
+    days = np.zeros((n, 7))
+    days[np.arange(n), features["dayofweek"].to_numpy()] = 1.0
+    names = [
+        *numeric,
+        *(f"slot_{'we' if i >= 24 else 'wd'}_{i % 24:02d}" for i in range(48)),
+        "lag_24h_x_evening",
+        *(f"dow_{d}" for d in range(7)),
+    ]
+    values = np.column_stack([features[numeric].to_numpy(float), slots, evening, days])
+    return names, values
 
 
 def fit(train: pd.DataFrame, alpha: float = 1.0) -> ForecastModel:
@@ -243,15 +248,15 @@ def fit(train: pd.DataFrame, alpha: float = 1.0) -> ForecastModel:
     yesterday's mean) it keeps the weights small and stable. Solved in closed
     form: ``(X'X + alpha I) b = X'y``. Hours with a missing input are skipped.
     """
-    design = _design(train)
-    usable = design.notna().all(axis=1) & train["kwh"].notna()
+    names, design = _design(train)
+    target = train["kwh"].to_numpy(float)
+    usable = ~np.isnan(design).any(axis=1) & ~np.isnan(target)
     if usable.sum() < 24 * 7:
         raise DataError(
             f"Only {int(usable.sum())} training hours have every input (a reading and the same "
             "hour 1, 2 and 7 days before). Give a longer period with fewer gaps."
         )
-    x = design[usable].to_numpy(float)
-    y = train.loc[usable, "kwh"].to_numpy(float)
+    x, y = design[usable], target[usable]
     center = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0
@@ -259,9 +264,9 @@ def fit(train: pd.DataFrame, alpha: float = 1.0) -> ForecastModel:
     penalty = alpha * np.eye(z.shape[1])
     penalty[0, 0] = 0.0  # never shrink the intercept
     coefficients = np.linalg.solve(z.T @ z + penalty, z.T @ y)
-    index = train.index[usable.to_numpy()]
+    index = train.index[usable]
     return ForecastModel(
-        columns=["intercept", *design.columns],
+        columns=["intercept", *names],
         coefficients=coefficients,
         center=center,
         scale=scale,
@@ -278,14 +283,13 @@ def forecast(model: ForecastModel, features: pd.DataFrame) -> pd.Series:
     ``make_features(readings, horizon_hours=24)`` to forecast tomorrow.
     Predictions below the smallest use seen make no sense and are clipped to 0.
     """
-    design = _design(features)
-    if list(design.columns) != model.columns[1:]:
+    names, x = _design(features)
+    if names != model.columns[1:]:
         raise DataError(
             "These features do not match the ones the model was fitted on "
-            f"({len(model.columns) - 1} inputs expected, got {len(design.columns)}): "
+            f"({len(model.columns) - 1} inputs expected, got {len(names)}): "
             "build both with make_features from readings with the same columns."
         )
-    x = design.to_numpy(float)
     z = np.column_stack([np.ones(len(x)), (x - model.center) / model.scale])
     predicted = np.clip(z @ model.coefficients, 0.0, None)
     return pd.Series(predicted, index=features.index, name="kwh_predicted")
@@ -340,14 +344,14 @@ def evaluate(comparison: pd.DataFrame) -> pd.DataFrame:
     scored = comparison[["kwh_actual", *methods]].dropna()
     if scored.empty:
         raise DataError("No hour has an actual value and every forecast: nothing to score.")
-    actual = scored["kwh_actual"]
+    actual = scored["kwh_actual"].to_numpy(float)
     rows = {}
     for column in methods:
-        name = column.removeprefix("kwh_")
-        rows[name] = {
-            "mae_kwh": mae(actual, scored[column]),
-            "rmse_kwh": rmse(actual, scored[column]),
-            "wape_pct": wape(actual, scored[column]),
+        error = scored[column].to_numpy(float) - actual
+        rows[column.removeprefix("kwh_")] = {
+            "mae_kwh": float(np.mean(np.abs(error))),  # = mae(), on arrays: faster
+            "rmse_kwh": float(np.sqrt(np.mean(error**2))),
+            "wape_pct": float(100.0 * np.abs(error).sum() / np.abs(actual).sum()),
             "hours": len(scored),
         }
     metrics = pd.DataFrame.from_dict(rows, orient="index")
