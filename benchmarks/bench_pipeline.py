@@ -19,6 +19,7 @@ shared machine; compare configurations side by side in one run.
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import statistics
 import sys
@@ -96,6 +97,7 @@ def bench_flow(repeat: int, api_url: str | None) -> tuple[dict[str, float], str]
     finally:
         if server is not None:
             server.stop()
+        shutil.rmtree(home, ignore_errors=True)
     return {"flow in-process, first run": first, "flow in-process": median}, where
 
 

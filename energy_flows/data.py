@@ -211,8 +211,9 @@ def simulate_meter(
 
     * ``daylight_saving``: the meter writes local clock time, so the spring
       change skips 02:00 and the autumn change writes 02:00 twice;
-    * ``dropouts``: a few readings of 1-3 hours lost (radio glitches);
-    * ``outages``: about two multi-day outages a year (12 hours to 5 days);
+    * ``dropouts``: about six short losses of 1-3 hours a year (radio glitches);
+    * ``outages``: one or two long outages a year (12 hours to 5 days), as in the
+      real household (8 outages of 1 to 119 hours in 4 years, 1.2 % of hours);
     * ``false_zeros``: some missing readings arrive as ``0.0`` instead of empty;
     * ``spikes`` (off by default): a few absurd values (meter glitches).
     """
