@@ -530,7 +530,10 @@ class QueueMonitor(_LiveView):
     def snapshot_html(self) -> str:
         """The monitor as an HTML table (what the live view shows, too)."""
         snap = self._snapshot
-        parts = ["<div class='energy-flows-monitor' style='font-size:0.92em'>"]
+        parts = [
+            "<div class='energy-flows-monitor' style='font-size:0.92em'><style>"
+            ".energy-flows-monitor td{padding:2px 8px;text-align:left}</style>"
+        ]
         title = f"Work pool <b>{_esc(snap.pool)}</b>"
         if not self.stable:
             title += f" · snapshot at {_clock(snap.time)}"
