@@ -47,8 +47,8 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "00": (),
     "01": ("server",),
     "02": ("server",),
-    "03": ("server",),
-    "04": ("server", "deployment"),
+    "03": ("server", "pool"),
+    "04": ("server", "pool", "deployment"),
     "05": ("server", "pool", "queue", "deployment"),
     "06": ("server", "pool", "queue", "deployment"),
 }
@@ -87,9 +87,11 @@ def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | No
     already running, and points this kernel at it. Then it creates what
     the earlier lessons would have created, each only if it is missing:
 
-    * from lesson 04 on, the deployment ``energy-usage`` of lesson 03;
-    * from lesson 05 on, the process work pool ``energy-pool`` and its queue
-      ``energy_usage`` (lesson 04).
+    * from lesson 03 on, the process work pool ``energy-pool`` (a deployment
+      names the pool its runs go to; lesson 04 looks at it closely);
+    * from lesson 04 on, the deployment ``energy-usage`` of lesson 03 (which
+      also creates the queue ``energy_usage``);
+    * from lesson 05 on, the queue ``energy_usage`` explicitly (lesson 04).
 
     Running it twice, or after the earlier lessons, changes nothing.
     Lesson 00 needs no server and gets ``None``.
@@ -114,9 +116,48 @@ def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | No
     return server
 
 
-#: The deployment lesson 03 ends with, and that later lessons rely on: every
-#: 30 seconds, on the ``energy_usage`` queue of ``energy-pool``.
-LESSON_DEPLOYMENT: dict[str, Any] = {"interval": 30}
+#: The deployment lesson 03 makes, and that later lessons rely on: every
+#: minute, 120 days of data per run, on the ``energy_usage`` queue of ``energy-pool``.
+LESSON_DEPLOYMENT: dict[str, Any] = {"interval": 60, "parameters": {"days": 120}}
+
+
+# --------------------------------------------------------------------------
+# Waiting for runs to turn Late (lessons 04 and 05)
+# --------------------------------------------------------------------------
+
+
+def wait_until_late(runs: Any, timeout: float = 60.0) -> Any:
+    """Wait until each of ``runs`` (RunInfo objects from ``trigger()``) is Late; return their states.
+
+    A run that a worker picks up meanwhile never turns Late; it stops the
+    wait for that run too. Returns a DataFrame with the runs' ``name`` and
+    ``state`` in the order given. Raises ``WaitTimeout`` saying which runs
+    are still Scheduled, and why (``diagnose()``), after ``timeout`` seconds.
+    """
+    import pandas as pd
+
+    from energy_flows.orchestration import diagnose, read_run
+    from energy_flows.services.waiting import wait_until
+
+    runs = list(runs) if isinstance(runs, list | tuple) else [runs]
+    latest: dict[str, Any] = {}
+
+    def all_late() -> bool:
+        for run in runs:
+            if run.id not in latest or latest[run.id].state == "Scheduled":
+                latest[run.id] = read_run(run)
+        return all(latest[r.id].state != "Scheduled" for r in runs)
+
+    def why() -> str:
+        waiting = [latest[r.id].name for r in runs if latest[r.id].state == "Scheduled"]
+        reason = diagnose()
+        return f"Still Scheduled: {', '.join(waiting)}." + (f" ({reason})" if reason else "")
+
+    wait_until(all_late, timeout, what="the runs to turn Late", missing=why, max_interval=1.0)
+    return pd.DataFrame(
+        [{"name": latest[r.id].name, "state": latest[r.id].state} for r in runs],
+        columns=["name", "state"],
+    )
 
 
 # --------------------------------------------------------------------------
