@@ -27,9 +27,12 @@ from energy_flows.errors import EnergyFlowsError
 #: The tour's deployment: the energy flow on a short period, so it runs in seconds.
 TOUR_DEPLOYMENT = "energy-usage"
 TOUR_PARAMETERS = {"meter_id": "home-001", "days": 35, "test_days": 7, "horizon_hours": 24}
-TOUR_INTERVAL_SECONDS = 10
-#: Runs asked for in the past: what a schedule leaves behind while nobody polls the queue.
-TOUR_PAST_RUNS = 2
+TOUR_INTERVAL_SECONDS = 30
+#: Runs asked for in the past: what a schedule leaves behind while nobody polls the queue
+#: (waiting for the schedule's own runs to turn Late would take half a minute).
+TOUR_PAST_RUNS = 1
+#: How far in the past those runs were due.
+TOUR_MISSED_BY_SECONDS = 10
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,6 +73,22 @@ def _table(frame: pd.DataFrame, columns: list[str], max_rows: int = 8) -> str:
     return text
 
 
+def _start_worker(worker_class: type, home: Path, pool: str, queue: str) -> object:
+    """Start the worker; once more if SQLite was busy (HTTP 503) while it registered."""
+    from energy_flows.errors import ServiceError
+
+    for attempt in (1, 2):
+        worker = worker_class(pool=pool, queues=[queue], home=home, quiet=True)
+        try:
+            return worker.start()
+        except ServiceError as exc:
+            if attempt == 2 or "503" not in str(exc):
+                raise
+            worker.stop()
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: float = 120) -> int:
     """Run the walkthrough end to end against a real server and worker; return 0 on success.
 
@@ -87,7 +106,11 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
 
     home_path = home_dir(home)
     s = _Steps(out)
-    wait = min(timeout, 45.0)
+
+    def wait() -> float:
+        """What is left of the overall time limit, for the next wait (at least 10 s)."""
+        return max(10.0, timeout - (time.monotonic() - s.start))
+
     server = None
     worker = None
     out(f"energy-flows tour: the 2022 Prefect walkthrough with today's Prefect, in {home_path}")
@@ -169,7 +192,7 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
             "prefect work-queue preview <queue id>  (and the UI's Late runs)",
             "queue_runs(), wait_for(until='late')",
         )
-        past = now_utc() - dt.timedelta(seconds=TOUR_INTERVAL_SECONDS)
+        past = now_utc() - dt.timedelta(seconds=TOUR_MISSED_BY_SECONDS)
         for i in range(1, TOUR_PAST_RUNS + 1):
             orch.trigger(
                 deployment.full_name,
@@ -177,9 +200,9 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
                 scheduled_time=past - dt.timedelta(seconds=TOUR_INTERVAL_SECONDS * (i - 1)),
             )
         s.show(
-            f"(asked for {TOUR_PAST_RUNS} runs due {TOUR_INTERVAL_SECONDS} s ago, as a schedule "
-            "does while nobody polls; the schedule adds more every "
-            f"{TOUR_INTERVAL_SECONDS} s)"
+            f"(the schedule puts a run in the queue every {TOUR_INTERVAL_SECONDS} s; to not wait "
+            f"for one to turn Late, we also asked for {TOUR_PAST_RUNS} run(s) due "
+            f"{TOUR_MISSED_BY_SECONDS} s ago: what a schedule leaves while nobody polls)"
         )
         runs = orch.queue_runs(orch.DEFAULT_QUEUE, orch.DEFAULT_POOL, states=["Scheduled", "Late"])
         s.show("now:")
@@ -188,7 +211,7 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
             until="late",
             queue=orch.DEFAULT_QUEUE,
             pool=orch.DEFAULT_POOL,
-            timeout=wait,
+            timeout=wait(),
             progress=False,
         )
         s.show(
@@ -207,9 +230,7 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
             "`prefect worker start --pool energy-pool --work-queue energy_usage` / "
             "Worker().start()",
         )
-        worker = Worker(
-            pool=orch.DEFAULT_POOL, queues=[orch.DEFAULT_QUEUE], home=home_path, quiet=True
-        ).start()
+        worker = _start_worker(Worker, home_path, orch.DEFAULT_POOL, orch.DEFAULT_QUEUE)
         s.show(_table(orch.workers(orch.DEFAULT_POOL), ["name", "status"]))
 
         # 8. the queue drains -------------------------------------------------
@@ -222,7 +243,7 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
             until="empty",
             queue=orch.DEFAULT_QUEUE,
             pool=orch.DEFAULT_POOL,
-            timeout=wait,
+            timeout=wait(),
             progress=False,
         )
         runs = orch.queue_runs(orch.DEFAULT_QUEUE, orch.DEFAULT_POOL)
