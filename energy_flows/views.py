@@ -147,16 +147,17 @@ def runs_with_workers(runs: pd.DataFrame) -> pd.DataFrame:
     """
     if runs.empty:
         return attach_workers(runs, pd.DataFrame(columns=["message"]))
-    from prefect import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterName
+
+    from energy_flows.orchestration._common import client
 
     ids = [str(run_id) for run_id in runs["id"]]
     log_filter = LogFilter(
         flow_run_id=LogFilterFlowRunId(any_=ids),
         name=LogFilterName(any_=["prefect.flow_runs.worker"]),
     )
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=log_filter, limit=max(200, 4 * len(ids)))
+    with client() as c:
+        logs = c.read_logs(log_filter=log_filter, limit=max(200, 4 * len(ids)))
     frame = pd.DataFrame(
         {
             "flow_run_id": [str(log.flow_run_id) for log in logs],

@@ -136,6 +136,17 @@ def _run_notebook(page: Any, lab: Any, shots: Path) -> None:
         path=str(shots / "queue-monitor-worker-widget.png")
     )
 
+    # Step 3: the run completes, the kernel goes idle, and the monitor still refreshes.
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    outputs = page.inner_text(".jp-Notebook")
+    assert "'Completed'" in outputs, outputs[-2000:]
+    before = page.evaluate(READ_MONITOR)["text"]
+    page.wait_for_function(
+        f"() => {{ const m = ({READ_MONITOR})(); return Boolean(m && m.text !== {before!r}"
+        " && m.text.includes('Completed')); }",
+        timeout=30_000,
+    )
+
 
 def test_queue_monitor_in_jupyterlab(tmp_path: Path) -> None:
     _require_chromium()
