@@ -1,0 +1,15 @@
+"""The classroom's services: the Prefect server ("Orion") and workers ("agents").
+
+* :mod:`~energy_flows.services.server`: :class:`PrefectServer`, ``start_server()``
+* :mod:`~energy_flows.services.worker`: :class:`Worker`, ``flow_run_command()``
+* :mod:`~energy_flows.services.registry`: ``running()``, ``stop_all()`` and the
+  state files in ``<home>/state/``
+* :mod:`~energy_flows.services.process`: ``spawn()``, the one way every child
+  process is started (under ``watchdog.py``, so none outlives its kernel)
+* :mod:`~energy_flows.services.waiting`: ``wait_until()``, the one wait loop
+* :mod:`~energy_flows.services.launch`: runs Prefect without the slow optional import
+* :mod:`~energy_flows.services.commands`: ``energy-flows up | down | status | logs | reset``
+
+Nothing is imported here, so ``python -m energy_flows.services.launch`` and
+``energy-flows status`` stay fast.
+"""
