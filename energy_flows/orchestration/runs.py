@@ -186,7 +186,8 @@ def _read_queue_runs(
             flow_run_filter=run_filter,
             work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
             work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
-            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            # Newest first, so a long-lived queue shows its latest runs, not its oldest.
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=min(_PAGE, limit - len(runs)),
             offset=len(runs),
         )
@@ -243,7 +244,9 @@ def queue_runs(
     states: Iterable[str] | str | None = None,
     limit: int = 200,
 ) -> pd.DataFrame:
-    """The flow runs in one work queue, earliest scheduled first (the queue's Runs tab).
+    """The flow runs in one work queue (the queue's Runs tab): the latest ``limit`` runs by
+    scheduled time, shown earliest first. A schedule keeps a stock of future runs, so they
+    appear at the end.
 
     Columns: ``name, state, deployment, scheduled, lateness_s, started, ended,
     duration_s, id``. ``lateness_s`` is how long after its scheduled time a run
@@ -596,9 +599,14 @@ def wait_for(
         return frame
 
     def busy_runs() -> pd.DataFrame:
-        frame = queue_runs(queue_name, pool, states=list(WAITING_STATES))
-        due = frame["scheduled"] <= pd.Timestamp(now_utc())
-        return frame[(frame["state"] != "Scheduled") | due]
+        # Runs whose time has come and that are not finished; a schedule's future runs wait
+        # legitimately and do not count.
+        with client() as c:
+            read_queue(c, queue_name, pool)
+            runs = _read_queue_runs(
+                c, queue_name, pool, list(WAITING_STATES), scheduled_before=now_utc()
+            )
+            return _runs_frame(runs, _deployment_names(c, runs))
 
     def empty() -> pd.DataFrame | None:
         busy = busy_runs()
