@@ -84,12 +84,32 @@ def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     Whatever the test started for it is stopped afterwards.
     """
     home = tmp_path / "home"
+    saved = {k: v for k, v in os.environ.items() if k.startswith(_RESTORED_PREFIXES)}
     monkeypatch.setenv("ENERGY_FLOWS_HOME", str(home))
     yield home
     if (home / "state").is_dir():
         from energy_flows.services.registry import stop_all
 
         stop_all(home, quiet=True)
+    # A server started in this home pointed this process's Prefect client at
+    # it: point it back at whatever it was (e.g. the session's server).
+    for key in [k for k in os.environ if k.startswith(_RESTORED_PREFIXES)]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)
+    _refresh_prefect_settings()
+
+
+_RESTORED_PREFIXES = ("PREFECT_", "ENERGY_FLOWS_", "DO_NOT_TRACK", "NO_COLOR")
+
+
+def _refresh_prefect_settings() -> None:
+    import sys
+
+    if "prefect.context" in sys.modules:
+        import prefect.context
+
+        prefect.context.refresh_global_settings_context()
 
 
 @pytest.fixture(scope="session")

@@ -96,7 +96,9 @@ def test_worker_online_runs_a_flow_and_stops_fast(worker_factory, prefect_server
 
     pid, started = worker.pid, time.monotonic()
     message = worker.stop()
-    assert time.monotonic() - started < 2.0, message
+    # ~0.6 s on an idle 2-core machine (benchmarks/bench_services.py); the
+    # bound here leaves room for a machine busy with other tests.
+    assert time.monotonic() - started < 5.0, message
     assert _gone(pid) and worker.status() == "stopped"
     assert "Stopped worker" in message and "in flight" not in message
     assert "[watchdog" in worker.logs(tail=5)
