@@ -257,10 +257,10 @@ def check_deployment_run(
 
     check = CheckResult(f"Exercise: a worker's forecast for {meter_id}")
     if outcome is None:
-        return _nothing_yet(check, "outcome", "run_result(wait_for(trigger(...)))")
+        return _nothing_yet(check, "my_outcome", "run_result(wait_for(trigger(...)))")
     if not isinstance(outcome, RunResult):
         check.missing.append(
-            f"`outcome` is a {type(outcome).__name__}; it should be what run_result() returns."
+            f"`my_outcome` is a {type(outcome).__name__}; it should be what run_result() returns."
         )
         return check
     run = read_run(outcome.id)
@@ -306,9 +306,10 @@ def check_no_late_runs(queue: str = "energy_usage", pool: str = "energy-pool") -
     if late.empty:
         check.right.append(f"{queue!r} has no Late run")
     else:
+        # No count or names: the schedule may add a Late run any minute.
         check.missing.append(
-            f"{len(late)} run(s) are still Late in {queue!r}: cancel them with "
-            f"cancel_late_runs({queue!r})."
+            f"{queue!r} still holds Late runs (queue_runs({queue!r}, states=['Late']) lists "
+            f"them): cancel them with cancel_late_runs({queue!r})."
         )
     return check
 

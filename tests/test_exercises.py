@@ -44,7 +44,7 @@ def test_unanswered_exercises_say_what_to_write():
         (check_flaky_run, "my_result"),
         (check_cron_deployment, "nightly"),
         (check_late_run, "my_run"),
-        (check_deployment_run, "outcome"),
+        (check_deployment_run, "my_outcome"),
     ):
         result = check(None)
         assert not result.ok
@@ -153,7 +153,7 @@ def test_check_no_late_runs_right_and_wrong(exercise_pool):
     wait_for(queue, until="late", pool=POOL, timeout=60, progress=False)
     wrong = check_no_late_runs(queue, POOL)
     assert not wrong.ok
-    assert "still Late" in wrong.missing[0] and "cancel_late_runs" in wrong.missing[0]
+    assert "still holds Late runs" in wrong.missing[0] and "cancel_late_runs" in wrong.missing[0]
 
     cancel_late_runs(queue, POOL)
     assert queue_runs(queue, POOL, states=["Late"]).empty
