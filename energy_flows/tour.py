@@ -74,19 +74,19 @@ def _table(frame: pd.DataFrame, columns: list[str], max_rows: int = 8) -> str:
 
 
 def _start_worker(worker_class: type, home: Path, pool: str, queue: str) -> object:
-    """Start the worker; once more if SQLite was busy (HTTP 503) while it registered."""
+    """Start the worker. If its last start-up request met a busy SQLite (HTTP 503), the
+    worker is already running: a second ``start()`` adopts it instead of starting another.
+    """
     from energy_flows.errors import ServiceError
 
-    for attempt in (1, 2):
-        worker = worker_class(pool=pool, queues=[queue], home=home, quiet=True)
-        try:
-            return worker.start()
-        except ServiceError as exc:
-            if attempt == 2 or "503" not in str(exc):
-                raise
-            worker.stop()
-            time.sleep(1.0)
-    raise AssertionError("unreachable")
+    worker = worker_class(pool=pool, queues=[queue], home=home, quiet=True)
+    try:
+        return worker.start()
+    except ServiceError as exc:
+        if "503" not in str(exc):
+            raise
+        time.sleep(0.5)
+        return worker.start()
 
 
 def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: float = 120) -> int:

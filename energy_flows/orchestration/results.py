@@ -99,7 +99,8 @@ def run_result(run: Any) -> RunResult:
 
     Returns:
         A :class:`RunResult`: ``result`` (the flow's return value),
-        ``artifacts`` (DataFrame: key, type, description, data) and
+        ``artifacts`` (DataFrame: key, type, description, data; sorted by key, without
+        Prefect's internal "result" records) and
         ``logs`` (DataFrame: timestamp, level, message), oldest first.
     """
     from prefect.client.schemas.filters import (
@@ -157,6 +158,8 @@ def run_result(run: Any) -> RunResult:
                 "data": _artifact_data(a.data),
             }
             for a in artifacts
+            # "result" artifacts are Prefect's own note of where the result file is.
+            if a.type != "result"
         ],
         columns=ARTIFACT_COLUMNS,
     )
