@@ -108,6 +108,8 @@ def prefect_settings(
         "PREFECT_WORKER_HEARTBEAT_SECONDS": str(WORKER_HEARTBEAT_SECONDS),
         # A short late threshold so lessons do not wait 15 s for "Late".
         "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": str(LATE_AFTER_SECONDS),
+        # ... and the service that marks them looks every second, not every 5 s.
+        "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "1",
         # Results persisted, so a notebook can read what a worker computed.
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(path / "results"),
