@@ -339,6 +339,11 @@ def execute_lesson(path: Path, timeout: float = 300.0, keep_home: bool = False) 
     if not error:
         _normalise(nb)
         nbformat.write(nb, path)
+    else:
+        # Keep the lesson file as it was; the failed run goes next to the temp homes.
+        failed = Path(tempfile.gettempdir()) / f"{path.stem}.failed.ipynb"
+        nbformat.write(nb, failed)
+        error += f" (outputs so far: {failed})"
     if not keep_home:
         shutil.rmtree(home, ignore_errors=True)
     return LessonRun(path.stem, seconds, not error, error, len(left))
@@ -348,7 +353,6 @@ def _normalise(nb: Any) -> None:
     """Keep the stored notebook tidy: no per-run metadata that only makes diffs noisy."""
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
-    nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
 
 
 def execute(names: list[str] | None = None, timeout: float = 300.0) -> list[LessonRun]:

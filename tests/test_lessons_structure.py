@@ -1,0 +1,190 @@
+"""Static checks of the lesson notebooks: the shape every lesson promises its reader.
+
+No kernel is started here; ``make notebooks-test`` (nbval) runs them. These
+checks read the stored notebooks: a title, "what you will learn", the time,
+the Prefect 2 commands next to today's, exercises with a self-check and a
+collapsed solution, a clean-up section, outputs stored and mostly compared.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+#: The lesson files the README's table lists, in order.
+EXPECTED = [
+    "00_check_setup",
+    "01_start_orion",
+    "02_energy_flow",
+    "03_deployments",
+    "04_work_queues",
+    "05_agents_and_workers",
+    "06_monitoring_and_cleanup",
+]
+
+#: Every command of the original Prefect 2 walkthrough, and the lesson that maps it.
+ORIGINAL_COMMANDS = {
+    "prefect orion start": "01",
+    "prefect config set PREFECT_API_URL": "01",
+    "prefect deployment create": "03",
+    "prefect deployment ls": "03",
+    "prefect work-queue create energy_usage": "04",
+    "prefect agent start": "05",
+}
+
+#: Tags that stop nbval from comparing a cell's outputs.
+UNCOMPARED = {"nbval-ignore-output", "nbval-skip", "skip-execution"}
+MIN_COMPARED_RATIO = 0.70
+
+
+def _read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def _markdown(nb) -> str:
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def _tags(cell) -> set[str]:
+    return set(cell.metadata.get("tags", []))
+
+
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _compared(cell) -> bool:
+    if _tags(cell) & UNCOMPARED:
+        return False
+    return not re.search(r"^\s*#\s*(NBVAL_IGNORE_OUTPUT|NBVAL_SKIP)\s*$", cell.source, re.M)
+
+
+def test_the_lessons_are_the_ones_the_readme_lists():
+    assert [p.stem for p in LESSONS] == EXPECTED
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The lessons", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(\d\d_[a-z_]+)` \|", section, re.M)
+    assert listed == EXPECTED
+
+
+def test_the_agent_lesson_says_so_in_its_file_name():
+    assert any("agent" in p.stem or "worker" in p.stem for p in LESSONS)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_lesson_opens_with_title_goals_time_and_the_commands_it_replaces(path):
+    nb = _read(path)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown"
+    assert first.source.startswith(f"# {path.stem[:2]} · "), "a title '# NN · Topic' comes first"
+    intro = first.source.lower()
+    assert "what you will learn" in intro
+    assert re.search(r"\*\*time:\*\* about \d+ minutes", intro), "say how long it takes"
+    assert "leaves running:" in intro, "say what the lesson leaves running"
+    assert "| prefect 2 walkthrough" in intro and "prefect 3 today" in intro, (
+        "a table of the Prefect 2 commands this lesson replaces, next to today's"
+    )
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_lesson_is_short_and_explains_before_it_shows(path):
+    nb = _read(path)
+    assert 12 <= len(nb.cells) <= 45, f"{len(nb.cells)} cells: keep a lesson to roughly 15-40"
+    for before, cell in zip(nb.cells, nb.cells[1:], strict=False):
+        if cell.cell_type == "code" and "solution" not in _tags(cell):
+            assert before.cell_type == "markdown", (
+                f"a markdown cell explains before the code cell:\n{cell.source[:200]}"
+            )
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_lesson_ends_with_clean_up_and_recap(path):
+    nb = _read(path)
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown"
+    assert re.search(r"^## clean up and recap", last.source.lower(), re.M) or any(
+        re.search(r"^## clean up", c.source.lower(), re.M)
+        for c in nb.cells[-4:]
+        if c.cell_type == "markdown"
+    ), "the last section cleans up and recaps"
+    assert "recap" in _markdown(nb).lower()
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_lesson_first_code_cell_prepares_everything(path):
+    nb = _read(path)
+    first = _code_cells(nb)[0].source
+    if path.stem.startswith("00"):
+        return  # the readiness check starts nothing
+    assert "PrefectServer().start()" in first or "lesson_setup(" in first
+
+
+@pytest.mark.parametrize("path", [p for p in LESSONS if int(p.stem[:2]) >= 2], ids=lambda p: p.stem)
+def test_exercises_have_a_self_check_and_a_collapsed_solution(path):
+    nb = _read(path)
+    cells = nb.cells
+    exercises = [i for i, c in enumerate(cells) if "exercise" in _tags(c)]
+    assert exercises, "at least one exercise from lesson 02 on"
+    for i in exercises:
+        assert "check_" in cells[i].source, "an exercise cell calls its check_...() function"
+        solution = cells[i + 1]
+        assert "solution" in _tags(solution), "a solution cell follows the exercise"
+        assert solution.metadata.get("jupyter", {}).get("source_hidden") is True, (
+            "the solution is collapsed (metadata.jupyter.source_hidden)"
+        )
+        assert "check_" in solution.source, "the solution ends with the same self-check"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_stored_outputs_are_complete_and_clean(path):
+    nb = _read(path)
+    for cell in _code_cells(nb):
+        assert cell.execution_count is not None, (
+            f"not executed: run `make notebooks`\n{cell.source[:120]}"
+        )
+        for out in cell.outputs:
+            assert out.output_type != "error", f"stored error in:\n{cell.source[:200]}"
+            text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+            assert "\x1b[" not in text, "colour codes in a stored output"
+            if out.output_type == "stream":
+                assert out.name == "stdout", (
+                    f"stderr in a stored output (warnings, logs?):\n{cell.source[:200]}\n{text[:400]}"
+                )
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_original_commands_are_mapped_in_their_lessons_and_in_the_cheat_sheet():
+    readme = (ROOT / "README.md").read_text()
+    by_number = {p.stem[:2]: _markdown(_read(p)) for p in LESSONS}
+    for command, lesson in ORIGINAL_COMMANDS.items():
+        assert command in by_number[lesson], f"lesson {lesson} maps `{command}`"
+        assert command in readme, f"the README's cheat-sheet maps `{command}`"
+
+
+def test_most_outputs_are_compared_by_nbval(capsys):
+    with_output = compared = 0
+    rows = []
+    for path in LESSONS:
+        cells = [c for c in _code_cells(_read(path)) if c.outputs]
+        n = sum(_compared(c) for c in cells)
+        rows.append(f"{path.stem:28s} {n:3d} of {len(cells):3d} compared")
+        with_output += len(cells)
+        compared += n
+    ratio = compared / with_output if with_output else 0.0
+    with capsys.disabled():
+        print("\n" + "\n".join(rows))
+        print(f"compared cells with output: {compared} of {with_output} = {ratio:.0%}")
+    assert ratio >= MIN_COMPARED_RATIO
+
+
+def test_few_cells_are_ignored_and_none_skipped():
+    for path in LESSONS:
+        for cell in _code_cells(_read(path)):
+            assert "nbval-skip" not in _tags(cell), "skipped cells leave their outputs unchecked"
