@@ -1,0 +1,598 @@
+"""`energy-flows screenshots` (`make screenshots`): the images in ``output/``, regenerated for real.
+
+The 2022 walkthrough kept screenshots of flows, deployments, agents and work
+queues. Here they are taken from a real run, every time, in five moves:
+
+1. start a Prefect server in a fresh, temporary home (nothing from earlier
+   runs shows up in the pictures);
+2. create the pool ``energy-pool`` and its queue ``energy_usage``, deploy the
+   energy flow (its 30-second schedule paused, so no random runs appear),
+   and ask for two runs due in the past: with no worker ("agent") polling,
+   they turn Late, as in the walkthrough;
+3. photograph the queue with its Late runs;
+4. start a worker, let it drain the queue, and photograph the dashboard,
+   flows, one flow run (task runs, artifacts), deployments, work pools, the
+   drained queue and the pool's workers;
+5. save the lessons' figures (forecast, run timeline) from those real runs.
+
+Everything is stopped at the end, workers before the server, also after an
+error or Ctrl-C.
+
+Pictures are declared, not scripted: :data:`SHOTS` says, for each file, which
+UI page it shows and which text must be on that page. :func:`capture` opens
+the page in headless Chromium (Debian's ``chromium``, driven by Playwright;
+no browser is downloaded), waits until every expected text is in the DOM and
+no loading indicator is visible (never a fixed sleep), then takes the
+screenshot. What was found is written to ``manifest.json`` next to the
+images, and ``README.md`` is generated from the same list, so the pictures,
+the checks and the description cannot drift apart.
+
+The pages are those of Prefect's classic UI, the one the lessons' links
+(``/dashboard``, ``/work-pools`` ...) open; the server's bare address opens
+the new UI (``/v2``), which offers a switch back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from energy_flows.errors import EnergyFlowsError
+
+if TYPE_CHECKING:
+    from energy_flows.orchestration import RunInfo
+
+#: One browser window size for every page, so images compare across runs.
+VIEWPORT = {"width": 1280, "height": 800}
+
+#: The deployment photographed: the energy flow, small enough to run in seconds.
+DEPLOYMENT = "energy-usage"
+PARAMETERS: dict[str, Any] = {"meter_id": "home-001", "days": 35, "test_days": 7}
+#: Its schedule (shown on the deployments page; paused, so it adds no runs).
+INTERVAL_SECONDS = 30
+#: The runs nobody takes until the worker comes: (run name, meter, seconds overdue).
+MISSED_RUNS: tuple[tuple[str, str, int], ...] = (
+    ("missed-1", "home-001", 40),
+    ("missed-2", "home-002", 30),
+)
+
+#: Seconds to wait for one page, one state change of the runs, or the server.
+DEFAULT_TIMEOUT = 60.0
+
+Moment = Literal["late", "drained"]
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One screenshot: where it comes from and what must be on the page when it is taken.
+
+    ``path`` is a UI path; ``{pool}``, ``{queue}`` and ``{run_id}`` are filled
+    in. ``tab`` names a tab of the page to open first, as a learner clicks it
+    (``"Workers"``); with ``scroll``, the page is scrolled until that tab bar is
+    at the top of the window (some lists render only once visible). ``expect`` lists texts that must all be in the page
+    (``innerText``), ``absent`` texts that must not be. ``moment`` says when
+    it is taken: ``"late"`` (runs waiting, no worker yet) or ``"drained"``
+    (the worker ran them all).
+    """
+
+    file: str
+    path: str
+    expect: tuple[str, ...]
+    what: str
+    moment: Moment = "drained"
+    absent: tuple[str, ...] = ()
+    tab: str | None = None
+    scroll: bool = False
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure the lessons draw, saved from the real runs of the same session."""
+
+    file: str
+    what: str
+    source: str
+
+
+QUEUE_PATH = "/work-pools/work-pool/{pool}/queue/{queue}"
+
+SHOTS: tuple[Shot, ...] = (
+    Shot(
+        "work-queue-energy_usage-late.png",
+        QUEUE_PATH,
+        ("energy_usage", "missed-1", "missed-2", "Late", "Not Ready"),
+        "The work queue `energy_usage` before any worker (agent) polls it: the runs "
+        "wait and turn Late; the queue is Not Ready.",
+        moment="late",
+        absent=("Completed",),
+        tab="Runs",
+    ),
+    Shot(
+        "dashboard.png",
+        "/dashboard",
+        ("Flow Runs", "Task Runs", "Completed", "Active Work Pools", "energy-pool"),
+        "The dashboard after the worker ran the queue: flow and task runs by state, "
+        "no failures, the active pool and its queues.",
+    ),
+    Shot(
+        "flows.png",
+        "/flows",
+        ("energy-usage-pipeline", "1 Deployment"),
+        "The flows page: the energy usage pipeline, its last run and its deployment.",
+    ),
+    Shot(
+        "flow-run-task-runs.png",
+        "/runs/flow-run/{run_id}",
+        ("energy-home-001-2024-01-01", "Completed", "ingest-home-001"),
+        "One flow run of the energy flow: its task runs (ingest, validate, clean, "
+        "build-features, train, evaluate, report) and artifacts in the graph, and the "
+        "Task Runs tab.",
+        tab="Task Runs",
+    ),
+    Shot(
+        "flow-run-artifacts.png",
+        "/runs/flow-run/{run_id}",
+        ("energy-home-001-2024-01-01", "energy-report-home-001", "energy-metrics-home-001"),
+        "The same flow run's Artifacts tab: the markdown report and the metrics table it "
+        "published.",
+        tab="Artifacts",
+        scroll=True,
+    ),
+    Shot(
+        "deployments.png",
+        "/deployments",
+        ("energy-usage", "energy-usage-pipeline", "Every 30 seconds"),
+        "The deployments page: `energy-usage` of the flow `energy-usage-pipeline` and its "
+        "schedule (paused here, so the pictures stay the same).",
+    ),
+    Shot(
+        "work-pools.png",
+        "/work-pools",
+        ("energy-pool", "Process"),
+        "The work pools page: the process pool `energy-pool` that holds the queue.",
+    ),
+    Shot(
+        "work-queue-energy_usage-drained.png",
+        QUEUE_PATH,
+        ("energy_usage", "Completed", "Ready"),
+        "The same queue after a worker started: drained, every run Completed, the queue Ready.",
+        absent=("Late", "Not Ready"),
+        tab="Runs",
+    ),
+    Shot(
+        "work-pool-workers.png",
+        "/work-pools/work-pool/{pool}",
+        ("energy-pool-energy_usage", "Online"),
+        "The pool's Workers tab: the worker (the 2022 agent) that drained the queue, Online.",
+        tab="Workers",
+    ),
+)
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec(
+        "forecast.png",
+        "Forecast vs actual hourly use of `home-001`, from the result the worker persisted "
+        "(lesson 02).",
+        "energy_flows.views.plot_forecast(run_result(run).result)",
+    ),
+    FigureSpec(
+        "run-timeline.png",
+        "The queue's runs on a time axis, one row per worker (lessons 04 and 05).",
+        "energy_flows.views.plot_run_timeline(runs_with_workers(queue_runs()))",
+    ),
+)
+
+#: JavaScript: the state of the page for one shot. Which expected texts it lacks,
+#: which unwanted texts it shows, how many loading indicators (spinners,
+#: "--loading" blocks) are visible, and whether the wanted tab is the active one.
+#: A tab that is not active yet is clicked, as a learner would (Prefect's UI
+#: may reset its tabs while the page's data loads, so this may happen twice).
+PAGE_STATE_JS = """([expect, absent, tab, scroll]) => {
+  const text = document.body ? document.body.innerText : "";
+  const visible = (el) => el.getClientRects().length > 0
+    && getComputedStyle(el).visibility !== "hidden";
+  const loading = [...document.querySelectorAll(
+    '.p-loading-icon, [class*="--loading"], [class*="__loading"], [aria-busy="true"]'
+  )].filter(visible).length;
+  let tabActive = true;
+  if (tab) {
+    const el = [...document.querySelectorAll("li.p-tab")].find(
+      (li) => li.innerText.trim() === tab && visible(li));
+    tabActive = Boolean(el && el.classList.contains("p-tab__active"));
+    if (el && !tabActive) el.click();
+    if (el && tabActive && scroll) el.scrollIntoView({block: "start"});
+  }
+  return {
+    missing: expect.filter((t) => !text.includes(t)),
+    unwanted: absent.filter((t) => text.includes(t)),
+    loading,
+    tabActive,
+    head: text.slice(0, 1500),
+  };
+}"""
+
+#: JavaScript: resolve after two animation frames, i.e. once the page has painted.
+PAINTED_JS = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
+class ScreenshotError(EnergyFlowsError):
+    """A page did not show what its screenshot is meant to show, or Chromium is missing."""
+
+
+def _say(message: str, quiet: bool) -> None:
+    from energy_flows.services.waiting import say
+
+    say(message, quiet)
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def capture(
+    base_url: str,
+    shot: Shot,
+    page: Any,
+    out: Path,
+    context: dict[str, str],
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, Any]:
+    """Open ``shot``'s page, wait until it shows what it should, screenshot it.
+
+    Waits (through :func:`~energy_flows.services.waiting.wait_until`, never a
+    fixed sleep) until every ``shot.expect`` text is in the page, no
+    ``shot.absent`` text is, and no loading indicator is visible; then for the
+    network to go quiet and the page to paint. Returns the manifest entry:
+    file, path, expected texts and whether each was found, size.
+
+    Raises :class:`ScreenshotError` saying which text never appeared.
+    """
+    from energy_flows.errors import WaitTimeout
+    from energy_flows.services.waiting import wait_until
+
+    path = shot.path.format(**context)
+    started = time.monotonic()
+    page.goto(base_url.rstrip("/") + path, wait_until="load", timeout=timeout * 1000)
+    last: dict[str, Any] = {}
+
+    args = [list(shot.expect), list(shot.absent), shot.tab, shot.scroll]
+
+    def ready() -> dict[str, Any] | None:
+        last.update(page.evaluate(PAGE_STATE_JS, args))
+        done = last["tabActive"] and not (last["missing"] or last["unwanted"] or last["loading"])
+        return dict(last) if done else None
+
+    def what_is_wrong() -> str:
+        tab = f"; tab {shot.tab!r} active: {last.get('tabActive')}" if shot.tab else ""
+        return (
+            f"Missing: {last.get('missing')}; present but should not be: "
+            f"{last.get('unwanted')}; loading indicators: {last.get('loading')}{tab}.\n"
+            f"The page begins: {last.get('head', '')!r}"
+        )
+
+    try:
+        wait_until(
+            ready,
+            timeout,
+            what=f"{path} to show {list(shot.expect)} for {shot.file}",
+            interval=0.1,
+            max_interval=0.25,
+            missing=what_is_wrong,
+        )
+        page.wait_for_load_state("networkidle", timeout=timeout * 1000)
+        page.evaluate(PAINTED_JS)
+        target = out / shot.file
+        page.screenshot(path=str(target), animations="disabled", caret="hide", scale="css")
+        # Check again on the page as photographed (live pages refresh themselves).
+        final = page.evaluate(PAGE_STATE_JS, args)
+    except WaitTimeout as exc:
+        # Photograph the page as it was, to see what went wrong.
+        failed = out / f"failed-{shot.file}"
+        page.screenshot(path=str(failed), animations="disabled", caret="hide", scale="css")
+        raise ScreenshotError(f"{exc}\nThe page as it was: {failed}") from None
+    return {
+        "file": shot.file,
+        "kind": "page",
+        "path": path,
+        "tab": shot.tab,
+        "moment": shot.moment,
+        "what": shot.what,
+        # text -> present in the DOM when the screenshot was taken (all must be True)
+        "expected": {text: text not in final["missing"] for text in shot.expect},
+        # text -> present although it must not be (all must be False)
+        "unwanted": {text: text in final["unwanted"] for text in shot.absent},
+        "tab_active": final["tabActive"],
+        "loading_indicators": final["loading"],
+        "bytes": target.stat().st_size,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+# --------------------------------------------------------------------------- the walkthrough
+
+
+@contextlib.contextmanager
+def _own_environment() -> Iterator[None]:
+    """Give back this process's environment and Prefect settings afterwards.
+
+    Starting a server points this process's Prefect client at it; a caller
+    (a test session, a notebook) that had its own server gets it back.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if "prefect.context" in sys.modules:
+            import prefect.context
+
+            prefect.context.refresh_global_settings_context()
+
+
+def _wait_all_late(runs: list[RunInfo], timeout: float) -> None:
+    """Wait until every run of ``runs`` is Late (the server's late-runs service marks them)."""
+    from energy_flows import orchestration as orch
+    from energy_flows.services.waiting import wait_until
+
+    states: dict[str, str] = {}
+
+    def all_late() -> bool:
+        for run in runs:
+            states[run.name] = orch.read_run(run).state
+        return all(state == "Late" for state in states.values())
+
+    wait_until(
+        all_late,
+        timeout,
+        what="the missed runs to turn Late",
+        missing=lambda: f"States now: {states}",
+    )
+
+
+def _start_worker(home: Path, pool: str, queue: str, timeout: float) -> Any:
+    """Start the worker (the 2022 agent) for ``queue``; return it.
+
+    The moment it comes online it takes both Late runs at once, and on a busy
+    machine SQLite may then answer its own start-up call with HTTP 503
+    ("database is locked") although the worker runs. Starting it again adopts
+    that running worker, so we simply try again.
+    """
+    from energy_flows.errors import ServiceError
+    from energy_flows.services.waiting import wait_until
+    from energy_flows.services.worker import Worker
+
+    errors: list[str] = []
+
+    def started() -> Any:
+        try:
+            return Worker(pool=pool, queues=[queue], home=home, quiet=True).start()
+        except ServiceError as exc:
+            if "HTTP 503" not in str(exc):
+                raise
+            errors.append(str(exc))
+            return None
+
+    return wait_until(
+        started,
+        timeout,
+        what=f"a worker for {queue} to start",
+        missing=lambda: errors[-1] if errors else "",
+    )
+
+
+def _save_figure(fig: Any, target: Path, what: str) -> dict[str, Any]:
+    fig.savefig(target, dpi=100, facecolor="white")
+    return {"file": target.name, "kind": "figure", "what": what, "bytes": target.stat().st_size}
+
+
+def take_screenshots(
+    out: str | os.PathLike[str] = "output",
+    home: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    quiet: bool = False,
+) -> list[dict[str, Any]]:
+    """Run the walkthrough against a real server and save every image of :data:`SHOTS` and
+    :data:`FIGURES` into ``out``, with ``manifest.json`` and ``README.md``.
+
+    Args:
+        out: the folder for the images (created when missing).
+        home: the state folder for the server; default a fresh temporary one,
+            removed afterwards.
+        timeout: the longest any one wait may take, in seconds.
+        quiet: no progress lines.
+
+    Returns the manifest entries, one per image. Raises
+    :class:`ScreenshotError` when Chromium is missing or a page never shows
+    what it should. Leaves no process running.
+    """
+    from energy_flows.browser import chromium_path
+
+    if chromium_path() is None:
+        raise ScreenshotError(
+            "Chromium is not installed, so no screenshots can be taken. On Debian or "
+            "Ubuntu: `sudo apt-get install chromium` (the project drives the system browser "
+            "and never downloads one), then run `make screenshots` again."
+        )
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if home is None:
+            home = stack.enter_context(
+                tempfile.TemporaryDirectory(
+                    prefix="energy-flows-screenshots-", ignore_cleanup_errors=True
+                )
+            )
+        stack.enter_context(_own_environment())
+        entries = _walkthrough(out_dir, Path(home), timeout, quiet)
+    manifest = {
+        "generated_by": "energy-flows screenshots",
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "viewport": VIEWPORT,
+        "images": entries,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out_dir / "README.md").write_text(readme_text())
+    return entries
+
+
+def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dict[str, Any]]:
+    from energy_flows import orchestration as orch
+    from energy_flows.browser import launch_chromium
+    from energy_flows.orchestration._common import now_utc
+    from energy_flows.services.registry import stop_all
+    from energy_flows.services.server import PrefectServer, free_port
+    from energy_flows.views import plot_forecast, plot_run_timeline, runs_with_workers
+
+    pool, queue = orch.DEFAULT_POOL, orch.DEFAULT_QUEUE
+    entries: list[dict[str, Any]] = []
+    try:
+        _say(f"Starting a Prefect server in a fresh home ({home})", quiet)
+        # A free port, never the learner's usual 4200. The UI finds its API through
+        # PREFECT_SERVER_API_PORT (`--port` alone leaves the UI calling port 4200).
+        port = free_port()
+        os.environ["PREFECT_SERVER_API_PORT"] = str(port)
+        server = PrefectServer(home, port=port, timeout=max(timeout, 90.0), quiet=True).start()
+        orch.ensure_work_pool(pool)
+        orch.ensure_work_queue(queue, pool=pool)
+        deployment = orch.deploy_energy_flow(
+            DEPLOYMENT,
+            parameters=PARAMETERS,
+            interval=INTERVAL_SECONDS,
+            work_pool=pool,
+            work_queue=queue,
+            paused=True,
+        )
+        now = now_utc()
+        runs = [
+            orch.trigger(
+                deployment.full_name,
+                parameters={"meter_id": meter},
+                flow_run_name=name,
+                scheduled_time=now - dt.timedelta(seconds=overdue),
+            )
+            for name, meter, overdue in MISSED_RUNS
+        ]
+        _say(f"Waiting for {len(runs)} runs to turn Late (no worker yet)", quiet)
+        _wait_all_late(runs, timeout)
+        context = {"pool": pool, "queue": queue, "run_id": runs[0].id}
+
+        with launch_chromium() as browser:
+            page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
+
+            def shoot(moment: Moment) -> None:
+                for shot in SHOTS:
+                    if shot.moment == moment:
+                        entries.append(
+                            capture(server.ui_url, shot, page, out, context, timeout=timeout)
+                        )
+                        _say(f"  {shot.file}", quiet)
+
+            shoot("late")
+            _say("Starting a worker (the 2022 agent) and letting it drain the queue", quiet)
+            _start_worker(home, pool, queue, timeout)
+            finished = orch.wait_for(runs, until="completed", timeout=timeout, progress=False)
+            bad = [f"{r.name}: {r.state}" for r in finished if r.state != "Completed"]
+            if bad:
+                raise ScreenshotError(
+                    f"Runs did not complete ({', '.join(bad)}), so the pictures would show "
+                    f"failures. See the server's log in {home / 'logs'}."
+                )
+            orch.wait_for(until="empty", queue=queue, pool=pool, timeout=timeout, progress=False)
+            shoot("drained")
+
+        result = orch.run_result(runs[0])
+        if result.result is None:
+            raise ScreenshotError(f"The result of {result.name!r} cannot be read: {result.note}")
+        figures = {
+            "forecast.png": plot_forecast(result.result),
+            "run-timeline.png": plot_run_timeline(
+                runs_with_workers(orch.queue_runs(queue, pool)),
+                title=f"Runs of the queue {queue}, by worker",
+            ),
+        }
+        for spec in FIGURES:
+            entries.append(_save_figure(figures[spec.file], out / spec.file, spec.what))
+            _say(f"  {spec.file}", quiet)
+    finally:
+        stop_all(home, quiet=True)
+    return entries
+
+
+# --------------------------------------------------------------------------- README
+
+
+def readme_text() -> str:
+    """``output/README.md``, generated from :data:`SHOTS` and :data:`FIGURES`."""
+    lines = [
+        "# output/: screenshots and figures",
+        "",
+        "Real screenshots of the Prefect UI and the figures the lessons draw, all taken from",
+        "one real run of the original walkthrough: a server in a fresh home, the work queue",
+        "`energy_usage` with Late runs while no worker (the 2022 *agent*) polls it, then a",
+        "worker that drains it.",
+        "",
+        "Regenerate every file here with one command (about a minute; needs Debian's",
+        "`chromium`, which Playwright drives; no browser is downloaded):",
+        "",
+        "```",
+        "make screenshots            # = .venv/bin/energy-flows screenshots",
+        "energy-flows screenshots --out some/folder",
+        "```",
+        "",
+        "Each page is photographed only once the texts listed in `manifest.json` are on it and",
+        "no loading indicator is visible; the manifest records what was found. The list below",
+        "and those checks come from one declaration, `SHOTS` and `FIGURES` in",
+        "`energy_flows/screenshots.py`. The UI pages are those of Prefect's classic UI, which",
+        "the lessons' links open (1280×800 window).",
+        "",
+        "## Screenshots of the Prefect UI",
+        "",
+        "| File | What it shows | UI page |",
+        "|---|---|---|",
+    ]
+    for shot in SHOTS:
+        where = f"`{shot.path}`" + (f", tab {shot.tab}" if shot.tab else "")
+        when = "before the worker" if shot.moment == "late" else "after the worker"
+        lines.append(f"| [`{shot.file}`]({shot.file}) | {shot.what} | {where} ({when}) |")
+    lines += ["", "## Figures from the lessons", "", "| File | What it shows | Drawn by |"]
+    lines.append("|---|---|---|")
+    for spec in FIGURES:
+        lines.append(f"| [`{spec.file}`]({spec.file}) | {spec.what} | `{spec.source}` |")
+    lines += [
+        "",
+        "`manifest.json` lists, for each image, the page path, the texts expected in the page",
+        "and whether each was present when the screenshot was taken. `tests/test_screenshots.py`",
+        "regenerates everything into a temporary folder and checks it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def image_files() -> list[str]:
+    """Every image file name this module produces, in order."""
+    return [shot.file for shot in SHOTS] + [spec.file for spec in FIGURES]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def run_screenshots(args: argparse.Namespace) -> int:
+    """Entry point of `energy-flows screenshots` (see :mod:`energy_flows.cli`)."""
+    out = Path(getattr(args, "out", None) or "output")
+    started = time.monotonic()
+    entries = take_screenshots(out)
+    print(
+        f"energy-flows screenshots: {len(entries)} images in {out}/ "
+        f"({time.monotonic() - started:.0f} s); see {out / 'README.md'}"
+    )
+    return 0

@@ -1,0 +1,124 @@
+"""`energy-flows screenshots`: every image is produced, is a real picture, and shows its page.
+
+* The expensive test regenerates all images into a temporary folder (never
+  into ``output/``) against a real server and worker, with Debian's
+  chromium. It is skipped only when chromium is not installed, and then
+  fails instead when ``ENERGY_FLOWS_REQUIRE_BROWSER=1`` (set by ``.ci/run``).
+* The cheap tests check that ``output/README.md`` and the committed images
+  match the declared list of shots, so neither can drift from the code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageStat
+
+from energy_flows import screenshots
+from energy_flows.browser import chromium_path
+
+OUTPUT = Path(__file__).resolve().parent.parent / "output"
+
+#: A blank (or one-colour) image has almost no spread and a handful of colours.
+MIN_STDDEV = 8.0
+MIN_COLOURS = 32
+
+
+def _require_chromium() -> None:
+    if chromium_path() is not None:
+        return
+    reason = (
+        "Debian's chromium is not installed (`sudo apt-get install chromium`), so the "
+        "screenshots cannot be taken."
+    )
+    if os.environ.get("ENERGY_FLOWS_REQUIRE_BROWSER", "") not in ("", "0"):
+        pytest.fail(reason + " ENERGY_FLOWS_REQUIRE_BROWSER is set: this must not be skipped.")
+    print(f"SKIPPED: {reason}")
+    pytest.skip(reason)
+
+
+def assert_real_picture(path: Path) -> None:
+    """A PNG with content: not blank, not one flat colour."""
+    with Image.open(path) as image:
+        assert image.format == "PNG", f"{path.name} is not a PNG"
+        rgb = image.convert("RGB")
+        spread = max(ImageStat.Stat(rgb).stddev)
+        colours = rgb.getcolors(maxcolors=1 << 16)
+        n_colours = len(colours) if colours is not None else 1 << 16
+    assert spread > MIN_STDDEV, f"{path.name} looks blank (pixel std {spread:.1f})"
+    assert n_colours > MIN_COLOURS, f"{path.name} has only {n_colours} colours"
+
+
+@pytest.mark.browser
+@pytest.mark.server
+@pytest.mark.timeout(300)
+def test_screenshots_are_taken_and_show_their_pages(tmp_path: Path) -> None:
+    _require_chromium()
+    out = tmp_path / "output"
+    entries = screenshots.take_screenshots(out, home=tmp_path / "home", quiet=True)
+
+    files = screenshots.image_files()
+    assert [e["file"] for e in entries] == files
+    manifest = json.loads((out / "manifest.json").read_text())
+    by_file = {e["file"]: e for e in manifest["images"]}
+    assert sorted(by_file) == sorted(files)
+
+    for name in files:
+        path = out / name
+        assert path.is_file(), f"{name} was not produced"
+        assert_real_picture(path)
+
+    for shot in screenshots.SHOTS:
+        entry = by_file[shot.file]
+        assert entry["kind"] == "page"
+        assert set(entry["expected"]) == set(shot.expect)
+        missing = [text for text, found in entry["expected"].items() if not found]
+        assert not missing, f"{shot.file}: {missing} not in the page when it was taken"
+        unwanted = [text for text, found in entry["unwanted"].items() if found]
+        assert not unwanted, f"{shot.file}: {unwanted} in the page although it must not be"
+        assert entry["loading_indicators"] == 0, f"{shot.file} was taken while loading"
+        if shot.tab:
+            assert entry["tab_active"], f"{shot.file}: the tab {shot.tab!r} was not open"
+        with Image.open(out / shot.file) as image:
+            assert image.size == (
+                screenshots.VIEWPORT["width"],
+                screenshots.VIEWPORT["height"],
+            )
+
+    assert not list(out.glob("failed-*")), "a page was photographed as failed"
+    assert (out / "README.md").read_text() == screenshots.readme_text()
+
+
+def test_file_names_say_what_they_show() -> None:
+    names = screenshots.image_files()
+    assert len(names) == len(set(names)), "two shots share a file name"
+    joined = " ".join(names)
+    for word in ("dashboard", "flow", "deployment", "work-pool", "queue", "worker"):
+        assert word in joined, f"no image name mentions {word!r}"
+    assert {"forecast.png", "run-timeline.png"} <= set(names)
+    assert all(name.endswith(".png") for name in names)
+
+
+def test_output_readme_lists_every_image_and_every_listed_image_exists() -> None:
+    readme = (OUTPUT / "README.md").read_text()
+    assert readme == screenshots.readme_text(), (
+        "output/README.md is out of date: run `make screenshots` (it is generated from "
+        "energy_flows/screenshots.py)"
+    )
+    for name in screenshots.image_files():
+        assert f"[`{name}`]({name})" in readme, f"output/README.md does not list {name}"
+    listed = {
+        line.split("](", 1)[1].split(")", 1)[0] for line in readme.splitlines() if "](" in line
+    }
+    for name in listed:
+        assert (OUTPUT / name).is_file(), f"output/README.md lists {name}, not in output/"
+
+
+def test_committed_images_are_real_pictures() -> None:
+    for name in screenshots.image_files():
+        path = OUTPUT / name
+        assert path.is_file(), f"output/{name} is missing: run `make screenshots`"
+        assert_real_picture(path)
