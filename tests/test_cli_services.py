@@ -82,3 +82,31 @@ def test_reset_removes_state(tmp_path):
     result = cli(home, "reset", "--yes")
     assert result.returncode == 0, result.stderr
     assert not (home / "prefect").exists() and (home / "cache").exists()
+
+
+def test_two_concurrent_ups_share_one_server(tmp_path):
+    home = tmp_path / "home"
+    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home))
+    env.pop("ENERGY_FLOWS_QUIET", None)
+    command = [sys.executable, "-m", "energy_flows.cli", "up"]
+    try:
+        first, second = (
+            subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            for _ in range(2)
+        )
+        outputs = [p.communicate(timeout=120)[0] for p in (first, second)]
+        assert first.returncode == 0 and second.returncode == 0, outputs
+        assert sum("Reusing" in out for out in outputs) == 1, outputs
+        servers = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "server" in (p.info["cmdline"] or [])
+            and "energy_flows.services.launch" in (p.info["cmdline"] or [])
+            and not any("watchdog" in part for part in p.info["cmdline"])
+            and p.environ().get("ENERGY_FLOWS_HOME") == str(home)
+        ]
+        assert len(servers) == 1
+    finally:
+        registry.stop_all(home, quiet=True)

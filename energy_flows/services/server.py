@@ -200,7 +200,7 @@ class PrefectServer:
         """Reuse a server another kernel, cell or terminal started for this home."""
         if not api.healthy(rec.api_url or ""):
             # Started a moment ago by someone else: wait for it like our own.
-            self._wait_healthy(rec)
+            self._wait_healthy(rec, label="Waiting for the Prefect server another process started")
         if rec.owner == "kernel" and rec.owner_pid != os.getpid() and not self.detached:
             # Keep it alive as long as this kernel lives too.
             process.attach(rec.socket)
@@ -257,7 +257,7 @@ class PrefectServer:
         self._say(f"Port {wanted} is taken by another program; using port {port} instead.")
         return port
 
-    def _wait_healthy(self, rec: ServiceRecord) -> None:
+    def _wait_healthy(self, rec: ServiceRecord, label: str | None = None) -> None:
         def healthy() -> bool:
             if not rec.alive():
                 raise self._failed(rec, "stopped while starting")
@@ -269,7 +269,9 @@ class PrefectServer:
                 healthy,
                 self.timeout,
                 what=f"the Prefect server to answer on {rec.api_url}/health",
-                progress=None if self.quiet else f"Starting the Prefect server for {self.home}",
+                progress=None
+                if self.quiet
+                else (label or f"Starting the Prefect server for {self.home}"),
                 interval=0.1,
                 max_interval=0.25,
             )
