@@ -425,6 +425,8 @@ def take_screenshots(
         )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("failed-*.png"):  # pictures of an earlier failed attempt
+        stale.unlink()
     with contextlib.ExitStack() as stack:
         if home is None:
             home = stack.enter_context(
