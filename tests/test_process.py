@@ -141,7 +141,9 @@ def test_stop_kills_a_child_that_ignores_sigterm(fresh_home, env):
     started = time.monotonic()
     assert process.stop(spawned.pid, spawned.create_time, spawned.watchdog_pid, None, timeout=5)
     assert time.monotonic() - started < 3
-    assert _gone(spawned.pid) and "killed after" in process.tail(fresh_home / "s.log")
+    assert _gone(spawned.pid)
+    log = process.tail(fresh_home / "s.log")
+    assert "killed after" in log, log
 
 
 def test_is_alive_tells_a_reused_pid_apart():
