@@ -459,10 +459,8 @@ def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dic
     entries: list[dict[str, Any]] = []
     try:
         _say(f"Starting a Prefect server in a fresh home ({home})", quiet)
-        # A free port, never the learner's usual 4200. The UI finds its API through
-        # PREFECT_SERVER_API_PORT (`--port` alone leaves the UI calling port 4200).
+        # A free port, never the learner's usual 4200.
         port = free_port()
-        os.environ["PREFECT_SERVER_API_PORT"] = str(port)
         server = PrefectServer(home, port=port, timeout=max(timeout, 90.0), quiet=True).start()
         orch.ensure_work_pool(pool)
         orch.ensure_work_queue(queue, pool=pool)

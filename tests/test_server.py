@@ -79,6 +79,10 @@ def test_port_taken_context_manager_and_stop(fresh_home):
             assert server.port != taken
             assert f"Port {taken} is taken" in server.messages[0]
             assert api.healthy(server.api_url)
+            # The UI in the browser must talk to this server, not to whatever runs on 4200.
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/ui-settings") as r:
+                ui_settings = json.loads(r.read())
+            assert ui_settings["api_url"] == f"http://127.0.0.1:{server.port}/api"
             pid, watchdog = server.pid, server.record.watchdog_pid
     assert _gone(pid) and _gone(watchdog)
     assert not (fresh_home / "state" / "server.json").exists()

@@ -8,6 +8,7 @@ running" in a fraction of a second thanks to these.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -21,19 +22,35 @@ class ApiError(Exception):
         self.status = status
 
 
+#: HTTP statuses that mean "busy, ask again": SQLite answers "database is
+#: locked" as 503 when several processes write at once. Prefect's own client
+#: retries these too.
+RETRY_STATUSES = (429, 502, 503)
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+
+
 def call(method: str, url: str, body: Any = None, timeout: float = 5.0) -> Any:
-    """Send one JSON request and return the decoded JSON answer (or None)."""
+    """Send one JSON request and return the decoded JSON answer (or None).
+
+    A busy server (HTTP 429/502/503) is asked again a few times, about 4 s
+    in all, before :class:`ApiError` is raised.
+    """
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Accept", "application/json")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-    except urllib.error.HTTPError as exc:
-        raise ApiError(exc.code, exc.read().decode(errors="replace")[:500]) from exc
-    return json.loads(raw) if raw else None
+    for delay in (*RETRY_DELAYS, None):
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code in RETRY_STATUSES and delay is not None:
+                time.sleep(delay)
+                continue
+            raise ApiError(exc.code, exc.read().decode(errors="replace")[:500]) from exc
+        return json.loads(raw) if raw else None
+    raise AssertionError("unreachable")
 
 
 def healthy(api_url: str, timeout: float = 1.0) -> bool:

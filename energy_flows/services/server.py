@@ -213,7 +213,12 @@ class PrefectServer:
     def _spawn(self, avoid_default: bool = False) -> ServiceRecord:
         port = free_port() if avoid_default else self._choose_port()
         prefix = hub_prefix(port)
-        extra = hub_settings(prefix) if prefix else {}
+        # The UI asks the API at PREFECT_SERVER_UI_API_URL, which Prefect builds
+        # from PREFECT_SERVER_API_PORT (default 4200), not from --port: without
+        # this, a server on another port shows the data of whatever runs on 4200.
+        extra = {"PREFECT_SERVER_API_PORT": str(port)}
+        if prefix:
+            extra |= hub_settings(prefix)
         env = settings.classroom_env(self.home, extra=extra)
         log = self.home / "logs" / "server.log"
         argv = server_argv(port)

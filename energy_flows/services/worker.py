@@ -135,13 +135,14 @@ class Worker:
             else:
                 if existing is not None:
                     existing.remove()
+                self._ensure_queues(server.api_url or "", pool_may_be_missing=True)
                 rec = self._spawn(server)
                 try:
                     self._wait_online(rec)
+                    self._ensure_queues(rec.api_url or "")
                 except BaseException:
                     stop_worker_record(rec, quiet=True)
                     raise
-                self._ensure_queues(rec)
                 self._use_fast_command(rec)
         self._record = self._last_record = rec
         Worker._instances[(self.home, self.name)] = self
@@ -248,16 +249,21 @@ class Worker:
             "then run the cell again."
         )
 
-    def _ensure_queues(self, rec: ServiceRecord) -> None:
+    def _ensure_queues(self, api_url: str, pool_may_be_missing: bool = False) -> None:
         """Create the worker's queues that do not exist yet.
 
         ``prefect worker start`` creates its pool but not its queues, and a
         worker asking for a queue that does not exist gets no runs at all.
+        When the pool already exists the queues are created before the worker
+        starts, so it polls them from its first second; otherwise the worker
+        creates the pool and its queues are created once it is ONLINE.
         """
         for queue in self.queues:
             try:
-                api.call("POST", f"{rec.api_url}/work_pools/{self.pool}/queues", {"name": queue})
+                api.call("POST", f"{api_url}/work_pools/{self.pool}/queues", {"name": queue})
             except api.ApiError as exc:
+                if exc.status == 404 and pool_may_be_missing:
+                    return  # no pool yet: the worker creates it
                 if exc.status != 409:  # 409: it exists already
                     raise ServiceError(
                         f"Could not create work queue {queue!r} in pool {self.pool!r}: {exc}"
