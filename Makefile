@@ -49,7 +49,8 @@ screenshots: $(STAMP)
 	$(BIN)/energy-flows screenshots
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_services.py
 
 clean:
 	rm -rf $(VENV) .energy_flows .pytest_cache .ruff_cache
