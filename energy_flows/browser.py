@@ -18,8 +18,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
-import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,13 +91,6 @@ def launch_chromium(
             browser.close()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class LabInfo:
     """A running JupyterLab: where it is and how to open a notebook in it."""
@@ -136,6 +127,7 @@ def jupyter_lab(
     SIGTERM, which makes JupyterLab shut its kernels down.
     """
     from energy_flows.errors import ServiceError
+    from energy_flows.lab import lab_command
     from energy_flows.services.process import is_alive, spawn, stop, tail
     from energy_flows.services.waiting import wait_until
     from energy_flows.settings import classroom_env, ensure_home
@@ -150,7 +142,10 @@ def jupyter_lab(
     (plugin / "notification.jupyterlab-settings").write_text(
         '{"fetchNews": "false", "checkForUpdates": false, "doNotDisturbMode": true}'
     )
-    port = port or free_port()
+    if port is None:
+        from energy_flows.services.server import free_port
+
+        port = free_port()
     token = secrets.token_hex(16)
     log = Path(log_path) if log_path else home_path / "logs" / f"jupyterlab-{port}.log"
     env = classroom_env(
@@ -162,19 +157,7 @@ def jupyter_lab(
             "JUPYTERLAB_WORKSPACES_DIR": str(lab_dir / "workspaces"),
         },
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={Path(root_dir).resolve()}",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI often run as root
-        argv.append("--allow-root")
+    argv = lab_command(port, Path(root_dir).resolve(), open_browser=False, token=token)
     if expose_app:
         argv.append("--LabApp.expose_app_in_browser=True")
     spawned = spawn(argv, env, log, grace=20, cwd=root_dir)

@@ -41,8 +41,14 @@ def free_port(preferred: int, host: str = "127.0.0.1") -> int:
     raise OSError(f"No free port between {preferred} and {preferred + 99}.")
 
 
-def lab_command(port: int, notebook_dir: Path, open_browser: bool) -> list[str]:
-    """The ``jupyter lab`` command line: loopback only, lessons folder as root."""
+def lab_command(
+    port: int, notebook_dir: Path, open_browser: bool, token: str | None = None
+) -> list[str]:
+    """The ``jupyter lab`` command line: loopback only, offline, ``notebook_dir`` as root.
+
+    ``token`` fixes the access token (a browser test needs to know it);
+    otherwise JupyterLab makes one (or takes ``JUPYTER_TOKEN``).
+    """
     argv = [
         sys.executable,
         "-m",
@@ -61,6 +67,8 @@ def lab_command(port: int, notebook_dir: Path, open_browser: bool) -> list[str]:
         argv.append("--allow-root")
     if not open_browser:
         argv.append("--no-browser")
+    if token is not None:
+        argv.append(f"--IdentityProvider.token={token}")
     return argv
 
 
