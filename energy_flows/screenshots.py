@@ -359,37 +359,6 @@ def _wait_all_late(runs: list[RunInfo], timeout: float) -> None:
     )
 
 
-def _start_worker(home: Path, pool: str, queue: str, timeout: float) -> Any:
-    """Start the worker (the 2022 agent) for ``queue``; return it.
-
-    The moment it comes online it takes both Late runs at once, and on a busy
-    machine SQLite may then answer its own start-up call with HTTP 503
-    ("database is locked") although the worker runs. Starting it again adopts
-    that running worker, so we simply try again.
-    """
-    from energy_flows.errors import ServiceError
-    from energy_flows.services.waiting import wait_until
-    from energy_flows.services.worker import Worker
-
-    errors: list[str] = []
-
-    def started() -> Any:
-        try:
-            return Worker(pool=pool, queues=[queue], home=home, quiet=True).start()
-        except ServiceError as exc:
-            if "HTTP 503" not in str(exc):
-                raise
-            errors.append(str(exc))
-            return None
-
-    return wait_until(
-        started,
-        timeout,
-        what=f"a worker for {queue} to start",
-        missing=lambda: errors[-1] if errors else "",
-    )
-
-
 def _save_figure(fig: Any, target: Path, what: str) -> dict[str, Any]:
     fig.savefig(target, dpi=100, facecolor="white")
     return {"file": target.name, "kind": "figure", "what": what, "bytes": target.stat().st_size}
@@ -453,6 +422,7 @@ def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dic
     from energy_flows.orchestration._common import now_utc
     from energy_flows.services.registry import stop_all
     from energy_flows.services.server import PrefectServer, free_port
+    from energy_flows.services.worker import Worker
     from energy_flows.views import plot_forecast, plot_run_timeline, runs_with_workers
 
     pool, queue = orch.DEFAULT_POOL, orch.DEFAULT_QUEUE
@@ -499,7 +469,7 @@ def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dic
 
             shoot("late")
             _say("Starting a worker (the 2022 agent) and letting it drain the queue", quiet)
-            _start_worker(home, pool, queue, timeout)
+            Worker(pool=pool, queues=[queue], home=home, timeout=timeout, quiet=True).start()
             finished = orch.wait_for(runs, until="completed", timeout=timeout, progress=False)
             bad = [f"{r.name}: {r.state}" for r in finished if r.state != "Completed"]
             if bad:

@@ -73,22 +73,6 @@ def _table(frame: pd.DataFrame, columns: list[str], max_rows: int = 8) -> str:
     return text
 
 
-def _start_worker(worker_class: type, home: Path, pool: str, queue: str) -> object:
-    """Start the worker. If its last start-up request met a busy SQLite (HTTP 503), the
-    worker is already running: a second ``start()`` adopts it instead of starting another.
-    """
-    from energy_flows.errors import ServiceError
-
-    worker = worker_class(pool=pool, queues=[queue], home=home, quiet=True)
-    try:
-        return worker.start()
-    except ServiceError as exc:
-        if "503" not in str(exc):
-            raise
-        time.sleep(0.5)
-        return worker.start()
-
-
 def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: float = 120) -> int:
     """Run the walkthrough end to end against a real server and worker; return 0 on success.
 
@@ -230,7 +214,9 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
             "`prefect worker start --pool energy-pool --work-queue energy_usage` / "
             "Worker().start()",
         )
-        worker = _start_worker(Worker, home_path, orch.DEFAULT_POOL, orch.DEFAULT_QUEUE)
+        worker = Worker(
+            pool=orch.DEFAULT_POOL, queues=[orch.DEFAULT_QUEUE], home=home_path, quiet=True
+        ).start()
         s.show(_table(orch.workers(orch.DEFAULT_POOL), ["name", "status"]))
 
         # 8. the queue drains -------------------------------------------------
