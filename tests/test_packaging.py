@@ -13,6 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -112,3 +114,13 @@ def test_makefile_has_the_documented_targets():
     text = (ROOT / "Makefile").read_text()
     for target in ("lab", "test", "notebooks", "screenshots", "bench"):
         assert re.search(rf"^{target}:", text, re.M), target
+
+
+def test_a_second_make_spends_no_time_reinstalling():
+    """`make test` twice in a row: the second one finds the set-up up to date."""
+    if not (ROOT / ".venv" / ".installed").exists():
+        pytest.skip("this environment was not set up by `make` (no .venv/.installed)")
+    result = subprocess.run(["make", "-q", "setup"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, "make would reinstall although nothing changed"
+    dry = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True)
+    assert "pip install" not in dry.stdout
