@@ -324,8 +324,11 @@ def execute_lesson(path: Path, timeout: float = 300.0, keep_home: bool = False) 
     )
     start = time.monotonic()
     error = ""
+    # The kernel's own stderr (its start-up warnings) goes to a file, not to our output.
+    kernel_log = Path(tempfile.gettempdir()) / f"{path.stem}.kernel.log"
     try:
-        client.execute(env=kernel_env(home))
+        with open(kernel_log, "w") as stderr:
+            client.execute(env=kernel_env(home), stderr=stderr)
     except CellExecutionError as exc:
         error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
     except Exception as exc:
