@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from energy_flows.errors import HomeNotWritableError
@@ -62,9 +63,9 @@ def ensure_home(home: str | os.PathLike[str] | None = None) -> Path:
     try:
         for sub in ("", "prefect", "prefect/ui", "results", "logs", "state", "cache"):
             (path / sub).mkdir(parents=True, exist_ok=True)
-        probe = path / "state" / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # A probe file of our own: two processes may check the same home at once.
+        with tempfile.NamedTemporaryFile(dir=path / "state", prefix=".write-test-"):
+            pass
     except OSError as exc:
         raise HomeNotWritableError(
             f"The energy-flows home folder {path} cannot be written ({exc.strerror}). "
