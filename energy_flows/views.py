@@ -156,8 +156,14 @@ def runs_with_workers(runs: pd.DataFrame) -> pd.DataFrame:
         flow_run_id=LogFilterFlowRunId(any_=ids),
         name=LogFilterName(any_=["prefect.flow_runs.worker"]),
     )
+    logs: list[Any] = []
     with client() as c:
-        logs = c.read_logs(log_filter=log_filter, limit=max(200, 4 * len(ids)))
+        # The API returns at most 200 logs a call: read page by page.
+        while True:
+            page = c.read_logs(log_filter=log_filter, limit=200, offset=len(logs))
+            logs.extend(page)
+            if len(page) < 200:
+                break
     frame = pd.DataFrame(
         {
             "flow_run_id": [str(log.flow_run_id) for log in logs],

@@ -144,3 +144,14 @@ def test_style_runs_highlights_late_rows(runs: pd.DataFrame) -> None:
     html = views.style_runs(runs).to_html()
     assert html.count("background-color: #fde0c5") == 1  # one CSS rule for the Late row
     assert "row3" in html.split("background-color: #fde0c5")[0]
+
+
+def test_runs_with_workers_reads_many_runs_without_hitting_the_api_limit(prefect_server):
+    """A queue with more than 50 runs once made read_logs ask for > 200 rows (HTTP 422)."""
+    import uuid
+
+    from energy_flows.views import runs_with_workers
+
+    runs = pd.DataFrame({"id": [str(uuid.uuid4()) for _ in range(60)], "name": "r"})
+    table = runs_with_workers(runs)
+    assert len(table) == 60 and "worker" in table.columns
