@@ -394,7 +394,10 @@ def trigger(
     Args:
         deployment: "flow/deployment", the bare deployment name, its id, or a DeploymentInfo.
         parameters: values that override the deployment's defaults for this run.
-        flow_run_name: a stable name for the run (handy in notebooks compared under test).
+        flow_run_name: a stable name for the run while it waits in the queue (handy in
+            notebooks compared under test). A flow with its own ``flow_run_name``
+            template, like the energy flows ("energy-<meter>-<start>"), renames the
+            run when it starts: match runs by ``RunInfo.id``, not by name.
         scheduled_time: when the run should start (default: now). A time in the past
             makes it Late a few seconds later if no worker picks it up.
     """
