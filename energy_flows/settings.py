@@ -37,6 +37,16 @@ _SERVICES_OFF = (
     "CLEANUP_RECONCILER",
 )
 
+#: Set to 1 to run the classroom with Prefect's default timings (polling, late
+#: threshold, services): the benchmarks use it to measure what the settings save.
+PREFECT_DEFAULTS_VARIABLE = "ENERGY_FLOWS_PREFECT_DEFAULTS"
+
+#: The settings that only make things faster (left out with PREFECT_DEFAULTS_VARIABLE).
+_SPEED_SETTINGS = (
+    "PREFECT_WORKER_QUERY_SECONDS",
+    "PREFECT_WORKER_HEARTBEAT_SECONDS",
+)
+
 #: Variables that would make a child write colour codes or prompts into its log.
 _COLOUR_VARIABLES = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS")
 
@@ -117,6 +127,11 @@ def prefect_settings(
     }
     for name in _SERVICES_OFF:
         env[f"PREFECT_SERVER_SERVICES_{name}_ENABLED"] = "false"
+    if os.environ.get(PREFECT_DEFAULTS_VARIABLE, "").lower() in ("1", "true", "yes"):
+        # Benchmarks only: keep everything else, but leave Prefect's own timings.
+        for key in _SPEED_SETTINGS:
+            env.pop(key, None)
+        env = {k: v for k, v in env.items() if not k.startswith("PREFECT_SERVER_SERVICES_")}
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
