@@ -51,6 +51,7 @@ screenshots: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_services.py
+	$(BIN)/python benchmarks/bench_lessons.py
 
 clean:
 	rm -rf $(VENV) .energy_flows .pytest_cache .ruff_cache
