@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -105,6 +106,62 @@ class ServiceRecord:
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
+
+
+def launch(
+    kind: str,
+    name: str,
+    home: Path,
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    detached: bool,
+    grace: float,
+    watch_pid: int | None = None,
+    **fields: Any,
+) -> ServiceRecord:
+    """Start a server or worker with :func:`process.spawn` and record it in its state file.
+
+    The one place that turns "start this service" into a running process, a
+    marked start in its log (``log_offset``, so errors show only this start's
+    lines), and a :class:`ServiceRecord`. ``fields`` fill the record's
+    service-specific fields (port and URLs, or pool and queues).
+    """
+    log = home / "logs" / ("server.log" if kind == "server" else f"worker-{name}.log")
+    with open(log, "a") as f:
+        f.write("\n")
+        offset = f.tell()
+        f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
+    sock = process.socket_path_for(home, name if kind == "server" else f"worker-{name}")
+    spawned = process.spawn(
+        argv,
+        env,
+        log,
+        tied=not detached,
+        socket_path=sock,
+        watch_pid=watch_pid,
+        grace=grace,
+        cwd=home,
+    )
+    rec = ServiceRecord(
+        kind=kind,
+        name=name,
+        home=str(home),
+        pid=spawned.pid,
+        create_time=spawned.create_time,
+        watchdog_pid=spawned.watchdog_pid,
+        watchdog_create_time=spawned.watchdog_create_time,
+        argv=argv,
+        log=str(log),
+        log_offset=offset,
+        started_at=time.time(),
+        owner="cli" if detached else "kernel",
+        owner_pid=os.getpid(),
+        socket=None if detached else sock,
+        **fields,
+    )
+    rec.save()
+    return rec
 
 
 def state_dir(home: str | os.PathLike[str] | None = None) -> Path:

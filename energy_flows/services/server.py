@@ -23,7 +23,6 @@ import html
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
@@ -220,37 +219,18 @@ class PrefectServer:
         if prefix:
             extra |= hub_settings(prefix)
         env = settings.classroom_env(self.home, extra=extra)
-        log = self.home / "logs" / "server.log"
-        argv = server_argv(port)
-        with open(log, "a") as f:
-            f.write("\n")
-            offset = f.tell()
-            f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
-        sock = process.socket_path_for(self.home, "server")
-        spawned = process.spawn(
-            argv, env, log, tied=not self.detached, socket_path=sock, grace=5.0, cwd=self.home
-        )
-        api_url = f"http://127.0.0.1:{port}{prefix or ''}/api"
-        rec = ServiceRecord(
-            kind="server",
-            name="server",
-            home=str(self.home),
-            pid=spawned.pid,
-            create_time=spawned.create_time,
-            watchdog_pid=spawned.watchdog_pid,
-            watchdog_create_time=spawned.watchdog_create_time,
-            argv=argv,
-            log=str(log),
-            log_offset=offset,
-            started_at=time.time(),
-            owner="cli" if self.detached else "kernel",
-            owner_pid=os.getpid(),
-            socket=None if self.detached else sock,
+        rec = registry.launch(
+            "server",
+            "server",
+            self.home,
+            server_argv(port),
+            env,
+            detached=self.detached,
+            grace=5.0,
             port=port,
-            api_url=api_url,
+            api_url=f"http://127.0.0.1:{port}{prefix or ''}/api",
             ui_url=ui_url_for(port, prefix),
         )
-        rec.save()
         self.started_here = True
         return rec
 

@@ -162,47 +162,21 @@ class Worker:
         return rec
 
     def _spawn(self, server: ServiceRecord) -> ServiceRecord:
-        argv = worker_argv(self.pool, self.queues, self.name, self.limit)
-        env = settings.classroom_env(self.home, api_url=server.api_url)
-        log = self.home / "logs" / f"worker-{self.name}.log"
-        with open(log, "a") as f:
-            f.write("\n")
-            offset = f.tell()
-            f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
-        sock = process.socket_path_for(self.home, f"worker-{self.name}")
-        spawned = process.spawn(
-            argv,
-            env,
-            log,
-            tied=not self.detached,
-            socket_path=sock,
-            watch_pid=server.pid,
+        return registry.launch(
+            "worker",
+            self.name,
+            self.home,
+            worker_argv(self.pool, self.queues, self.name, self.limit),
+            settings.classroom_env(self.home, api_url=server.api_url),
+            detached=self.detached,
             grace=STOP_GRACE_SECONDS,
-            cwd=self.home,
-        )
-        rec = ServiceRecord(
-            kind="worker",
-            name=self.name,
-            home=str(self.home),
-            pid=spawned.pid,
-            create_time=spawned.create_time,
-            watchdog_pid=spawned.watchdog_pid,
-            watchdog_create_time=spawned.watchdog_create_time,
-            argv=argv,
-            log=str(log),
-            log_offset=offset,
-            started_at=time.time(),
-            owner="cli" if self.detached else "kernel",
-            owner_pid=os.getpid(),
-            socket=None if self.detached else sock,
+            watch_pid=server.pid,
             api_url=server.api_url,
             pool=self.pool,
             queues=self.queues,
             limit=self.limit,
             server_pid=server.pid,
         )
-        rec.save()
-        return rec
 
     def _wait_online(self, rec: ServiceRecord) -> None:
         url = f"{rec.api_url}/work_pools/{self.pool}/workers/filter"
