@@ -135,12 +135,15 @@ def test_interrupt_keeps_the_server_then_sigkill_stops_it(kernel):
 
 
 def test_restart_stops_what_the_old_kernel_started(kernel):
-    manager, client, _home = kernel
-    info = _run(client, START_SLEEPER)
+    """The learner's most common "start over": Kernel > Restart, with a server and a worker."""
+    manager, client, home = kernel
+    server = _run(client, START_SERVER)
+    worker = _run(client, START_WORKER)
     manager.restart_kernel(now=False)
-    _assert_all_gone(info["pids"])
+    _assert_all_gone(server["pids"] + worker["pids"])
     client.wait_for_ready(timeout=60)
-    assert _run(client, "import os, json; print(json.dumps(os.getpid()))") != info["kernel"]
+    assert _run(client, "import os, json; print(json.dumps(os.getpid()))") != server["kernel"]
+    assert registry.running(home).empty
 
 
 def test_sigkill_stops_a_spawned_child(kernel):
