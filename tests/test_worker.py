@@ -130,3 +130,29 @@ def test_server_death_stops_its_workers(fresh_home):
     assert worker.status() == "stopped (its server is gone)"
     assert registry.running(fresh_home).empty
     assert "depends on" in worker.logs(tail=5)
+
+
+def test_basic_auth_server_and_worker(fresh_home, monkeypatch):
+    """A server exposed beyond loopback must have auth: with it on, the package still works.
+
+    The server refuses API calls without the password; the package's own HTTP
+    calls (worker online check, queue creation) send ``PREFECT_API_AUTH_STRING``
+    like Prefect's client does.
+    """
+    monkeypatch.setenv("PREFECT_SERVER_API_AUTH_STRING", "teacher:s3cret")
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "teacher:s3cret")
+    server = PrefectServer(quiet=True).start()
+    try:
+        pools = f"{server.api_url}/work_pools/filter"
+        assert api.call("POST", pools, {}) == []  # with the password
+        monkeypatch.delenv("PREFECT_API_AUTH_STRING")
+        with pytest.raises(api.ApiError) as refused:
+            api.call("POST", pools, {})
+        assert refused.value.status == 401
+        monkeypatch.setenv("PREFECT_API_AUTH_STRING", "teacher:s3cret")
+        worker = Worker(pool="auth-pool", queues=["auth-queue"], quiet=True).start()
+        assert worker.status() == "running"
+        queues = api.call("POST", f"{server.api_url}/work_pools/auth-pool/queues/filter", {})
+        assert "auth-queue" in {q["name"] for q in queues}
+    finally:
+        server.stop()

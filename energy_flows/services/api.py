@@ -7,7 +7,9 @@ running" in a fraction of a second thanks to these.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +31,18 @@ RETRY_STATUSES = (429, 502, 503)
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
+def auth_header() -> str | None:
+    """``Basic ...`` from ``PREFECT_API_AUTH_STRING`` ("user:password"), as Prefect's client sends.
+
+    A server started with ``PREFECT_SERVER_API_AUTH_STRING`` refuses every
+    other API call (health checks stay open).
+    """
+    secret = os.environ.get("PREFECT_API_AUTH_STRING")
+    if not secret:
+        return None
+    return "Basic " + base64.b64encode(secret.encode()).decode()
+
+
 def call(method: str, url: str, body: Any = None, timeout: float = 5.0) -> Any:
     """Send one JSON request and return the decoded JSON answer (or None).
 
@@ -39,6 +53,9 @@ def call(method: str, url: str, body: Any = None, timeout: float = 5.0) -> Any:
     for delay in (*RETRY_DELAYS, None):
         req = urllib.request.Request(url, data=data, method=method)
         req.add_header("Accept", "application/json")
+        auth = auth_header()
+        if auth:
+            req.add_header("Authorization", auth)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
