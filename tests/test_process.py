@@ -134,10 +134,13 @@ def test_stop_kills_a_child_that_ignores_sigterm(fresh_home, env):
         sys.executable,
         "-c",
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "print('ready', flush=True); time.sleep(60)",
+        "print('SIGTERM' + ' ignored', flush=True); time.sleep(60)",
     ]
     spawned = process.spawn(stubborn, env, fresh_home / "s.log", grace=0.5)
-    wait_until(lambda: "ready" in process.tail(fresh_home / "s.log"), 10, what="the child")
+    # The watchdog logs the command line too: wait for the text only the child prints.
+    wait_until(
+        lambda: "SIGTERM ignored" in process.tail(fresh_home / "s.log"), 10, what="the child"
+    )
     started = time.monotonic()
     assert process.stop(spawned.pid, spawned.create_time, spawned.watchdog_pid, None, timeout=5)
     assert time.monotonic() - started < 3
