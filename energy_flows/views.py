@@ -147,7 +147,13 @@ def runs_with_workers(runs: pd.DataFrame) -> pd.DataFrame:
     """
     if runs.empty:
         return attach_workers(runs, pd.DataFrame(columns=["message"]))
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterName
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+        LogFilterName,
+    )
 
     from energy_flows.orchestration._common import client
 
@@ -157,20 +163,39 @@ def runs_with_workers(runs: pd.DataFrame) -> pd.DataFrame:
         name=LogFilterName(any_=["prefect.flow_runs.worker"]),
     )
     logs: list[Any] = []
+    flow_runs: list[Any] = []
     with client() as c:
-        # The API returns at most 200 logs a call: read page by page.
+        # The API returns at most 200 rows a call: read page by page.
         while True:
             page = c.read_logs(log_filter=log_filter, limit=200, offset=len(logs))
             logs.extend(page)
             if len(page) < 200:
                 break
+        for first in range(0, len(ids), 200):
+            flow_runs += c.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[first : first + 200])),
+                limit=200,
+            )
     frame = pd.DataFrame(
         {
             "flow_run_id": [str(log.flow_run_id) for log in logs],
             "message": [log.message for log in logs],
         }
     )
-    return attach_workers(runs, frame)
+    with_workers = attach_workers(runs, frame)
+    # Runs tables show whole seconds; a lesson's runs last about a second, so
+    # the timeline needs the exact times to show which runs overlapped.
+    exact = {str(r.id): (r.start_time, r.end_time) for r in flow_runs}
+    for column, index in (("started", 0), ("ended", 1)):
+        if column in with_workers.columns:
+            values = [
+                exact[str(i)][index] if str(i) in exact else old
+                for i, old in zip(with_workers["id"], with_workers[column], strict=True)
+            ]
+            with_workers[column] = pd.to_datetime(
+                pd.Series(values, index=with_workers.index, dtype=object), utc=True
+            )
+    return with_workers
 
 
 def style_runs(runs: pd.DataFrame) -> Any:

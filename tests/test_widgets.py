@@ -301,6 +301,12 @@ def test_monitor_late_run_worker_and_timeline(
     # the timeline knows which worker ran the run, from the run's own log
     runs = views.runs_with_workers(queue_runs(queue, pool))
     assert runs.loc[runs["id"] == str(run.id), "worker"].item() == worker.name
+    # Exact start and end times (runs tables show whole seconds): the bar has a length.
+    mine = runs.loc[runs["id"] == str(run.id)].iloc[0]
+    assert mine["ended"] > mine["started"]
+    assert mine["started"] != mine["started"].floor("s") or mine["ended"] != mine["ended"].floor(
+        "s"
+    )
     fig = views.plot_run_timeline(runs)
     assert worker.name in [t.get_text() for t in fig.axes[0].get_yticklabels()]
 
