@@ -167,3 +167,25 @@ def worker_factory(prefect_server: Any) -> Iterator[Callable[..., Any]]:
     yield make
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium, or a skip that says why (a failure where CI requires the browser).
+
+    ``.ci/run`` sets ``ENERGY_FLOWS_REQUIRE_BROWSER=1`` and installs chromium:
+    there a missing browser must fail the run, never hide behind a skip.
+    """
+    from energy_flows.browser import chromium_path
+
+    path = chromium_path()
+    if path is not None:
+        return path
+    reason = (
+        "Debian's chromium is not installed (/usr/bin/chromium): "
+        "`sudo apt-get install chromium` to run the browser tests."
+    )
+    if os.environ.get("ENERGY_FLOWS_REQUIRE_BROWSER", "") not in ("", "0"):
+        pytest.fail(reason + " ENERGY_FLOWS_REQUIRE_BROWSER is set: this must not be skipped.")
+    print(f"SKIP: {reason}")
+    pytest.skip(reason)

@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 import pytest
 
-from energy_flows.browser import chromium_path, jupyter_lab, launch_chromium
+from energy_flows.browser import jupyter_lab, launch_chromium
 
 NOTEBOOK = Path(__file__).with_name("browser_notebooks") / "monitor.ipynb"
 
@@ -62,19 +62,6 @@ KERNEL_IDLE = """() => {
   const kernel = ctx && ctx.session && ctx.session.kernel;
   return Boolean(kernel && kernel.status === 'idle' && panel.content.widgets.length >= 5);
 }"""
-
-
-def _require_chromium() -> None:
-    if chromium_path() is not None:
-        return
-    reason = (
-        "Debian's chromium is not installed (/usr/bin/chromium): "
-        "`sudo apt-get install chromium` to run the browser test."
-    )
-    if os.environ.get("ENERGY_FLOWS_REQUIRE_BROWSER", "") not in ("", "0"):
-        pytest.fail(reason + " ENERGY_FLOWS_REQUIRE_BROWSER is set: this must not be skipped.")
-    print(f"SKIP: {reason}")
-    pytest.skip(reason)
 
 
 def _processes_of(home: Path) -> list[psutil.Process]:
@@ -148,8 +135,7 @@ def _run_notebook(page: Any, lab: Any, shots: Path) -> None:
     )
 
 
-def test_queue_monitor_in_jupyterlab(tmp_path: Path) -> None:
-    _require_chromium()
+def test_queue_monitor_in_jupyterlab(tmp_path: Path, chromium: str) -> None:
     started = time.monotonic()
     shots = Path(os.environ.get("ENERGY_FLOWS_SCREENSHOT_DIR") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)

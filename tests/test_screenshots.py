@@ -11,33 +11,18 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageStat
 
 from energy_flows import screenshots
-from energy_flows.browser import chromium_path
 
 OUTPUT = Path(__file__).resolve().parent.parent / "output"
 
 #: A blank (or one-colour) image has almost no spread and a handful of colours.
 MIN_STDDEV = 8.0
 MIN_COLOURS = 32
-
-
-def _require_chromium() -> None:
-    if chromium_path() is not None:
-        return
-    reason = (
-        "Debian's chromium is not installed (`sudo apt-get install chromium`), so the "
-        "screenshots cannot be taken."
-    )
-    if os.environ.get("ENERGY_FLOWS_REQUIRE_BROWSER", "") not in ("", "0"):
-        pytest.fail(reason + " ENERGY_FLOWS_REQUIRE_BROWSER is set: this must not be skipped.")
-    print(f"SKIPPED: {reason}")
-    pytest.skip(reason)
 
 
 def assert_real_picture(path: Path) -> None:
@@ -55,8 +40,7 @@ def assert_real_picture(path: Path) -> None:
 @pytest.mark.browser
 @pytest.mark.server
 @pytest.mark.timeout(300)
-def test_screenshots_are_taken_and_show_their_pages(tmp_path: Path) -> None:
-    _require_chromium()
+def test_screenshots_are_taken_and_show_their_pages(tmp_path: Path, chromium: str) -> None:
     out = tmp_path / "output"
     entries = screenshots.take_screenshots(out, home=tmp_path / "home", quiet=True)
 
