@@ -34,7 +34,7 @@ import types
 import typing
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,8 +137,32 @@ def _server_answers(api_url: str | None) -> bool:
 class _LiveView(w.VBox):
     """A VBox that can refresh itself in a background thread and show a static snapshot."""
 
-    def __init__(self, children: Sequence[w.Widget], interval: float, **kwargs: Any) -> None:
-        super().__init__(children=list(children), **kwargs)
+    def __init__(
+        self,
+        interval: float,
+        start: tuple[str, str],
+        stop_tip: str,
+        refresh_tip: str,
+        css_class: str,
+        **kwargs: Any,
+    ) -> None:
+        """Build the control bar (start, stop, refresh, status) above the ``view``.
+
+        ``start`` is the start button's label and tooltip ("Start"/"Follow");
+        the buttons call :meth:`start`, :meth:`stop` and :meth:`refresh`.
+        """
+        label, tip = start
+        self.start_button = _button(label, "play", tip)
+        self.stop_button = _button("Stop", "stop", stop_tip)
+        self.refresh_button = _button("Refresh", "refresh", refresh_tip)
+        self.status = w.HTML()
+        self.view = w.HTML()
+        self.start_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.refresh_button.on_click(lambda _: self.refresh())
+        controls = w.HBox([self.start_button, self.stop_button, self.refresh_button, self.status])
+        super().__init__(children=[controls, self.view], **kwargs)
+        self.add_class(css_class)
         self.interval = float(interval)
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
@@ -334,17 +358,13 @@ class QueueMonitor(_LiveView):
         self._failures = 0
         self._history: list[dict[str, Any]] = []
         self._snapshot = _empty_snapshot(pool)
-        self.start_button = _button("Start", "play", "Refresh every few seconds")
-        self.stop_button = _button("Stop", "stop", "Stop refreshing")
-        self.refresh_button = _button("Refresh", "refresh", "Read the queues once now")
-        self.status = w.HTML()
-        self.view = w.HTML()
-        self.start_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.refresh_button.on_click(lambda _: self.refresh())
-        controls = w.HBox([self.start_button, self.stop_button, self.refresh_button, self.status])
-        super().__init__([controls, self.view], interval=interval)
-        self.add_class("energy-flows-queue-monitor")
+        super().__init__(
+            interval,
+            start=("Start", "Refresh every few seconds"),
+            stop_tip="Stop refreshing",
+            refresh_tip="Read the queues once now",
+            css_class="energy-flows-queue-monitor",
+        )
         self.refresh()
         if autostart and not self._snapshot.server_stopped:
             self.start()
@@ -661,17 +681,14 @@ class LogTail(_LiveView):
         self.title = title or self._default_title()
         self.lines: list[str] = []
         self.problem: str | None = None
-        self.follow_button = _button("Follow", "play", "Show new lines as they come")
-        self.stop_button = _button("Stop", "stop", "Stop following")
-        self.refresh_button = _button("Refresh", "refresh", "Read the log once now")
-        self.status = w.HTML()
-        self.view = w.HTML()
-        self.follow_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.refresh_button.on_click(lambda _: self.refresh())
-        controls = w.HBox([self.follow_button, self.stop_button, self.refresh_button, self.status])
-        super().__init__([controls, self.view], interval=interval)
-        self.add_class("energy-flows-log-tail")
+        super().__init__(
+            interval,
+            start=("Follow", "Show new lines as they come"),
+            stop_tip="Stop following",
+            refresh_tip="Read the log once now",
+            css_class="energy-flows-log-tail",
+        )
+        self.follow_button = self.start_button  # the name a log viewer's reader looks for
         self.refresh()
         if follow:
             self.start()
