@@ -150,6 +150,21 @@ def _check_states(states: Iterable[str] | str | None) -> list[str] | None:
 _PAGE = 200
 
 
+def _in_queue(pool: str, queue: str) -> dict[str, Any]:
+    """Filter arguments of ``read_flow_runs``/``count_flow_runs`` for one queue of one pool."""
+    from prefect.client.schemas.filters import (
+        WorkPoolFilter,
+        WorkPoolFilterName,
+        WorkQueueFilter,
+        WorkQueueFilterName,
+    )
+
+    return {
+        "work_pool_filter": WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+        "work_queue_filter": WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+    }
+
+
 def _read_queue_runs(
     c: SyncPrefectClient,
     queue: str,
@@ -165,10 +180,6 @@ def _read_queue_runs(
         FlowRunFilterState,
         FlowRunFilterStateName,
         FlowRunFilterStateType,
-        WorkPoolFilter,
-        WorkPoolFilterName,
-        WorkQueueFilter,
-        WorkQueueFilterName,
     )
     from prefect.client.schemas.sorting import FlowRunSort
 
@@ -184,8 +195,7 @@ def _read_queue_runs(
     while len(runs) < limit:  # the server answers at most 200 runs per request
         page = c.read_flow_runs(
             flow_run_filter=run_filter,
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
-            work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+            **_in_queue(pool, queue),
             # Newest first, so a long-lived queue shows its latest runs, not its oldest.
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=min(_PAGE, limit - len(runs)),
@@ -282,17 +292,12 @@ def _counts(c: SyncPrefectClient, queue: str, pool: str) -> dict[str, int]:
         FlowRunFilterState,
         FlowRunFilterStateName,
         FlowRunFilterStateType,
-        WorkPoolFilter,
-        WorkPoolFilterName,
-        WorkQueueFilter,
-        WorkQueueFilterName,
     )
 
     def count(state: FlowRunFilterState) -> int:
         return c.count_flow_runs(
             flow_run_filter=FlowRunFilter(state=state),
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
-            work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+            **_in_queue(pool, queue),
         )
 
     result = {
