@@ -172,3 +172,25 @@ def test_launcher_keeps_rfc3987_syntax_out():
     assert blocked.stdout.strip() == "False", blocked.stderr
     if plain.stdout.strip() != "True":
         pytest.skip("rfc3987_syntax is not installed here: nothing to block")
+
+
+@pytest.mark.parametrize("collector_on_before", [True, False])
+def test_preload_imports_with_the_collector_paused_and_restores_it(collector_on_before):
+    code = (
+        "import gc, sys\n"
+        f"{'' if collector_on_before else 'gc.disable()'}\n"
+        "from energy_flows.services.launch import preload\n"
+        "preload(['json', 'decimal'])\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 0, 'decimal' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == [str(collector_on_before), "True", "True"], out.stderr
+
+
+def test_launcher_says_how_to_use_it():
+    out = subprocess.run(
+        [sys.executable, "-m", "energy_flows.services.launch", "serve"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "usage:" in out.stderr

@@ -28,6 +28,15 @@ FLOW_SOURCE = textwrap.dedent(
     def nap(seconds: float = 0.0) -> float:
         time.sleep(seconds)
         return seconds
+
+    @flow
+    def process_probe() -> dict:
+        import gc, sys
+        return {
+            "collector_on": gc.isenabled(),
+            "frozen_objects": gc.get_freeze_count(),
+            "rfc3987_syntax_loaded": sys.modules.get("rfc3987_syntax") is not None,
+        }
     """
 )
 
@@ -46,24 +55,25 @@ def nap_flow_dir(tmp_path_factory):
     return folder
 
 
-def _deploy(folder, pool: str, queue: str) -> str:
+def _deploy(folder, pool: str, queue: str, flow_name: str = "nap") -> str:
     from prefect import flow
 
-    name = f"nap-{uuid.uuid4().hex[:6]}"
-    flow.from_source(str(folder), "nap_flow.py:nap").deploy(
+    name = f"{flow_name}-{uuid.uuid4().hex[:6]}"
+    flow.from_source(str(folder), f"nap_flow.py:{flow_name}").deploy(
         name=name,
         work_pool_name=pool,
         work_queue_name=queue,
         job_variables={"command": flow_run_command()},
         print_next_steps=False,
     )
-    return f"nap/{name}"
+    return f"{flow_name.replace('_', '-')}/{name}"
 
 
-def _run(deployment: str, seconds: float):
+def _run(deployment: str, seconds: float | None = None):
     from prefect.deployments import run_deployment
 
-    return run_deployment(deployment, parameters={"seconds": seconds}, timeout=0)
+    parameters = {} if seconds is None else {"seconds": seconds}
+    return run_deployment(deployment, parameters=parameters, timeout=0)
 
 
 def _state(run_id) -> str:
@@ -102,6 +112,23 @@ def test_worker_online_runs_a_flow_and_stops_fast(worker_factory, prefect_server
     assert _gone(pid) and worker.status() == "stopped"
     assert "Stopped worker" in message and "in flight" not in message
     assert "[watchdog" in worker.logs(tail=5)
+
+
+def test_flow_runs_start_through_the_fast_launcher(worker_factory, nap_flow_dir):
+    """The run's own process: optional import kept out, start-up objects frozen, collector on.
+
+    The launcher pauses the garbage collector only while Prefect imports; the
+    flow's code must run with it back on, like in any Python process.
+    """
+    from energy_flows.orchestration import run_result
+
+    worker_factory(pool="probe-pool", queues=["probe"])
+    run = _run(_deploy(nap_flow_dir, "probe-pool", "probe", flow_name="process_probe"))
+    wait_until(lambda: _state(run.id) == "COMPLETED", 60, what="the probe run to complete")
+    seen = run_result(run.id).result
+    assert seen["collector_on"] is True
+    assert seen["frozen_objects"] > 10_000  # Prefect's modules, classes and models
+    assert seen["rfc3987_syntax_loaded"] is False
 
 
 def test_stopping_a_worker_cancels_runs_in_flight(worker_factory, nap_flow_dir):
