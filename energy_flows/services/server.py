@@ -257,8 +257,10 @@ class PrefectServer:
                 progress=None
                 if self.quiet
                 else (label or f"Starting the Prefect server for {self.home}"),
-                interval=0.1,
-                max_interval=0.25,
+                # Cheap checks (a /proc read, then one local HTTP call): look
+                # often, a learner waits on this.
+                interval=0.05,
+                max_interval=0.1,
             )
         except WaitTimeout as exc:
             registry.stop_all(self.home, quiet=True)
