@@ -93,7 +93,10 @@ def launch_chromium(
 
 @dataclass(frozen=True)
 class LabInfo:
-    """A running JupyterLab: where it is and how to open a notebook in it."""
+    """A running JupyterLab: where it is and how to open a notebook in it.
+
+    ``url`` includes the base path (``http://127.0.0.1:8888/user/alice``).
+    """
 
     url: str
     token: str
@@ -115,6 +118,8 @@ def jupyter_lab(
     log_path: str | os.PathLike[str] | None = None,
     timeout: float = 60,
     expose_app: bool = True,
+    base_url: str = "/",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[LabInfo]:
     """Run JupyterLab on ``root_dir`` with the classroom environment; stop it afterwards.
 
@@ -122,7 +127,9 @@ def jupyter_lab(
     under the home (no announcement pop-ups, no state from a learner's own
     Jupyter), a random token, and, with ``expose_app``, ``window.jupyterapp``
     so a browser script can run JupyterLab commands such as
-    ``notebook:run-all-cells``. It is started by the package's one
+    ``notebook:run-all-cells``. ``base_url`` serves it under a path, as
+    JupyterHub does (``/user/<name>/``); ``extra_env`` goes to JupyterLab and
+    its kernels (e.g. ``JUPYTERHUB_SERVICE_PREFIX``). It is started by the package's one
     :func:`~energy_flows.services.process.spawn` function and stopped with
     SIGTERM, which makes JupyterLab shut its kernels down.
     """
@@ -155,13 +162,16 @@ def jupyter_lab(
             "JUPYTER_RUNTIME_DIR": str(lab_dir / "runtime"),
             "JUPYTERLAB_SETTINGS_DIR": str(lab_dir / "settings"),
             "JUPYTERLAB_WORKSPACES_DIR": str(lab_dir / "workspaces"),
+            **(extra_env or {}),
         },
     )
     argv = lab_command(port, Path(root_dir).resolve(), open_browser=False, token=token)
     if expose_app:
         argv.append("--LabApp.expose_app_in_browser=True")
+    base = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+    argv.append(f"--ServerApp.base_url={base}")
     spawned = spawn(argv, env, log, grace=20, cwd=root_dir)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}{base.rstrip('/')}"
 
     def answering() -> bool:
         if not is_alive(spawned.pid, spawned.create_time):

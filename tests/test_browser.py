@@ -159,7 +159,6 @@ def test_queue_monitor_in_jupyterlab(tmp_path: Path, chromium: str) -> None:
         page.close()
 
     # JupyterLab is gone; its kernel, and the server and worker that kernel started, must follow.
-    # JupyterLab is gone; its kernel, and the server and worker that kernel started, must follow.
     deadline = time.monotonic() + 30
     survivors = _processes_of(home)
     while survivors and time.monotonic() < deadline:
@@ -174,3 +173,56 @@ def test_queue_monitor_in_jupyterlab(tmp_path: Path, chromium: str) -> None:
     assert not described, "processes of the notebook survived JupyterLab:\n" + "\n".join(described)
     print(f"browser check took {time.monotonic() - started:.0f} s; screenshots in {shots}")
     assert (shots / "queue-monitor-late.png").stat().st_size > 10_000
+
+
+def test_prefect_ui_through_jupyter_server_proxy(
+    tmp_path: Path, chromium: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under JupyterHub, the notebook's UI link works through jupyter-server-proxy.
+
+    JupyterLab runs under ``/user/learner/`` like a hub's single-user server,
+    with the real jupyter-server-proxy extension. A server started with
+    ``JUPYTERHUB_SERVICE_PREFIX`` set gives a ``ui_url`` under
+    ``/proxy/absolute/<port>/``; opened from JupyterLab's address, the UI
+    must show the pool, and every request it makes (pages, scripts, API
+    calls) must go through JupyterLab, never straight to the Prefect port.
+    """
+    from energy_flows.services import api
+    from energy_flows.services.server import PrefectServer
+
+    prefix = "/user/learner/"
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", prefix)
+    root = tmp_path / "lab"
+    root.mkdir()
+    server = PrefectServer(home=tmp_path / "home", quiet=True).start()
+    try:
+        assert server.ui_url == f"{prefix}proxy/absolute/{server.port}/"
+        api.call("POST", f"{server.api_url}/work_pools/", {"name": "hub-pool", "type": "process"})
+        with (
+            jupyter_lab(
+                root,
+                home=tmp_path / "lab-home",
+                base_url=prefix,
+                extra_env={"JUPYTERHUB_SERVICE_PREFIX": prefix},
+            ) as lab,
+            launch_chromium() as browser,
+        ):
+            origin = f"http://127.0.0.1:{lab.port}"
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            requests: list[str] = []
+            failed: list[tuple[int, str]] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.on(
+                "response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None
+            )
+            page.goto(f"{origin}{server.ui_url}work-pools?token={lab.token}")
+            page.wait_for_selector("text=hub-pool", timeout=60_000)
+            page.screenshot(path=str(tmp_path / "ui-through-proxy.png"))
+    finally:
+        server.stop()
+    api_calls = [u for u in requests if f"{server.ui_url}api/" in u]
+    assert api_calls, requests
+    assert all(u.startswith(origin + server.ui_url) for u in requests if u.startswith("http")), [
+        u for u in requests if not u.startswith(origin)
+    ]
+    assert not failed, failed
