@@ -143,3 +143,30 @@ def test_jupyterhub_prefix(fresh_home, monkeypatch):
     finally:
         server.stop()
     assert not Path(fresh_home / "state" / "server.json").exists()
+
+
+def test_a_kernel_that_starts_a_server_gets_prefect_imported_the_fast_way(fresh_home):
+    """The kernel imports Prefect right after the start: without the slow optional
+    module, and with its garbage collector on and nothing of the learner's frozen."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import gc, json, sys\n"
+        "from energy_flows.services.server import PrefectServer\n"
+        "before = 'prefect' in sys.modules\n"
+        "server = PrefectServer(quiet=True).start()\n"
+        "print(json.dumps({'before': before, 'prefect': 'prefect.deployments' in sys.modules,\n"
+        "    'rfc3987_syntax': sys.modules.get('rfc3987_syntax') is not None,\n"
+        "    'collector_on': gc.isenabled(), 'frozen': gc.get_freeze_count()}))\n"
+        "server.stop()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "before": False,
+        "prefect": True,
+        "rfc3987_syntax": False,
+        "collector_on": True,
+        "frozen": 0,
+    }, out.stderr

@@ -31,7 +31,7 @@ import psutil
 
 from energy_flows import settings
 from energy_flows.errors import ServiceError, WaitTimeout
-from energy_flows.services import api, process, registry
+from energy_flows.services import api, launch, process, registry
 from energy_flows.services.registry import ServiceRecord
 from energy_flows.services.waiting import say, wait_until
 
@@ -193,6 +193,10 @@ class PrefectServer:
         self._record = self._last_record = rec
         PrefectServer._instances[self.home] = self
         settings.apply_to_current_process(self.home, rec.api_url)
+        if not self.detached:
+            # A kernel's next cells import Prefect anyway: do it now, the fast
+            # way. (`energy-flows up` returns at once and needs no Prefect.)
+            launch.prepare_kernel()
         return self
 
     def _adopt(self, rec: ServiceRecord) -> None:
