@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "make: Python 3.11 or newer is needed (python3 --version)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@# An empty, migrated Prefect database that new homes copy (energy_flows/services/database.py).
+	-$(BIN)/python -m energy_flows.services.database
 	@touch $(STAMP)
 
 lab: $(STAMP)

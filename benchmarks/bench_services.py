@@ -5,7 +5,8 @@
 Measures (medians of ``--repeat`` runs, each side in turn):
 
 * server start to healthy, fresh home and existing home:
-  ``PrefectServer().start()`` vs plain ``prefect server start``;
+  ``PrefectServer().start()`` vs plain ``prefect server start``; a fresh home
+  once with the database template ready (the usual case) and once without;
 * reuse: a second ``PrefectServer().start()`` and a second ``energy-flows up``;
 * ``run_deployment`` to COMPLETED for a trivial flow: through ``Worker``
   vs a plain ``prefect worker start --pool plain --type process`` (defaults);
@@ -35,7 +36,12 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from energy_flows.services import api  # noqa: E402
+# A kernel imports Prefect right after its server answers (launch.prepare_kernel);
+# import it here first, so the start times below measure the server alone, as
+# they do on the plain side.
+import prefect  # noqa: E402, F401
+
+from energy_flows.services import api, database  # noqa: E402
 from energy_flows.services.server import PrefectServer, free_port  # noqa: E402
 from energy_flows.services.worker import Worker, flow_run_command  # noqa: E402
 
@@ -144,9 +150,24 @@ def main() -> int:
         plain_home = root / "plain" / "prefect"
         plain_home.mkdir(parents=True)
         plain_fresh = plain_server_start(plain_home)
+        # The first home on a machine builds the database template (make setup
+        # does that, so learners don't); every later new home copies it.
+        cache = os.environ.get("ENERGY_FLOWS_CACHE")
+        os.environ["ENERGY_FLOWS_CACHE"] = str(root / "cache")
+        try:
+            ours_first, server = our_server_start(root / "first")
+            server.stop()
+        finally:
+            os.environ.pop("ENERGY_FLOWS_CACHE")
+            if cache is not None:
+                os.environ["ENERGY_FLOWS_CACHE"] = cache
+        database.seed_home(root / "warm-up")  # the user's template, built if missing
         ours_fresh, server = our_server_start(root / "ours")
         server.stop()
         results.append(("server start, fresh home (s)", ours_fresh, plain_fresh, ""))
+        results.append(
+            ("server start, fresh home, no template yet (s)", ours_first, plain_fresh, "")
+        )
 
         # -- server start: existing home -------------------------------------
         plain_times, our_times = [], []

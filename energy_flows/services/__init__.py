@@ -7,7 +7,9 @@
 * :mod:`~energy_flows.services.process`: ``spawn()``, the one way every child
   process is started (under ``watchdog.py``, so none outlives its kernel)
 * :mod:`~energy_flows.services.waiting`: ``wait_until()``, the one wait loop
-* :mod:`~energy_flows.services.launch`: runs Prefect without the slow optional import
+* :mod:`~energy_flows.services.launch`: starts Prefect processes (and a kernel's
+  own import of Prefect) without the slow optional import and collector pauses
+* :mod:`~energy_flows.services.database`: new homes copy a migrated empty database
 * :mod:`~energy_flows.services.commands`: ``energy-flows up | down | status | logs | reset``
 
 Nothing is imported here, so ``python -m energy_flows.services.launch`` and

@@ -31,7 +31,7 @@ import psutil
 
 from energy_flows import settings
 from energy_flows.errors import ServiceError, WaitTimeout
-from energy_flows.services import api, launch, process, registry
+from energy_flows.services import api, database, launch, process, registry
 from energy_flows.services.registry import ServiceRecord
 from energy_flows.services.waiting import say, wait_until
 
@@ -215,6 +215,8 @@ class PrefectServer:
 
     def _spawn(self, avoid_default: bool = False) -> ServiceRecord:
         port = free_port() if avoid_default else self._choose_port()
+        # A new home starts from a copy of a migrated empty database (database.py).
+        database.seed_home(self.home, say=self._say)
         prefix = hub_prefix(port)
         # The UI asks the API at PREFECT_SERVER_UI_API_URL, which Prefect builds
         # from PREFECT_SERVER_API_PORT (default 4200), not from --port: without

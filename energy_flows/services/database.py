@@ -1,0 +1,171 @@
+"""A new home's Prefect database, copied from a migrated template instead of built.
+
+A server on a new home spends most of its start (about 5 of 7 s on a
+2-core machine) creating Prefect's database: some hundred Alembic
+migrations, run one after the other. Every new home gets the same result,
+so the package builds it once per Prefect version, as an empty SQLite file
+in the user's cache, and copies it into each new home before the server
+starts. The server then finds its database at the latest revision and starts
+as fast as on an existing home. A learner's first lesson, ``energy-flows
+reset``, ``make notebooks`` and the tests all start new homes.
+
+The template is only a speed-up. When it cannot be built or read (no
+writable cache, a damaged file), the server creates its database itself, as
+Prefect always does; and because Prefect still checks the revision on
+start, a template from another version would be migrated, never misread.
+``ENERGY_FLOWS_CACHE`` moves the cache (default ``$XDG_CACHE_HOME`` or
+``~/.cache``, then ``energy-flows``); ``make setup`` builds the template.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from energy_flows import settings
+
+#: Variables that point Prefect at another database (e.g. PostgreSQL): no template then.
+DATABASE_URL_VARIABLES = (
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+)
+
+
+def cache_dir() -> Path:
+    """Where the templates live: ``$ENERGY_FLOWS_CACHE``, else the user's cache folder."""
+    configured = os.environ.get("ENERGY_FLOWS_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "energy-flows"
+
+
+def template_path() -> Path:
+    """The template for the installed Prefect version (it may not exist yet)."""
+    version = importlib.metadata.version("prefect")
+    return cache_dir() / f"prefect-{version}-empty.db"
+
+
+def home_database(home: str | os.PathLike[str] | None = None) -> Path:
+    """The SQLite file a server for ``home`` uses (Prefect's default under ``PREFECT_HOME``)."""
+    return settings.home_dir(home) / "prefect" / "prefect.db"
+
+
+def revision(path: Path) -> str | None:
+    """The Alembic revision stored in a Prefect database, or None if it has none."""
+    try:
+        # Read-only and immutable: reading never creates -wal or -shm files beside it.
+        uri = f"file:{path}?mode=ro&immutable=1"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+def build_template(timeout: float = 300.0) -> Path | None:
+    """Build the template with ``prefect server database upgrade``; return its path.
+
+    Runs Prefect's own migrations in a scratch folder (through the fast
+    launcher), checks the result and moves it into place in one step, so two
+    kernels doing this at once both end up with a complete file. Returns None,
+    leaving nothing behind, when it fails.
+    """
+    target = template_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    except OSError:
+        return None
+    try:
+        (scratch / "prefect").mkdir()
+        env = settings.classroom_env(scratch)
+        argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect"]
+        argv += ["server", "database", "upgrade", "-y"]
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        built = scratch / "prefect" / "prefect.db"
+        if done.returncode != 0:
+            return None
+        # One self-contained file (Prefect's WAL folded in), so a plain copy is a whole database.
+        with contextlib.closing(sqlite3.connect(built)) as db:
+            db.execute("PRAGMA journal_mode=DELETE")
+        if revision(built) is None:
+            return None
+        os.replace(built, target)
+        return target
+    except (OSError, sqlite3.Error, subprocess.SubprocessError):
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def seed_home(
+    home: str | os.PathLike[str] | None = None, say: Callable[[str], None] | None = None
+) -> bool:
+    """Give a new home a copy of the template; True when it did.
+
+    Does nothing for a home that has a database already, or when Prefect is
+    pointed at another database. Builds the template first if there is none
+    (once per Prefect version, about 5 s), printing a line through ``say``.
+    """
+    target = home_database(home)
+    if target.exists() or any(os.environ.get(name) for name in DATABASE_URL_VARIABLES):
+        return False
+    template = template_path()
+    if revision(template) is None:
+        with contextlib.suppress(OSError):
+            template.unlink()
+        if say is not None:
+            say("Preparing an empty Prefect database for new homes (once per Prefect version) ...")
+        started = time.monotonic()
+        template = build_template()
+        if template is None:
+            return False
+        if say is not None:
+            say(f"... ready in {time.monotonic() - started:.1f} s; new homes now start from it.")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The template never changes once in place, so a plain copy is safe.
+        shutil.copyfile(template, partial)
+        os.replace(partial, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        return False
+    return True
+
+
+def main() -> int:
+    """``python -m energy_flows.services.database``: build the template now (``make setup``)."""
+    existing = template_path()
+    if revision(existing) is not None:
+        print(f"Prefect database template: {existing} (already there)")
+        return 0
+    started = time.monotonic()
+    built = build_template()
+    if built is None:
+        print(
+            f"Could not build the Prefect database template in {cache_dir()}; new homes will "
+            "build their own database (slower, nothing else changes). Set ENERGY_FLOWS_CACHE "
+            "to a writable folder to fix this.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"Prefect database template: {built} (built in {time.monotonic() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

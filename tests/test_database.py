@@ -1,0 +1,93 @@
+"""New homes start from a migrated empty database: real migrations, real servers.
+
+Each test gets its own template cache (``ENERGY_FLOWS_CACHE``), so the
+template is really built here, not found from an earlier run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from energy_flows.services import api, database
+from energy_flows.services.server import PrefectServer
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("ENERGY_FLOWS_CACHE", str(folder))
+    return folder
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_a_new_home_gets_a_copy_of_the_migrated_template(fresh_home, cache):
+    said: list[str] = []
+    assert database.seed_home(fresh_home, say=said.append)
+    template = database.template_path()
+    assert template.parent == cache and template.name.startswith("prefect-3.")
+    assert "once per Prefect version" in said[0]
+    # Prefect's schema at its latest revision, as one self-contained file.
+    revision = database.revision(template)
+    assert revision and database.revision(database.home_database(fresh_home)) == revision
+    assert {"flow_run", "deployment", "work_pool", "work_queue"} <= _tables(template)
+    assert sorted(p.name for p in cache.iterdir()) == [template.name]
+    # A second home copies it without building, and a home with a database is left alone.
+    said.clear()
+    other = fresh_home.parent / "other-home"
+    assert database.seed_home(other, say=said.append) and said == []
+    assert not database.seed_home(other)
+
+
+def test_a_server_on_a_seeded_home_works(fresh_home, cache):
+    server = PrefectServer(quiet=True).start()
+    try:
+        assert database.template_path().exists()
+        api.call("POST", f"{server.api_url}/work_pools/", {"name": "seeded", "type": "process"})
+        assert api.call("GET", f"{server.api_url}/work_pools/seeded")["name"] == "seeded"
+    finally:
+        server.stop()
+    # The home's own database holds the pool; the template stays empty.
+    with sqlite3.connect(database.home_database(fresh_home)) as db:
+        assert db.execute("SELECT count(*) FROM work_pool WHERE name='seeded'").fetchone() == (1,)
+    with sqlite3.connect(f"file:{database.template_path()}?mode=ro&immutable=1", uri=True) as db:
+        assert db.execute("SELECT count(*) FROM work_pool").fetchone() == (0,)
+
+
+def test_a_damaged_template_is_rebuilt(fresh_home, cache):
+    cache.mkdir()
+    database.template_path().write_bytes(b"not a database")
+    assert database.seed_home(fresh_home)
+    assert database.revision(database.template_path()) is not None
+
+
+def test_without_a_usable_cache_the_server_builds_its_own_database(
+    fresh_home, tmp_path, monkeypatch
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the cache cannot be a folder inside a file")
+    monkeypatch.setenv("ENERGY_FLOWS_CACHE", str(blocker / "cache"))
+    assert database.build_template() is None
+    assert not database.seed_home(fresh_home)
+    server = PrefectServer(quiet=True).start()  # Prefect migrates on its own, as always
+    try:
+        assert api.healthy(server.api_url)
+        assert database.revision(database.home_database(fresh_home)) is not None
+    finally:
+        server.stop()
+
+
+def test_another_database_url_means_no_template(fresh_home, cache, monkeypatch):
+    monkeypatch.setenv(
+        "PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://u:p@db.example/prefect"
+    )
+    assert not database.seed_home(fresh_home)
+    assert not cache.exists() and not database.home_database(fresh_home).exists()
