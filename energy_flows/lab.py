@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from energy_flows import settings
-from energy_flows.services import process
+from energy_flows.services import database, process
 from energy_flows.services.server import port_is_free
 from energy_flows.services.waiting import wait_until
 
@@ -110,6 +110,9 @@ def run_lab(args: argparse.Namespace) -> int:
     lab = process.spawn(argv, env, None, tied=True, grace=LAB_STOP_GRACE, cwd=notebook_dir)
     code = 0
     try:
+        # While JupyterLab opens: the empty database new homes copy (once per
+        # Prefect version; `make setup` has usually built it already).
+        database.ensure_template(say=print)
         while process.is_alive(lab.pid, lab.create_time):
             time.sleep(0.5)
         code = 1

@@ -8,6 +8,7 @@ the package started may survive.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import signal
@@ -105,7 +106,9 @@ def _package_pids(home: Path) -> list[int]:
 def test_make_lab_serves_and_stops_everything(tmp_path: Path, how: str) -> None:
     home = tmp_path / "home"
     port = free_port()
+    cache = tmp_path / "cache"  # empty: `energy-flows lab` builds the database template
     env = {**os.environ, "ENERGY_FLOWS_HOME": str(home), "JUPYTER_TOKEN": TOKEN}
+    env["ENERGY_FLOWS_CACHE"] = str(cache)
     env.pop("ENERGY_FLOWS_QUIET", None)
     log = open(tmp_path / "make-lab.log", "wb")
     make = subprocess.Popen(
@@ -157,6 +160,10 @@ def test_make_lab_serves_and_stops_everything(tmp_path: Path, how: str) -> None:
         _wait(lambda: not _package_pids(home), 10, "every process of the home to stop")
         text = (tmp_path / "make-lab.log").read_text(errors="replace")
         assert "Everything is stopped." in text, text[-2000:]
+        # The template new homes copy was built once, completely, and no scratch is left.
+        assert "Preparing an empty Prefect database" in text, text[-2000:]
+        version = importlib.metadata.version("prefect")
+        assert [p.name for p in cache.iterdir()] == [f"prefect-{version}-empty.db"]
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)

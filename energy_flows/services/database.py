@@ -110,6 +110,22 @@ def build_template(timeout: float = 300.0) -> Path | None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
+    """The template, built first if it is missing or damaged; None if it cannot be built."""
+    template = template_path()
+    if revision(template) is not None:
+        return template
+    with contextlib.suppress(OSError):
+        template.unlink()
+    if say is not None:
+        say("Preparing an empty Prefect database for new homes (once per Prefect version) ...")
+    started = time.monotonic()
+    built = build_template()
+    if built is not None and say is not None:
+        say(f"... ready in {time.monotonic() - started:.1f} s; new homes now start from it.")
+    return built
+
+
 def seed_home(
     home: str | os.PathLike[str] | None = None, say: Callable[[str], None] | None = None
 ) -> bool:
@@ -122,18 +138,9 @@ def seed_home(
     target = home_database(home)
     if target.exists() or any(os.environ.get(name) for name in DATABASE_URL_VARIABLES):
         return False
-    template = template_path()
-    if revision(template) is None:
-        with contextlib.suppress(OSError):
-            template.unlink()
-        if say is not None:
-            say("Preparing an empty Prefect database for new homes (once per Prefect version) ...")
-        started = time.monotonic()
-        template = build_template()
-        if template is None:
-            return False
-        if say is not None:
-            say(f"... ready in {time.monotonic() - started:.1f} s; new homes now start from it.")
+    template = ensure_template(say)
+    if template is None:
+        return False
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -149,12 +156,7 @@ def seed_home(
 
 def main() -> int:
     """``python -m energy_flows.services.database``: build the template now (``make setup``)."""
-    existing = template_path()
-    if revision(existing) is not None:
-        print(f"Prefect database template: {existing} (already there)")
-        return 0
-    started = time.monotonic()
-    built = build_template()
+    built = ensure_template(say=print)
     if built is None:
         print(
             f"Could not build the Prefect database template in {cache_dir()}; new homes will "
@@ -163,7 +165,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"Prefect database template: {built} (built in {time.monotonic() - started:.1f} s)")
+    print(f"Prefect database template: {built}")
     return 0
 
 
