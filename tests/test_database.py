@@ -76,7 +76,9 @@ def test_without_a_usable_cache_the_server_builds_its_own_database(
     blocker.write_text("the cache cannot be a folder inside a file")
     monkeypatch.setenv("ENERGY_FLOWS_CACHE", str(blocker / "cache"))
     assert database.build_template() is None
-    assert not database.seed_home(fresh_home)
+    said: list[str] = []
+    assert not database.seed_home(fresh_home, say=said.append)
+    assert "could not build it" in said[-1] and "ENERGY_FLOWS_CACHE" in said[-1]
     server = PrefectServer(quiet=True).start()  # Prefect migrates on its own, as always
     try:
         assert api.healthy(server.api_url)

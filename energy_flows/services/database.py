@@ -40,6 +40,13 @@ DATABASE_URL_VARIABLES = (
 )
 
 
+CANNOT_BUILD = (
+    "... could not build it in {cache}. Nothing is lost: each new home builds its own "
+    "database, as Prefect does, only slower. To fix this, set ENERGY_FLOWS_CACHE to a "
+    "folder you can write, e.g. `export ENERGY_FLOWS_CACHE=/tmp/energy-flows-cache`."
+)
+
+
 def cache_dir() -> Path:
     """Where the templates live: ``$ENERGY_FLOWS_CACHE``, else the user's cache folder."""
     configured = os.environ.get("ENERGY_FLOWS_CACHE")
@@ -121,8 +128,11 @@ def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
         say("Preparing an empty Prefect database for new homes (once per Prefect version) ...")
     started = time.monotonic()
     built = build_template()
-    if built is not None and say is not None:
-        say(f"... ready in {time.monotonic() - started:.1f} s; new homes now start from it.")
+    if say is not None:
+        if built is not None:
+            say(f"... ready in {time.monotonic() - started:.1f} s; new homes now start from it.")
+        else:
+            say(CANNOT_BUILD.format(cache=cache_dir()))
     return built
 
 
@@ -156,14 +166,8 @@ def seed_home(
 
 def main() -> int:
     """``python -m energy_flows.services.database``: build the template now (``make setup``)."""
-    built = ensure_template(say=print)
+    built = ensure_template(say=lambda line: print(line, file=sys.stderr))
     if built is None:
-        print(
-            f"Could not build the Prefect database template in {cache_dir()}; new homes will "
-            "build their own database (slower, nothing else changes). Set ENERGY_FLOWS_CACHE "
-            "to a writable folder to fix this.",
-            file=sys.stderr,
-        )
         return 1
     print(f"Prefect database template: {built}")
     return 0
