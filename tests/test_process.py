@@ -32,6 +32,8 @@ OWNER = textwrap.dedent(
     if mode == "attach":
         assert process.attach(sys.argv[4])
         print(json.dumps({}), flush=True)
+    elif mode == "run":
+        process.run(json.loads(sys.argv[2]), dict(os.environ), sys.argv[3], timeout=120)
     else:
         s = process.spawn(json.loads(sys.argv[2]), dict(os.environ), sys.argv[3],
                           tied=(mode == "tied"), socket_path=sys.argv[4] or None)
@@ -73,6 +75,38 @@ def test_tied_child_dies_when_its_owner_is_killed(fresh_home, env):
     owner.kill()
     owner.wait()
     _wait_gone(pids["pid"], pids["watchdog"], timeout=3)
+
+
+def test_run_returns_the_exit_code_and_writes_the_log(fresh_home, env):
+    code = "import sys; print('migrating', flush=True); sys.exit(3)"
+    log = fresh_home / "once.log"
+    assert process.run([sys.executable, "-c", code], env, log, timeout=30) == 3
+    assert "migrating" in log.read_text()
+
+
+def test_run_stops_the_command_at_its_timeout(fresh_home, env):
+    log = fresh_home / "slow.log"
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.run(SLEEPER, env, log, timeout=1.0)
+    wait_until(lambda: "SIGINT:" in log.read_text(), 5, what="the sleeper's first line")
+    sleepers = [
+        p for p in psutil.process_iter(["cmdline"]) if SLEEPER[2] in (p.info["cmdline"] or [])
+    ]
+    assert not [p for p in sleepers if not _gone(p.pid)]
+
+
+def test_run_command_dies_with_a_killed_owner(fresh_home, env):
+    log = fresh_home / "owned.log"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, "run", json.dumps(SLEEPER), str(log), ""]
+    )
+    wait_until(lambda: log.exists() and "SIGINT:" in log.read_text(), 10, what="the command")
+    child = next(
+        p for p in psutil.Process(owner.pid).children(recursive=True) if SLEEPER[2] in p.cmdline()
+    )
+    owner.kill()
+    owner.wait()
+    _wait_gone(child.pid, timeout=3)
 
 
 def test_detached_child_survives_its_owner_until_stopped(fresh_home, env):

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from energy_flows import settings
+from energy_flows.errors import EnergyFlowsError
+from energy_flows.services import process
 
 #: Variables that point Prefect at another database (e.g. PostgreSQL): no template then.
 DATABASE_URL_VARIABLES = (
@@ -83,13 +85,15 @@ def build_template(timeout: float = 300.0) -> Path | None:
     """Build the template with ``prefect server database upgrade``; return its path.
 
     Runs Prefect's own migrations in a scratch folder (through the fast
-    launcher), checks the result and moves it into place in one step, so two
+    launcher, tied to this process like every process the package starts),
+    checks the result and moves it into place in one step, so two
     kernels doing this at once both end up with a complete file. Returns None,
     leaving nothing behind, when it fails.
     """
     target = template_path()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_builds(target.parent)
         scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     except OSError:
         return None
@@ -98,11 +102,9 @@ def build_template(timeout: float = 300.0) -> Path | None:
         env = settings.classroom_env(scratch)
         argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect"]
         argv += ["server", "database", "upgrade", "-y"]
-        done = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        code = process.run(argv, env, scratch / "build.log", timeout=timeout, cwd=scratch)
         built = scratch / "prefect" / "prefect.db"
-        if done.returncode != 0:
+        if code != 0:
             return None
         # One self-contained file (Prefect's WAL folded in), so a plain copy is a whole database.
         with contextlib.closing(sqlite3.connect(built)) as db:
@@ -111,7 +113,7 @@ def build_template(timeout: float = 300.0) -> Path | None:
             return None
         os.replace(built, target)
         return target
-    except (OSError, sqlite3.Error, subprocess.SubprocessError):
+    except (OSError, sqlite3.Error, subprocess.SubprocessError, EnergyFlowsError):
         return None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -134,6 +136,14 @@ def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
         else:
             say(CANNOT_BUILD.format(cache=cache_dir()))
     return built
+
+
+def _remove_abandoned_builds(folder: Path, older_than: float = 900.0) -> None:
+    """Scratch folders of builds whose process was killed (the build itself takes seconds)."""
+    for scratch in folder.glob(".build-*"):
+        with contextlib.suppress(OSError):
+            if time.time() - scratch.stat().st_mtime > older_than:
+                shutil.rmtree(scratch, ignore_errors=True)
 
 
 def seed_home(

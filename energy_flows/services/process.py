@@ -1,7 +1,9 @@
 """One way to start, watch and stop the package's child processes.
 
 Every process the package starts (the Prefect server, workers, and
-JupyterLab for ``energy-flows lab``) is started by :func:`spawn`:
+JupyterLab for ``energy-flows lab``) is started by :func:`spawn`, and a
+command run to its end (building the database template) by :func:`run`,
+which waits on the same kind of watchdog:
 
 * its output goes to a log file, never to the notebook's output area;
 * it runs under a tiny watchdog parent (``watchdog.py``, standard library
@@ -58,35 +60,18 @@ class Spawned:
     tied: bool
 
 
-def spawn(
+def _start_watchdog(
     argv: Sequence[str],
     env: dict[str, str],
     log_path: str | os.PathLike[str] | None,
     *,
-    tied: bool = True,
+    tied: bool,
     socket_path: str | None = None,
     watch_pid: int | None = None,
     grace: float = 5.0,
     cwd: str | os.PathLike[str] | None = None,
-) -> Spawned:
-    """Start ``argv`` under a watchdog and return its process ids.
-
-    Args:
-        argv: the command, e.g. ``[sys.executable, "-m", "...", ...]``.
-        env: its full environment (build it with
-            :func:`energy_flows.settings.classroom_env`).
-        log_path: file that receives the child's stdout and stderr (appended).
-            ``None`` lets the child write to this process's terminal (for
-            ``energy-flows lab``).
-        tied: stop the child when this process ends (notebook kernels,
-            tests). ``False`` is the terminal mode: it runs until stopped.
-        socket_path: a unix socket other processes can attach to with
-            :func:`attach`, to keep the child alive as long as they live too.
-        watch_pid: stop the child when this process ends (a worker watches
-            its server).
-        grace: seconds between SIGTERM and SIGKILL when stopping.
-        cwd: working directory of the child.
-    """
+) -> subprocess.Popen[bytes]:
+    """Start the watchdog that runs ``argv`` (see :func:`spawn` for the arguments)."""
     cmd = [sys.executable, "-I", "-S", str(WATCHDOG_SCRIPT), "--grace", f"{grace:g}"]
     if not tied:
         cmd.append("--detached")
@@ -117,6 +102,49 @@ def spawn(
         if out is not None:
             out.close()  # type: ignore[attr-defined]
     _HELD_POPENS[popen.pid] = popen
+    return popen
+
+
+def spawn(
+    argv: Sequence[str],
+    env: dict[str, str],
+    log_path: str | os.PathLike[str] | None,
+    *,
+    tied: bool = True,
+    socket_path: str | None = None,
+    watch_pid: int | None = None,
+    grace: float = 5.0,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Spawned:
+    """Start ``argv`` under a watchdog and return its process ids.
+
+    Args:
+        argv: the command, e.g. ``[sys.executable, "-m", "...", ...]``.
+        env: its full environment (build it with
+            :func:`energy_flows.settings.classroom_env`).
+        log_path: file that receives the child's stdout and stderr (appended).
+            ``None`` lets the child write to this process's terminal (for
+            ``energy-flows lab``).
+        tied: stop the child when this process ends (notebook kernels,
+            tests). ``False`` is the terminal mode: it runs until stopped.
+        socket_path: a unix socket other processes can attach to with
+            :func:`attach`, to keep the child alive as long as they live too.
+        watch_pid: stop the child when this process ends (a worker watches
+            its server).
+        grace: seconds between SIGTERM and SIGKILL when stopping.
+        cwd: working directory of the child.
+    """
+    popen = _start_watchdog(
+        argv,
+        env,
+        log_path,
+        tied=tied,
+        socket_path=socket_path,
+        watch_pid=watch_pid,
+        grace=grace,
+        cwd=cwd,
+    )
+    log_path = Path(log_path) if log_path is not None else None
 
     def child_started() -> psutil.Process | None:
         if popen.poll() is not None:
@@ -172,6 +200,32 @@ def attach(socket_path: str | None) -> bool:
         return False
     _HELD_SOCKETS[socket_path] = conn
     return True
+
+
+def run(
+    argv: Sequence[str],
+    env: dict[str, str],
+    log_path: str | os.PathLike[str],
+    *,
+    timeout: float,
+    cwd: str | os.PathLike[str] | None = None,
+) -> int:
+    """Run a command to its end under a watchdog, tied to this process; return its exit code.
+
+    Like ``subprocess.run``, but the command also ends when this process
+    dies (a killed kernel leaves nothing running), and it is stopped when
+    ``timeout`` passes (``subprocess.TimeoutExpired``) or when this process
+    is interrupted meanwhile.
+    """
+    watchdog = _start_watchdog(argv, env, log_path, tied=True, cwd=cwd)
+    try:
+        return watchdog.wait(timeout)
+    except BaseException:
+        # The watchdog passes SIGTERM on and takes the command's group with it.
+        stop(watchdog.pid, None, watchdog.pid, None)
+        raise
+    finally:
+        _forget(watchdog.pid)
 
 
 def is_alive(pid: int | None, create_time: float | None = None) -> bool:
