@@ -102,11 +102,14 @@ def run_lab(args: argparse.Namespace) -> int:
     print("Press Ctrl-C to stop JupyterLab and everything the lessons started.")
     sys.stdout.flush()
 
-    # SIGTERM (e.g. from a process manager) means the same as Ctrl-C.
+    # SIGTERM (e.g. from a process manager) means the same as Ctrl-C. Ctrl-C
+    # is set explicitly too: a shell that starts a command in the background
+    # hands it SIGINT ignored, and Python then never raises KeyboardInterrupt.
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     lab = process.spawn(argv, env, None, tied=True, grace=LAB_STOP_GRACE, cwd=notebook_dir)
     code = 0
     try:
