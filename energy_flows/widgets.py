@@ -134,7 +134,32 @@ def _server_answers(api_url: str | None) -> bool:
     return healthy(api_url, timeout=1.5)
 
 
-class _LiveView(w.VBox):
+class _SnapshotDisplay(w.VBox):
+    """A widget box that also shows as its static snapshot.
+
+    Jupyter gets the live widget plus ``snapshot_text()`` and
+    ``snapshot_html()`` (what nbval compares, what a static page renders);
+    ``repr()`` is the text snapshot. Subclasses define both snapshots.
+    """
+
+    def snapshot_text(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def snapshot_html(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        data = super()._repr_mimebundle_(**kwargs) if self.comm is not None else None
+        data = dict(data or {})
+        data["text/plain"] = self.snapshot_text()
+        data["text/html"] = self.snapshot_html()
+        return data
+
+    def __repr__(self) -> str:
+        return self.snapshot_text()
+
+
+class _LiveView(_SnapshotDisplay):
     """A VBox that can refresh itself in a background thread and show a static snapshot."""
 
     def __init__(
@@ -171,12 +196,6 @@ class _LiveView(w.VBox):
 
     # -- to be provided by subclasses
     def refresh(self) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def snapshot_text(self) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def snapshot_html(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _status_changed(self) -> None:
@@ -238,17 +257,6 @@ class _LiveView(w.VBox):
             child = stack.pop()
             yield child
             stack.extend(getattr(child, "children", ()))
-
-    # -- display
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data = super()._repr_mimebundle_(**kwargs) if self.comm is not None else None
-        data = dict(data or {})
-        data["text/plain"] = self.snapshot_text()
-        data["text/html"] = self.snapshot_html()
-        return data
-
-    def __repr__(self) -> str:
-        return self.snapshot_text()
 
 
 def _button(description: str, icon: str, tooltip: str, style: str = "") -> w.Button:
@@ -941,7 +949,7 @@ def parameter_fields(fn: Callable[..., Any]) -> dict[str, ParameterField]:
     return fields
 
 
-class DeploymentBuilder(w.VBox):
+class DeploymentBuilder(_SnapshotDisplay):
     """A form that deploys the energy flow, checking every field as you type.
 
     Fields: the deployment name; the flow's parameters (typed from its
@@ -1253,16 +1261,6 @@ class DeploymentBuilder(w.VBox):
         )
         status = self.snapshot_text().split("\n", 1)[1]
         return f"<div><b>DeploymentBuilder</b><table>{body}</table><pre>{_esc(status)}</pre></div>"
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data = super()._repr_mimebundle_(**kwargs) if self.comm is not None else None
-        data = dict(data or {})
-        data["text/plain"] = self.snapshot_text()
-        data["text/html"] = self.snapshot_html()
-        return data
-
-    def __repr__(self) -> str:
-        return self.snapshot_text()
 
 
 def _safe_parameters(builder: DeploymentBuilder) -> dict[str, Any]:
