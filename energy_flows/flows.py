@@ -28,7 +28,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import task_run
+from prefect.runtime import flow_run, task_run
 from prefect.utilities.annotations import unmapped
 
 from energy_flows.data import clean_readings, load_readings, validate_readings
@@ -256,6 +256,8 @@ def energy_usage_pipeline(
             "missing_hours": int(clean_kwh["kwh"].isna().sum()),
             "imputed_hours": int(clean_kwh["imputed"].sum()),
         },
+        # Which run made this result: the lessons' self-checks judge that run.
+        flow_run_id=str(flow_run.id or ""),
     )
     report(result)
     return result

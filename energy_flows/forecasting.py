@@ -386,6 +386,9 @@ class PipelineResult:
     period: tuple[str, str]
     source: str = "simulated"
     details: dict[str, float | int | str] = field(default_factory=dict)
+    #: The id of the Prefect flow run that produced this result ("" when the
+    #: pipeline ran without Prefect, e.g. :func:`run_core_pipeline`).
+    flow_run_id: str = ""
 
     @property
     def mae_kwh(self) -> float:
