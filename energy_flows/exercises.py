@@ -381,7 +381,7 @@ def check_deployment_run(
         check.right.append(f"the run {run.name!r} came from the deployment {deployment!r}")
     if run.state != "Completed":
         check.missing.append(f"the run is {run.state}, not Completed: wait_for(run) first.")
-    else:
+    elif run.deployment == deployment:
         check.right.append("a worker ran it to Completed")
     if run.parameters.get("meter_id") != meter_id:
         check.missing.append(
@@ -436,8 +436,8 @@ def check_no_late_runs(
     import pandas as pd
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    from energy_flows.orchestration import queue_runs
     from energy_flows.orchestration._common import now_utc
-    from energy_flows.orchestration.runs import RUN_COLUMNS, _read_queue_runs
 
     check = CheckResult(f"Exercise: no Late runs left in {queue!r}")
     call = f"cancel_late_runs({queue!r}, pool={pool!r})"
@@ -447,7 +447,9 @@ def check_no_late_runs(
         return _wrong_type(
             check, "cancelled", cancelled, f"keep the table it returns: cancelled = {call}."
         )
-    if list(cancelled.columns) != RUN_COLUMNS:
+    # cancel_late_runs() returns its runs in the same table as queue_runs().
+    late_table = queue_runs(queue, pool, states=["Late"])
+    if list(cancelled.columns) != list(late_table.columns):
         check.missing.append(
             f"`cancelled` has the columns {', '.join(map(str, cancelled.columns)) or 'none'}, "
             f"not those of the table cancel_late_runs() returns: cancelled = {call}."
@@ -455,12 +457,15 @@ def check_no_late_runs(
         return check
 
     ids = [uuid.UUID(str(i)) for i in cancelled["id"]]
-    with _client() as c:
-        found = {}
-        if ids:
-            runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
-            found = {str(r.id): r for r in runs}
-        late_now = _read_queue_runs(c, queue, pool, ["Late"])
+    late_ids = [uuid.UUID(str(i)) for i in late_table["id"]]
+    found = {}
+    if ids or late_ids:
+        with _client() as c:
+            runs = c.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids + late_ids))
+            )
+        found = {str(r.id): r for r in runs}
+    late_now = [found[str(i)] for i in late_ids if str(i) in found]
     listed = [found[str(i)] for i in ids if str(i) in found]
     if len(listed) < len(ids):
         check.missing.append(

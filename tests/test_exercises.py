@@ -223,6 +223,7 @@ def test_check_late_run_judges_the_run_it_is_given(exercise_pool):
 
 @pytest.mark.server
 def test_check_deployment_run_judges_the_outcome_it_is_given(prefect_server, worker_factory):
+    from energy_flows.flows import energy_usage_pipeline
     from energy_flows.orchestration import (
         deploy_energy_flow,
         ensure_work_pool,
@@ -236,9 +237,8 @@ def test_check_deployment_run_judges_the_outcome_it_is_given(prefect_server, wor
     deploy_energy_flow(deployment, parameters={"days": 60}, work_pool=pool, work_queue=queue)
     worker_factory(pool=pool, queues=[queue])
     run7 = trigger(deployment, parameters={"meter_id": "home-007"}, flow_run_name="ex-home-007")
-    run8 = trigger(deployment, parameters={"meter_id": "home-008"}, flow_run_name="ex-home-008")
-    done7, done8 = wait_for([run7, run8], timeout=120, queue=queue, pool=pool, progress=False)
-    assert (done7.state, done8.state) == ("Completed", "Completed")
+    done7 = wait_for(run7, timeout=120, queue=queue, pool=pool, progress=False)
+    assert done7.state == "Completed", done7
 
     def check(outcome):
         return check_deployment_run(outcome, deployment=deployment)
@@ -246,21 +246,24 @@ def test_check_deployment_run_judges_the_outcome_it_is_given(prefect_server, wor
     solution = run_result(run7)
     right = check(solution)
     assert right.ok, right
-    assert any("MAE" in r for r in right.right)
+    assert right.right[1] == "a worker ran it to Completed", right
+    assert right.right[2].startswith("its result is readable here: MAE"), right
 
     assert "`my_outcome` is still None" in check(None).missing[0]
 
-    other_meter = check(run_result(run8))
-    assert _says(other_meter, "meter_id is 'home-008'", '"meter_id": "home-007"'), other_meter
+    # The flow called here, in this process, instead of a worker's run of the deployment.
+    local = energy_usage_pipeline(meter_id="home-007", days=60)
+    here = check(run_result(local.flow_run_id))
+    assert _says(here, "did not come from the deployment", f"trigger({deployment!r}"), here
 
     the_run = check(done7)
     assert _says(the_run, "the run itself", "run_result(run)"), the_run
 
-    swapped = check(dataclasses.replace(solution, result=run_result(run8).result))
+    swapped = check(dataclasses.replace(solution, result=local))
     assert _says(swapped, "made by another run"), swapped
 
-    wrong_deployment = check_deployment_run(solution, deployment="energy-usage")
-    assert _says(wrong_deployment, "did not come from the deployment 'energy-usage'")
+    other_meter = check_deployment_run(solution, meter_id="home-008", deployment=deployment)
+    assert _says(other_meter, "meter_id is 'home-007'", '"meter_id": "home-008"'), other_meter
 
     assert check(solution).ok
 
