@@ -259,29 +259,108 @@ class LessonRun:
     leftovers: int = 0
 
 
-def leftover_processes(home: str | os.PathLike[str]) -> list[Any]:
-    """Processes still running whose environment belongs to ``home`` (psutil.Process objects).
+#: What the command line of a process the lessons started contains: the package's
+#: launcher (servers, workers, flow runs; a watchdog's command line holds the
+#: command it watches, so the watchdogs of those match too) and Prefect's engine
+#: (a flow run started without the launcher). JupyterLab, its kernels, and the
+#: watchdog ``energy-flows lab`` keeps over JupyterLab are the learner's, not
+#: the lessons': they do not match.
+LESSON_PROCESS_MARKERS = ("energy_flows.services.launch", "prefect.engine")
 
-    Checks the real process table rather than the package's own records,
-    so it also finds what a broken lesson forgot.
+#: The columns of :func:`leftovers`.
+LEFTOVER_COLUMNS = ["seen in", "what", "pid", "command"]
+
+
+def _belongs_to(env: dict[str, str], home: str) -> bool:
+    return env.get("ENERGY_FLOWS_HOME") == home or env.get("PREFECT_HOME", "").startswith(
+        home + os.sep
+    )
+
+
+def leftover_processes(home: str | os.PathLike[str]) -> list[Any]:
+    """The processes the lessons started for ``home`` that still run (psutil.Process objects).
+
+    Counts what the package started: Prefect servers, workers and flow runs,
+    and the watchdogs over them (see :data:`LESSON_PROCESS_MARKERS`), whose
+    environment names ``home``. Not JupyterLab or the notebooks' kernels,
+    though they share the home under ``make lab``. It reads the real process
+    table rather than the package's own records, so it also finds what a
+    broken lesson forgot.
     """
     import psutil
 
     home = str(Path(home).resolve())
     found = []
     me = os.getpid()
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == me:
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.pid == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        command = " ".join(proc.info["cmdline"] or [])
+        if not any(marker in command for marker in LESSON_PROCESS_MARKERS):
             continue
         try:
             env = proc.environ()
         except (psutil.Error, OSError):
             continue
-        if env.get("ENERGY_FLOWS_HOME") == home or env.get("PREFECT_HOME", "").startswith(
-            home + os.sep
-        ):
+        if _belongs_to(env, home):
             found.append(proc)
     return found
+
+
+def _what(command: str) -> str:
+    """A process's role, from its command line: server, worker, flow run; "watchdog of ..."."""
+    watchdog = "watchdog.py" in command and " -- " in command
+    watched = command.split(" -- ", 1)[1] if watchdog else command
+    if " server start" in watched:
+        role = "Prefect server"
+    elif " worker start" in watched:
+        role = "Prefect worker"
+    elif "launch engine" in watched or "prefect.engine" in watched:
+        role = "flow run"
+    else:
+        role = "Prefect command"
+    return f"watchdog of a {role}" if watchdog else role
+
+
+def leftovers(home: str | os.PathLike[str] | None = None) -> Any:
+    """What the lessons still run for ``home`` (default: this kernel's home), as a table.
+
+    Looks in two places: :func:`running` (the home's state files, what
+    ``energy-flows status`` lists) and the operating system's process table
+    (:func:`leftover_processes`: servers, workers, flow runs and their
+    watchdogs; JupyterLab and the kernels do not count). One row per thing
+    found; columns ``seen in, what, pid, command``. Empty when everything
+    stopped.
+    """
+    import pandas as pd
+    import psutil
+
+    from energy_flows import running, settings
+
+    home = settings.home_dir(home)
+    rows: list[dict[str, Any]] = [
+        {
+            "seen in": "running()",
+            "what": f"{rec['kind']} {rec['name']}",
+            "pid": int(rec["pid"]),
+            "command": "",
+        }
+        for _, rec in running(home).iterrows()
+    ]
+    for proc in leftover_processes(home):
+        try:
+            command = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        rows.append(
+            {
+                "seen in": "process table",
+                "what": _what(command),
+                "pid": proc.pid,
+                "command": command,
+            }
+        )
+    return pd.DataFrame(rows, columns=LEFTOVER_COLUMNS)
 
 
 def _wait_for_no_leftovers(home: Path, timeout: float) -> list[Any]:
