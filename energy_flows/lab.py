@@ -7,18 +7,31 @@ started (their watchdogs see the kernel go). Whatever a kernel-owned
 service still runs after that is stopped here too, so nothing is left.
 A server started in a terminal with `energy-flows up` is left alone: it
 runs until `energy-flows down`.
+
+Learners work on their own copy of the lessons. JupyterLab opens
+``my-lessons/`` at the top of the repository (``$ENERGY_FLOWS_MY_LESSONS`` if
+set), never ``notebooks/``: autosave and half-run lessons stay out of the
+tracked files, so ``git pull`` and the notebook tests keep working. The copy
+is made on the first start; a lesson added to ``notebooks/`` later is copied
+in on the next start; a lesson already in the copy is never overwritten.
+``python -m energy_flows.lab --reset 05`` (or :func:`reset_lesson`) puts the
+original of one lesson back and keeps the learner's copy in
+``my-lessons/backups/``. ``--notebook-dir DIR`` opens ``DIR`` as it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from energy_flows import settings
+from energy_flows.errors import EnergyFlowsError
 from energy_flows.services import database, process
 from energy_flows.services.server import port_is_free
 from energy_flows.services.waiting import wait_until
@@ -27,10 +40,125 @@ from energy_flows.services.waiting import wait_until
 LAB_STOP_GRACE = 20.0
 
 
+#: The learner's working copy of the lessons, next to ``notebooks/`` (untracked: .gitignore).
+WORKING_COPY_NAME = "my-lessons"
+#: Set to keep the working copy somewhere else (a test, a shared read-only install).
+WORKING_COPY_VARIABLE = "ENERGY_FLOWS_MY_LESSONS"
+#: The folder of the working copy that keeps the copies :func:`reset_lesson` replaced.
+BACKUPS_NAME = "backups"
+
+
 def _repo_notebooks() -> Path:
     """``notebooks/`` next to the package when run from a checkout, else the cwd's."""
     here = Path(__file__).resolve().parents[1] / "notebooks"
     return here if here.is_dir() else Path.cwd() / "notebooks"
+
+
+def working_copy_dir(source: Path | None = None) -> Path:
+    """Where the learner's copy of the lessons lives.
+
+    ``$ENERGY_FLOWS_MY_LESSONS`` if set, else ``my-lessons/`` next to the
+    original lessons (``source``, default ``notebooks/``): the top of the repository.
+    """
+    configured = os.environ.get(WORKING_COPY_VARIABLE, "").strip()
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return (source or _repo_notebooks()).resolve().parent / WORKING_COPY_NAME
+
+
+def _originals(source: Path) -> list[Path]:
+    """What the working copy mirrors: ``source``'s files and folders, hidden ones aside."""
+    if not source.is_dir():
+        raise EnergyFlowsError(
+            f"The lessons are not where they should be ({source}). Run this from the top "
+            "of the energy-flows repository, or pass --notebook-dir."
+        )
+    return sorted(p for p in source.iterdir() if not p.name.startswith("."))
+
+
+def sync_working_copy(
+    source: Path, copy: Path, say: Callable[[str], object] | None = print
+) -> list[Path]:
+    """Copy into ``copy`` each lesson of ``source`` that it lacks; return what was copied.
+
+    Makes the working copy on the first call. Later calls copy only what is new
+    in ``source`` (a lesson added by ``git pull``); a file already in ``copy``
+    is never touched, however it was edited. ``say`` reports what was done.
+    """
+    first_time = not copy.exists()
+    copy.mkdir(parents=True, exist_ok=True)
+    added = []
+    for original in _originals(source):
+        target = copy / original.name
+        if target.exists():
+            continue
+        if original.is_dir():
+            shutil.copytree(original, target, copy_function=shutil.copyfile)
+        else:
+            # copyfile, not copy2: the copy is the learner's, writable even
+            # when the originals are read-only.
+            shutil.copyfile(original, target)
+        added.append(target)
+    if say is not None:
+        if first_time:
+            say(
+                f"Made your copy of the lessons in {copy} (the originals in {source} stay as they are)."
+            )
+        elif added:
+            names = ", ".join(p.name for p in added)
+            say(f"Copied the new lesson(s) {names} into {copy}; your other lessons are untouched.")
+    return added
+
+
+def reset_lesson(
+    lesson: str | int,
+    copy: Path | None = None,
+    source: Path | None = None,
+    say: Callable[[str], object] | None = print,
+) -> Path:
+    """Put the original of one lesson back in the working copy; return its path.
+
+    ``lesson`` is a number or name (``"05"``, ``5``, ``"05_agents_and_workers"``).
+    The learner's copy is not lost: it moves to ``backups/`` in the working
+    copy, named with the time, e.g. ``backups/05_agents_and_workers.20250301-142501.ipynb``.
+    ``say`` reports what was done. A lesson that is open in JupyterLab shows
+    the old text until its tab is closed and opened again.
+    """
+    from energy_flows.lessons import lesson_number
+
+    source = (source or _repo_notebooks()).resolve()
+    copy = (copy or working_copy_dir(source)).resolve()
+    number = lesson_number(lesson)
+    matches = [p for p in _originals(source) if p.suffix == ".ipynb" and p.name[:2] == number]
+    if not matches:
+        known = ", ".join(p.name[:2] for p in _originals(source) if p.suffix == ".ipynb")
+        raise EnergyFlowsError(f"There is no lesson {number} in {source} (lessons: {known}).")
+    original = matches[0]
+    target = copy / original.name
+    copy.mkdir(parents=True, exist_ok=True)
+    if target.exists() and target.read_bytes() == original.read_bytes():
+        if say is not None:
+            say(f"{target} is the original already: nothing to reset.")
+        return target
+    if target.exists():
+        backups = copy / BACKUPS_NAME
+        backups.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = backups / f"{target.stem}.{stamp}{target.suffix}"
+        n = 1
+        while backup.exists():
+            n += 1
+            backup = backups / f"{target.stem}.{stamp}-{n}{target.suffix}"
+        target.replace(backup)
+        if say is not None:
+            say(f"Kept your copy of lesson {number} as {backup}.")
+    shutil.copyfile(original, target)
+    if say is not None:
+        say(
+            f"{target} is the original lesson again. If it is open in JupyterLab, "
+            "close its tab and open it again."
+        )
+    return target
 
 
 def free_port(preferred: int, host: str = "127.0.0.1") -> int:
@@ -73,24 +201,26 @@ def lab_command(
 
 
 def stop_kernel_services(home: Path) -> list[str]:
-    """Stop what kernels of this home still run (CLI-started services stay)."""
-    from energy_flows.services.registry import records
-    from energy_flows.services.server import stop_server_record
-    from energy_flows.services.worker import stop_worker_record
+    """Stop what kernels of this home still run (CLI-started services stay), workers first."""
+    from energy_flows.services.control import stop_all
 
-    stopped = []
-    recs = [r for r in records(home) if r.owner != "cli"]
-    for rec in [r for r in recs if r.kind == "worker"]:
-        stopped.append(stop_worker_record(rec, quiet=True))
-    for rec in [r for r in recs if r.kind == "server"]:
-        stopped.append(stop_server_record(rec, quiet=True))
-    return stopped
+    return stop_all(home, quiet=True, owners=("kernel",))
 
 
 def run_lab(args: argparse.Namespace) -> int:
     """Start JupyterLab, wait for Ctrl-C or SIGTERM, then stop everything it started."""
     home = settings.ensure_home()
-    notebook_dir = Path(args.notebook_dir).resolve() if args.notebook_dir else _repo_notebooks()
+    if args.notebook_dir:
+        notebook_dir = Path(args.notebook_dir).resolve()
+    else:
+        source = _repo_notebooks()
+        notebook_dir = working_copy_dir(source)
+        sync_working_copy(source, notebook_dir)
+        reset = getattr(args, "reset", None)  # `energy-flows lab --reset 05`, where offered
+        if reset:
+            for lesson in [reset] if isinstance(reset, str | int) else reset:
+                reset_lesson(lesson, notebook_dir, source)
+            return 0
     port = free_port(args.port)
     if port != args.port:
         print(f"Port {args.port} is taken by another program; JupyterLab uses {port}.")
@@ -146,13 +276,43 @@ def run_lab(args: argparse.Namespace) -> int:
 
 
 def _kernel_services_alive(home: Path) -> bool:
-    from energy_flows.services.registry import records
+    from energy_flows.services.registry import live_records
 
-    return any(r.owner != "cli" and r.alive() for r in records(home))
+    return any(r.owner != "cli" for r in live_records(home))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m energy_flows.lab [--reset NN ...] [energy-flows lab options]``.
+
+    ``--reset 05`` puts the original of lesson 05 back in the working copy
+    (keeping the learner's as a backup) and exits; without it, this is
+    ``energy-flows lab``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m energy_flows.lab",
+        description="JupyterLab on your copy of the lessons; --reset puts a lesson's original back.",
+    )
+    parser.add_argument(
+        "--reset",
+        nargs="+",
+        metavar="LESSON",
+        help="lesson number(s) to reset to the original, e.g. --reset 05 (your copy is kept "
+        "in my-lessons/backups/)",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.reset:
+        try:
+            for lesson in args.reset:
+                reset_lesson(lesson)
+        except (EnergyFlowsError, ValueError) as exc:
+            print(f"energy-flows lab: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    os.environ.setdefault("ENERGY_FLOWS_HOME", str(settings.home_dir()))
+    from energy_flows.cli import main as cli_main
+
+    return cli_main(["lab", *rest])
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("ENERGY_FLOWS_HOME", str(settings.home_dir()))
-    from energy_flows.cli import main
-
-    sys.exit(main(["lab", *sys.argv[1:]]))
+    sys.exit(main())
