@@ -142,6 +142,26 @@ def test_exercises_have_a_self_check_and_a_collapsed_solution(path):
         assert "check_" in solution.source, "the solution ends with the same self-check"
 
 
+@pytest.mark.parametrize("path", [p for p in LESSONS if int(p.stem[:2]) >= 2], ids=lambda p: p.stem)
+def test_each_check_judges_the_learners_answer(path):
+    """The exercise keeps the learner's answer in a variable (None until answered) and
+    hands it to its check; the solution fills the same variable and checks it the same way.
+    A check that takes no answer can only look at the server, where Run All has already
+    put the solution's objects."""
+    cells = _read(path).cells
+    for i in [i for i, c in enumerate(cells) if "exercise" in _tags(c)]:
+        exercise, solution = cells[i].source, cells[i + 1].source
+        answer = re.search(r"^(\w+) = None  # replace None", exercise, re.M)
+        assert answer, (
+            f"the exercise starts its answer as `name = None  # replace None ...`:\n{exercise}"
+        )
+        name = answer.group(1)
+        check = re.search(rf"^(check_\w+)\({name}\)$", exercise, re.M)
+        assert check, f"the exercise ends with check_...({name}):\n{exercise}"
+        assert re.search(rf"^{name} = \S", solution, re.M), f"the solution assigns {name}"
+        assert solution.rstrip().endswith(f"{check.group(1)}({name})"), solution
+
+
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_stored_outputs_are_complete_and_clean(path):
     nb = _read(path)
