@@ -23,8 +23,11 @@ regular hourly grid that the forecasting step can trust.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
+import math
+import numbers
 import os
 import sys
 import urllib.parse
@@ -60,8 +63,9 @@ MAX_PLAUSIBLE_KWH = 36.0
 MAX_FILL_HOURS = 3
 
 # --------------------------------------------------------------------------
-# Calibration: hourly profiles of the real household (PROVENANCE.md in
-# ../shared/data): the ratio of each hour to the day's mean, hours 0..23.
+# Calibration: hourly profiles of the real household (the UCI data set named
+# in the README's "Data and citation"): the ratio of each hour to the day's
+# mean, hours 0..23.
 _WEEKDAY_PROFILE = np.array(
     [0.55, 0.45, 0.42, 0.40, 0.41, 0.42, 0.85, 1.66, 1.53, 1.32, 1.18, 1.12,
      1.07, 0.98, 0.88, 0.81, 0.78, 0.86, 1.10, 1.55, 1.78, 1.79, 1.32, 0.78]
@@ -163,6 +167,124 @@ def _hours_local(start: pd.Timestamp, n_hours: int, tz: str | None) -> pd.Dateti
     return pd.DatetimeIndex(utc.tz_convert(tz).tz_localize(None), name="timestamp")
 
 
+# --------------------------------------------------------------------------
+# Checking arguments: one sentence that names the argument, what was given,
+# and a value that works.
+
+
+def _prefix(where: str) -> str:
+    """``"simulate_meter: "``: which function speaks, when it helps to say so."""
+    return f"{where}: " if where else ""
+
+
+def _given(value: object) -> str:
+    """How an argument appears in an error: its repr and its type."""
+    return f"{value!r} of type {type(value).__name__}"
+
+
+def _whole_number(
+    value: object,
+    name: str,
+    *,
+    where: str,
+    example: str,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
+    """``value`` as an ``int``, or a :class:`DataError` naming ``name`` and a valid ``example``.
+
+    Accepts Python and numpy integers and floats without a fraction (``7.0``);
+    refuses booleans, text ("7"), NaN, infinity and fractions, which would
+    otherwise be silently converted (or fail deep inside numpy).
+    """
+    number: int | None = None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        number = int(value)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        if math.isfinite(float(value)) and float(value).is_integer():
+            number = int(value)
+    if number is None:
+        raise DataError(
+            f"{_prefix(where)}{name} must be a whole number, got {_given(value)}. Example: {example}."
+        )
+    if minimum is not None and number < minimum:
+        raise DataError(
+            f"{_prefix(where)}{name} must be at least {minimum}, got {number}. Example: {example}."
+        )
+    if maximum is not None and number > maximum:
+        raise DataError(
+            f"{_prefix(where)}{name} must be at most {maximum}, got {number}. Example: {example}."
+        )
+    return number
+
+
+#: The resolution pandas gives a date written as text (microseconds in pandas 3).
+_TEXT_DATE_UNIT = pd.Timestamp("2024-01-01").unit
+
+
+def _date(value: object, name: str, *, where: str, example: str) -> pd.Timestamp:
+    """``value`` as a naive :class:`~pandas.Timestamp`, or a :class:`DataError` saying why not.
+
+    Takes text such as ``"2024-01-01"``, a ``datetime.date``/``datetime`` or a
+    Timestamp. Numbers are refused: ``pd.Timestamp(2024)`` is 2024 nanoseconds
+    after 1970, not the year 2024.
+    """
+    accepted = (str, dt.date, np.datetime64)
+    stamp: pd.Timestamp | None = None
+    if isinstance(value, accepted) and not (isinstance(value, str) and not value.strip()):
+        try:
+            stamp = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            stamp = None
+    if stamp is None or pd.isna(stamp):
+        raise DataError(
+            f"{_prefix(where)}{name} must be a date such as {example}, got {_given(value)}. "
+            f"Write it as YYYY-MM-DD, e.g. {name}={example!r}."
+        )
+    # Dates and datetimes parse to other resolutions than text: one resolution
+    # for all, so the index does not depend on how the date was spelled.
+    stamp = stamp.as_unit(_TEXT_DATE_UNIT)
+    if stamp.tzinfo is not None:
+        raise DataError(
+            f"{_prefix(where)}{name} must be local clock time without a time zone, got {stamp}. "
+            f"Drop the zone (e.g. {name}={f'{stamp:%Y-%m-%d}'!r}); pass the zone as timezone=."
+        )
+    return stamp
+
+
+def _flag(value: object, name: str, *, where: str) -> bool:
+    """``value`` if it is True or False: the text "no" would otherwise count as True."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise DataError(
+        f"{_prefix(where)}{name} must be True or False, got {_given(value)}. Example: {name}=False."
+    )
+
+
+def _timezone(value: object, *, where: str) -> str | None:
+    """An IANA time zone name (or None), checked the way pandas will use it."""
+    if value is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if isinstance(value, str) and value.strip():
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+        else:
+            return value
+    raise DataError(
+        f"{_prefix(where)}timezone must be an IANA time zone name, got {_given(value)}. "
+        "Example: timezone='Europe/Paris' (or timezone='UTC')."
+    )
+
+
+#: The longest period, in days, simulate_meter makes and load_readings selects
+#: (100 years; pandas dates end in 2262).
+MAX_SIMULATED_DAYS = 36_525
+
+
 def simulate_meter(
     meter_id: str = "home-001",
     start: str | pd.Timestamp = "2024-01-01",
@@ -186,13 +308,28 @@ def simulate_meter(
         routine, weekend habits, electric heating, holidays): see
         :func:`meter_traits`.
     start, end:
-        The period, as dates (``end`` excluded). Without ``end``, ``days`` days.
+        The period, as dates such as ``"2024-01-01"`` (``end`` excluded), local
+        clock time without a time zone. Without ``end``, ``days`` days.
+    days:
+        The length of the period when there is no ``end``: a whole number
+        from 1 to 36525 (100 years).
     seed:
         Fixes the randomness (weather, noise, defects): same seed, same data.
+        A whole number ≥ 0.
     daylight_saving, dropouts, outages, false_zeros, spikes:
-        Switch each defect on or off. A perfect meter is
+        Switch each defect on or off (``True`` or ``False``). A perfect meter is
         ``simulate_meter(daylight_saving=False, dropouts=False, outages=False,
         false_zeros=False)``.
+    timezone:
+        The IANA time zone whose daylight saving clock the meter follows
+        (only used with ``daylight_saving=True``).
+
+    Raises
+    ------
+    DataError
+        When an argument cannot be used: the message names the argument, what
+        was given, and a value that works (``days='7'`` says "days must be a
+        whole number, got '7' of type str. Example: days=7.").
 
     Returns
     -------
@@ -217,18 +354,45 @@ def simulate_meter(
     * ``false_zeros``: some missing readings arrive as ``0.0`` instead of empty;
     * ``spikes`` (off by default): a few absurd values (meter glitches).
     """
-    start_ts = pd.Timestamp(start).normalize()
-    end_ts = start_ts + pd.Timedelta(days=days) if end is None else pd.Timestamp(end)
+    where = "simulate_meter"
+    if not isinstance(meter_id, str):
+        raise DataError(
+            f"{_prefix(where)}meter_id must be text, got {_given(meter_id)}. Example: meter_id='home-001'."
+        )
+    start_ts = _date(start, "start", where=where, example="2024-01-01").normalize()
+    if end is None:
+        n_days = _whole_number(
+            days, "days", where=where, example="days=7", minimum=1, maximum=MAX_SIMULATED_DAYS
+        )
+        end_ts = start_ts + pd.Timedelta(days=n_days)
+    else:
+        end_ts = _date(end, "end", where=where, example="2024-02-01")
+    seed = _whole_number(seed, "seed", where=where, example="seed=42", minimum=0)
+    flags = {
+        "daylight_saving": daylight_saving,
+        "dropouts": dropouts,
+        "outages": outages,
+        "false_zeros": false_zeros,
+        "spikes": spikes,
+    }
+    for name, value in flags.items():
+        _flag(value, name, where=where)
+    clock_zone = _timezone(timezone, where=where)
     n_hours = int((end_ts - start_ts) / pd.Timedelta(hours=1))
     if n_hours < 1:
         raise DataError(
             f"simulate_meter needs a period of at least one hour; got start={start_ts} and "
             f"end={end_ts}. Give a later `end` or a positive `days`."
         )
+    if n_hours > 24 * MAX_SIMULATED_DAYS:
+        raise DataError(
+            f"{_prefix(where)}the period from start={start_ts:%Y-%m-%d} to end={end_ts:%Y-%m-%d} is "
+            f"longer than {MAX_SIMULATED_DAYS} days (100 years). Give an earlier end."
+        )
     traits = meter_traits(meter_id)
-    rng = np.random.default_rng([_stable_int(meter_id), int(seed)])
+    rng = np.random.default_rng([_stable_int(meter_id), seed])
 
-    index = _hours_local(start_ts, n_hours, timezone if daylight_saving else None)
+    index = _hours_local(start_ts, n_hours, clock_zone if daylight_saving else None)
     # Human habits follow the wall clock: use the local labels.
     hour = index.hour.to_numpy()
     dow = index.day_of_week.to_numpy()
@@ -319,19 +483,28 @@ _ENERGY_UNITS = {"kwh": 1.0, "wh": 1e-3, "mwh": 1e3}
 _POWER_UNITS = {"kw": 1.0, "w": 1e-3}
 
 
-def _to_hourly_kwh(values: pd.Series, unit: str) -> pd.DataFrame:
+def _to_hourly_kwh(
+    values: pd.Series, unit: str, temperature: pd.Series | None = None
+) -> pd.DataFrame:
     """Readings of any interval and unit -> hourly kWh, with partial hours counted.
 
     Energy per interval is turned into mean power per hour (so an hour with
     only half of its readings is scaled up, not halved) and then into kWh.
+
+    A timestamp that appears twice (the autumn clock change writes 02:00 twice)
+    opens a second occurrence of its hour, which becomes a row of its own: the
+    result keeps the duplicated hour, as the meter wrote it, for
+    :func:`validate_readings` to report and :func:`clean_readings` to merge.
+    ``temperature`` (same index as ``values``), if given, is averaged the same way.
     """
-    unit_key = unit.lower().replace(" ", "")
+    unit_key = unit.lower().replace(" ", "") if isinstance(unit, str) else ""
     if unit_key not in _ENERGY_UNITS and unit_key not in _POWER_UNITS:
         raise DataError(
             f"Unknown unit {unit!r}. Use one of kwh, wh, mwh (energy per reading) or kw, w "
             "(mean power per reading)."
         )
-    values = values.sort_index()
+    order = np.argsort(values.index.asi8, kind="stable")  # equal stamps keep the file's order
+    values = values.iloc[order]
     steps = values.index.to_series().diff().dropna()
     step = steps[steps > pd.Timedelta(0)].median() if len(steps) else pd.Timedelta(hours=1)
     if pd.isna(step):
@@ -341,7 +514,9 @@ def _to_hourly_kwh(values: pd.Series, unit: str) -> pd.DataFrame:
         mean_kw = values * _ENERGY_UNITS[unit_key] / step_h
     else:
         mean_kw = values * _POWER_UNITS[unit_key]
-    grouped = mean_kw.groupby(values.index.floor("h"))
+    # The n-th reading at a timestamp belongs to the n-th occurrence of its hour.
+    keys = [values.index.floor("h"), values.groupby(level=0).cumcount().to_numpy()]
+    grouped = mean_kw.groupby(keys)
     readings_per_hour = max(1, round(1.0 / step_h)) if step_h < 1 else 1
     out = pd.DataFrame(
         {
@@ -352,8 +527,29 @@ def _to_hourly_kwh(values: pd.Series, unit: str) -> pd.DataFrame:
     out["partial_hour"] = (out["readings_observed"] > 0) & (
         out["readings_observed"] < readings_per_hour
     )
-    out.index.name = "timestamp"
+    if temperature is not None:
+        out["temperature_c"] = temperature.iloc[order].groupby(keys).mean()
+    out.index = pd.DatetimeIndex(out.index.get_level_values(0), name="timestamp")
     return out
+
+
+def _csv_example(timestamp_col: str, value_col: str, temperature_col: str | None, sep: str) -> str:
+    """A three-line CSV file with the given column names: what a valid file looks like."""
+    columns = [timestamp_col, value_col, *([temperature_col] if temperature_col else [])]
+    rows = [["2024-01-01 00:00", "0.65", "3.1"], ["2024-01-01 01:00", "0.74", "2.8"]]
+    lines = [sep.join(columns), *(sep.join(row[: len(columns)]) for row in rows)]
+    return "\n".join(f"    {line}" for line in lines)
+
+
+def _csv_files_in(folder: Path) -> list[str]:
+    """The names of the CSV files directly inside ``folder``, sorted."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    return sorted(
+        p.name for p in entries if p.is_file() and p.name.lower().endswith((".csv", ".csv.gz"))
+    )
 
 
 def load_meter_csv(
@@ -367,20 +563,58 @@ def load_meter_csv(
 ) -> pd.DataFrame:
     """Load a meter export from a CSV file, as hourly kWh readings.
 
+    The file has a header line, then one line per reading::
+
+        timestamp,kwh
+        2024-01-01 00:00,0.65
+        2024-01-01 01:00,0.74
+
     ``unit`` says what ``value_col`` holds: ``kwh``, ``wh`` or ``mwh`` (energy
     used during each reading's interval) or ``kw``, ``w`` (mean power during
     it). Readings finer than an hour (e.g. every 15 minutes) are summed into
     hours; an hour with some readings missing is scaled up and flagged in
-    ``partial_hour``. Duplicated timestamps are kept as they are: that is
-    for :func:`validate_readings` to report and :func:`clean_readings` to fix.
+    ``partial_hour``. Duplicated timestamps are kept as they are (the autumn
+    clock change writes the hour 02:00 twice: the result has two 02:00 rows):
+    that is for :func:`validate_readings` to report and :func:`clean_readings`
+    to merge.
+
+    Raises :class:`~energy_flows.errors.DataError` when the path is missing
+    or a folder, or the file is empty, has no rows, lacks a column, or holds
+    no dates or no numbers; the message says what to change.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"No file at {path}. Check the path (relative to {Path.cwd()}).")
+    example = _csv_example(timestamp_col, value_col, temperature_col, sep)
+    if path.is_dir():
+        found = _csv_files_in(path)
+        if found:
+            shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            hint = (
+                f"It holds these CSV files: {shown}. Pass one of them, e.g. "
+                f"load_meter_csv({str(path / found[0])!r})."
+            )
+        else:
+            hint = "It holds no .csv file. Pass the path of the CSV file itself, not its folder."
+        raise DataError(f"{path} is a folder, not a CSV file. {hint}")
     try:
         raw = pd.read_csv(path, sep=sep)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            f"{path} is empty: not even a header line. A valid meter file looks like:\n{example}"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not a readable CSV file ({exc}).") from exc
+    except OSError as exc:
+        raise DataError(
+            f"{path} cannot be read ({exc.strerror or exc}). Check that it is a file you may "
+            "read, or copy it somewhere you can."
+        ) from exc
+    if raw.empty:
+        raise DataError(
+            f"{path} has a header ({sep.join(map(str, raw.columns))}) but no rows: there is no "
+            "reading to load. Add one line per reading under the header, like:\n" + example
+        )
     missing = [c for c in (timestamp_col, value_col, temperature_col) if c and c not in raw]
     if missing:
         raise DataError(
@@ -399,18 +633,22 @@ def load_meter_csv(
         # Keep the convention of the package: local clock time, no time zone.
         stamps = stamps.dt.tz_localize(None)
     values = pd.to_numeric(raw[value_col], errors="coerce")
-    values.index = pd.DatetimeIndex(stamps, name="timestamp")
-    values = values[values.index.notna()]
-    out = _to_hourly_kwh(values, unit)
+    if values.isna().all() and raw[value_col].notna().any():
+        first = raw[value_col][raw[value_col].notna()].iloc[0]
+        raise DataError(
+            f"Column {value_col!r} of {path} holds no numbers (first value: {first!r}). "
+            "Expected numbers with a decimal point, such as 0.65; if this is not the value "
+            "column, pass value_col=... with the name of the one that is."
+        )
+    index = pd.DatetimeIndex(stamps, name="timestamp")
+    dated = index.notna()
+    values.index = index
+    temperature = None
     if temperature_col:
         temperature = pd.to_numeric(raw[temperature_col], errors="coerce")
-        temperature.index = pd.DatetimeIndex(stamps)
-        out["temperature_c"] = (
-            temperature[temperature.index.notna()]
-            .groupby(temperature.index[temperature.index.notna()].floor("h"))
-            .mean()
-        )
-    return out
+        temperature.index = index
+        temperature = temperature[dated]
+    return _to_hourly_kwh(values[dated], unit, temperature)
 
 
 def _cache_path_for(url: str, cache_dir: Path | None) -> Path:
@@ -559,8 +797,13 @@ def load_readings(
     file (``.txt`` or ``.zip``). For a file, ``start`` and ``days`` select the
     period; an empty ``start`` takes the last ``days`` days of the file.
     """
+    where = "load_readings"
+    days = _whole_number(
+        days, "days", where=where, example="days=365", minimum=1, maximum=MAX_SIMULATED_DAYS
+    )
     if source == "simulated":
         return simulate_meter(meter_id, start=start or "2024-01-01", days=days, seed=seed)
+    first = _date(start, "start", where=where, example="2024-01-01") if start else None
     text = str(source)
     lowered = text.lower()
     if lowered.startswith(("http://", "https://")) or lowered.endswith((".txt", ".zip")):
@@ -575,9 +818,7 @@ def load_readings(
         )
     if readings.empty:
         raise DataError(f"The source {source!r} holds no readings.")
-    if start:
-        first = pd.Timestamp(start)
-    else:
+    if first is None:
         first = readings.index.max().normalize() - pd.Timedelta(days=days - 1)
     period = readings.loc[first : first + pd.Timedelta(days=days) - pd.Timedelta(seconds=1)]
     if period.empty:
@@ -659,7 +900,8 @@ def validate_readings(df: pd.DataFrame, max_kwh: float = MAX_PLAUSIBLE_KWH) -> p
         if duplicated == 0
         else "e.g. "
         + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in index[index.duplicated()][:3])
-        + " (autumn daylight saving change writes 02:00 twice)",
+        + " (the autumn daylight saving change writes 02:00 twice); "
+        "clean_readings averages each duplicated hour",
     )
     off_grid = int((index != index.floor("h")).sum())
     add(
@@ -743,11 +985,14 @@ def clean_readings(
     In order:
 
     1. sort by time and put every reading at the start of its hour;
-    2. average duplicated hours (the autumn daylight saving change writes the
-       local hour 02:00 twice: each holds one real hour, so the mean is the
-       energy of a typical hour);
-    3. mark as missing what cannot be true: exact zeros (a home always uses
+    2. mark as missing what cannot be true: exact zeros (a home always uses
        some energy), negative values, values above ``max_kwh``;
+    3. merge duplicated hours into one by averaging their readings (a reading
+       marked missing in step 2 does not count). The autumn daylight saving
+       change writes the local hour 02:00 twice: each holds one real hour, so
+       the mean is the energy of a typical hour. :func:`validate_readings`
+       reports how many duplicates there were; here they are merged on
+       purpose, so that every hour appears once;
     4. put the readings on a complete hourly grid (the hour the spring change
        skips becomes an ordinary one-hour gap);
     5. fill gaps up to ``max_fill_hours`` by linear interpolation, leave longer
@@ -755,14 +1000,13 @@ def clean_readings(
 
     Returns ``kwh`` (and ``temperature_c`` if given, filled the same way) plus
     ``imputed``: True where ``kwh`` was filled in. The index stays naive local
-    clock time, like the input.
+    clock time, like the input, and holds every hour once.
     """
     _check_readings(df)
-    frame = df.sort_index()
+    frame = df.sort_index(kind="stable")
     frame.index = frame.index.floor("h")
     numeric = [c for c in ("kwh", "temperature_c") if c in frame.columns]
     frame = frame[numeric].astype(float)
-    frame = frame.groupby(level=0).mean()
     kwh = frame["kwh"]
     frame["kwh"] = kwh.where((kwh > 0) & (kwh <= max_kwh))
     if frame["kwh"].isna().all():
@@ -770,6 +1014,8 @@ def clean_readings(
             f"No usable reading is left after cleaning: all {len(kwh)} readings are missing, "
             f"zero, negative or above {max_kwh:g} kWh. Check the unit and the value column."
         )
+    # Duplicated hours: one row per hour, the mean of its usable readings.
+    frame = frame.groupby(level=0).mean()
     grid = pd.date_range(frame.index.min(), frame.index.max(), freq="h", name="timestamp")
     frame = frame.reindex(grid)
     was_missing = frame["kwh"].isna()
