@@ -20,18 +20,26 @@ event loop, and a sync flow is simply called like a function.
 
 from __future__ import annotations
 
+import inspect
+import numbers
 import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run, task_run
 from prefect.utilities.annotations import unmapped
 
-from energy_flows.data import clean_readings, load_readings, validate_readings
+from energy_flows.data import (
+    _date,
+    _whole_number,
+    clean_readings,
+    load_readings,
+    validate_readings,
+)
 from energy_flows.errors import DataError
 from energy_flows.forecasting import (
     ForecastModel,
@@ -49,6 +57,7 @@ from energy_flows.reports import markdown_summary, metrics_records
 __all__ = [
     "FlakySourceError",
     "artifact_keys",
+    "check_parameters",
     "energy_usage_batch",
     "energy_usage_pipeline",
     "read_report",
@@ -131,7 +140,7 @@ def validate(readings: pd.DataFrame) -> pd.DataFrame:
 
 @task(name="clean", cache_policy=NO_CACHE)
 def clean(readings: pd.DataFrame) -> pd.DataFrame:
-    """Regular hourly grid, duplicates merged, short gaps filled."""
+    """Regular hourly grid: duplicated hours averaged, implausible values dropped, short gaps filled."""
     return clean_readings(readings)
 
 
@@ -191,16 +200,105 @@ def report(result: PipelineResult) -> dict[str, str]:
 # Flows
 
 
-def _check_parameters(days: int, test_days: int, horizon_hours: int, flaky: float) -> None:
+def _flow_defaults(flow: Flow[..., Any]) -> dict[str, Any]:
+    """The default value of each parameter of ``flow`` that has one."""
+    signature = inspect.signature(flow.fn)
+    return {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def check_parameters(
+    days: int | None = None,
+    test_days: int | None = None,
+    horizon_hours: int | None = None,
+    flaky: float | None = None,
+    *,
+    start: str | None = None,
+    seed: int | None = None,
+    flow: Flow[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Refuse parameters with which no run of the energy flow can succeed, before any work.
+
+    Each parameter left out takes the flow's own default (``flow``: the
+    pipeline unless given), so ``check_parameters(days=10)`` judges 10 days
+    with the default ``test_days=28``. The rules:
+
+    * ``days`` and ``test_days`` are whole numbers ≥ 1, and ``days`` leaves at
+      least 3 weeks of training before the ``test_days`` test days;
+    * ``horizon_hours`` is between 0 and 24 (a day-ahead forecast);
+    * ``flaky`` is a probability between 0 and 1;
+    * ``seed`` is a whole number ≥ 0; ``start`` is a date (``YYYY-MM-DD``) or
+      empty (the last ``days`` days of a file).
+
+    Both flows call it first thing in a run. Deploying calls it too
+    (:func:`energy_flows.orchestration.deploy_energy_flow` and the
+    ``DeploymentBuilder`` form), so a deployment whose every run would be
+    refused is refused at once, with the same sentence.
+
+    Returns the checked values, defaults filled in. Raises
+    :class:`~energy_flows.errors.DataError` that names the parameter, the
+    value given and what to change.
+    """
+    target = energy_usage_pipeline if flow is None else flow
+    where = ""  # no function name in front: deploy() puts the flow's name before these
+    defaults = _flow_defaults(target)
+    given = {
+        "days": days,
+        "test_days": test_days,
+        "horizon_hours": horizon_hours,
+        "flaky": flaky,
+        "start": start,
+        "seed": seed,
+    }
+    values = {k: defaults.get(k) if v is None else v for k, v in given.items()}
+    days = _whole_number(values["days"], "days", where=where, example="days=365", minimum=1)
+    test_days = _whole_number(
+        values["test_days"], "test_days", where=where, example="test_days=28", minimum=1
+    )
     if days < test_days + 21:
+        fewer = f" to at most {days - 21}" if days > 21 else ""
         raise DataError(
             f"days={days} is too short for test_days={test_days}: the model needs at least "
-            "3 weeks of training before the test days. Raise days or lower test_days."
+            f"3 weeks of training before the test days. Raise days to at least {test_days + 21} "
+            f"or lower test_days{fewer}."
         )
+    horizon_hours = _whole_number(
+        values["horizon_hours"], "horizon_hours", where=where, example="horizon_hours=24"
+    )
     if not 0 <= horizon_hours <= 24:
-        raise DataError(f"horizon_hours must be between 0 and 24 (day-ahead), got {horizon_hours}.")
-    if not 0.0 <= flaky <= 1.0:
-        raise DataError(f"flaky is a probability between 0 and 1, got {flaky}.")
+        raise DataError(
+            f"horizon_hours must be between 0 and 24 (day-ahead), got {horizon_hours}. "
+            "Example: horizon_hours=24 forecasts the next day."
+        )
+    flaky = values["flaky"]
+    if (
+        not isinstance(flaky, numbers.Real)
+        or isinstance(flaky, bool)
+        or not 0.0 <= float(flaky) <= 1.0  # also refuses NaN
+    ):
+        raise DataError(
+            f"flaky is a probability between 0 and 1, got {flaky!r}. Example: flaky=0.5 "
+            "makes about one attempt in two fail (flaky=0 never fails)."
+        )
+    seed = _whole_number(values["seed"], "seed", where=where, example="seed=42", minimum=0)
+    start = values["start"]
+    if start:
+        start = f"{_date(start, 'start', where=where, example='2024-01-01'):%Y-%m-%d}"
+    return {
+        "days": days,
+        "test_days": test_days,
+        "horizon_hours": horizon_hours,
+        "flaky": float(flaky),
+        "start": start,
+        "seed": seed,
+    }
+
+
+#: The former private name, kept for code written against it.
+_check_parameters = check_parameters
 
 
 @flow(
@@ -235,7 +333,7 @@ def energy_usage_pipeline(
         turn it up to watch the ingest task retry.
     seed: the random seed of the simulation and of the flaky source.
     """
-    _check_parameters(days, test_days, horizon_hours, flaky)
+    check_parameters(days, test_days, horizon_hours, flaky, start=start, seed=seed)
     readings = ingest(meter_id, source, start, days, seed, flaky)
     validation = validate(readings)
     clean_kwh = clean(readings)
@@ -325,7 +423,9 @@ def energy_usage_batch(
     runner): watch them overlap in the UI's timeline. Returns one row per meter
     and publishes the same rows as the table artifact ``energy-batch-summary``.
     """
-    _check_parameters(days, test_days, horizon_hours, flaky)
+    check_parameters(
+        days, test_days, horizon_hours, flaky, start=start, seed=seed, flow=energy_usage_batch
+    )
     ids = list(meter_ids) if meter_ids else [f"home-{i:03d}" for i in range(1, n_meters + 1)]
     futures = meter_pipeline.map(
         ids,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from energy_flows.errors import OrchestrationError
+from energy_flows.errors import DataError, OrchestrationError
 from energy_flows.orchestration._common import (
     DEFAULT_DEPLOYMENT,
     DEFAULT_POOL,
@@ -149,11 +150,26 @@ def validate_cron(cron: str) -> str:
 
 
 def validate_interval(interval: int | float | dt.timedelta) -> dt.timedelta:
-    """Seconds (int/float) or a timedelta, strictly positive."""
+    """Seconds (int/float) or a timedelta: finite and strictly positive.
+
+    ``nan`` and ``inf`` are refused with the rest (a NaN is not even "more
+    than 0", and Python cannot make a timedelta of it).
+    """
+    example = "Example: interval=30 runs the flow every 30 seconds."
     if isinstance(interval, dt.timedelta):
         value = interval
     elif isinstance(interval, int | float) and not isinstance(interval, bool):
-        value = dt.timedelta(seconds=interval)
+        if isinstance(interval, float) and not math.isfinite(interval):
+            raise OrchestrationError(
+                f"interval must be a finite number of seconds; got {interval!r}. {example}"
+            )
+        try:
+            value = dt.timedelta(seconds=interval)
+        except OverflowError:
+            raise OrchestrationError(
+                f"interval={interval!r} seconds is longer than Python can count "
+                f"({dt.timedelta.max.days} days). {example}"
+            ) from None
     else:
         raise OrchestrationError(
             "interval must be a number of seconds or a datetime.timedelta, "
@@ -161,8 +177,7 @@ def validate_interval(interval: int | float | dt.timedelta) -> dt.timedelta:
         )
     if value.total_seconds() <= 0:
         raise OrchestrationError(
-            f"interval must be more than 0 seconds; got {value.total_seconds():g} s. "
-            "Example: interval=30 runs the flow every 30 seconds."
+            f"interval must be more than 0 seconds; got {value.total_seconds():g} s. {example}"
         )
     return value
 
@@ -247,6 +262,11 @@ def validate_parameters(flow: Flow, parameters: dict[str, Any] | None) -> dict[s
     import pydantic
     from pydantic_core import to_jsonable_python
 
+    if parameters is not None and not isinstance(parameters, dict):
+        raise OrchestrationError(
+            "parameters must be a dict of parameter names and values, e.g. "
+            f"parameters={{'days': 120}}; got {parameters!r}."
+        )
     parameters = dict(parameters or {})
     signature = inspect.signature(flow.fn)
     accepted = {
@@ -293,6 +313,37 @@ def validate_parameters(flow: Flow, parameters: dict[str, Any] | None) -> dict[s
             converted = value
         checked[name] = to_jsonable_python(converted, fallback=str)
     return checked
+
+
+def check_flow_rules(flow: Flow, parameters: dict[str, Any]) -> None:
+    """Refuse parameters that every run of ``flow`` would refuse, with the flow's own sentence.
+
+    A deployment stores default parameters for its runs. If a run of the flow
+    refuses them (the package's flows check theirs first thing, with
+    :func:`energy_flows.flows.check_parameters`), every scheduled run would
+    fail, one after the other. So the same function runs here, at deploy time,
+    on ``parameters`` as :func:`validate_parameters` returned them (the flow's
+    defaults fill in the rest). Flows from elsewhere have no such rules: only
+    their signature is checked.
+
+    Raises :class:`~energy_flows.errors.OrchestrationError` (like every other
+    deploy-time check, so one ``except`` catches them all) whose message holds
+    the flow's :class:`~energy_flows.errors.DataError` sentence; the
+    ``DataError`` is its ``__cause__``.
+    """
+    from energy_flows import flows as energy
+
+    rules = {energy.energy_usage_pipeline.fn, energy.energy_usage_batch.fn}
+    if getattr(flow, "fn", None) not in rules:
+        return
+    judged = set(inspect.signature(energy.check_parameters).parameters) - {"flow"}
+    try:
+        energy.check_parameters(**{k: v for k, v in parameters.items() if k in judged}, flow=flow)
+    except DataError as exc:
+        raise OrchestrationError(
+            f"The flow {flow.name!r} would refuse every run of this deployment: {exc} "
+            "Change that parameter, then deploy again."
+        ) from exc
 
 
 def _type_hints(fn: Any) -> dict[str, Any]:
@@ -493,6 +544,54 @@ def _snapshot(info: DeploymentInfo) -> dict[str, Any]:
     }
 
 
+def deployment_problems(
+    flow: Flow,
+    name: str,
+    *,
+    parameters: dict[str, Any] | None = None,
+    interval: int | float | dt.timedelta | None = None,
+    cron: str | None = None,
+    rrule: str | None = None,
+    work_pool: str = DEFAULT_POOL,
+    work_queue: str = DEFAULT_QUEUE,
+    paused: bool = False,
+    timezone: str | None = None,
+) -> dict[str, OrchestrationError]:
+    """Every reason :func:`deploy` would refuse these arguments, found without the server.
+
+    Returns ``{}`` when there is none, else one error per argument to fix,
+    keyed ``"name"``, ``"flow"``, ``"schedule"``, ``"parameters"``,
+    ``"paused"``, ``"work_pool"`` or ``"work_queue"``, in that order.
+    :func:`deploy` raises the first; the ``DeploymentBuilder`` form shows
+    them all while you type. What only the server knows (does the pool
+    exist?) is checked when deploying.
+    """
+    problems: dict[str, OrchestrationError] = {}
+
+    def check(key: str, step: Any) -> None:
+        try:
+            step()
+        except OrchestrationError as exc:
+            problems[key] = exc
+
+    def parameters_step() -> None:
+        check_flow_rules(flow, validate_parameters(flow, parameters))
+
+    def paused_step() -> None:
+        if not isinstance(paused, bool):
+            raise OrchestrationError(f"paused must be True or False; got {paused!r}.")
+
+    check("name", lambda: _check_name(name, "deployment"))
+    check("flow", lambda: _source_of(flow))
+    check("schedule", lambda: build_schedule(interval, cron, rrule, timezone))
+    if "flow" not in problems:  # a flow's parameters can only be read from a flow
+        check("parameters", parameters_step)
+    check("paused", paused_step)
+    check("work_pool", lambda: _check_name(work_pool, "work pool"))
+    check("work_queue", lambda: _check_name(work_queue, "work queue"))
+    return problems
+
+
 def deploy(
     flow: Flow,
     name: str,
@@ -519,7 +618,9 @@ def deploy(
     Args:
         flow: a ``@flow`` function from an importable .py file.
         name: the deployment's name; deploying the same name again updates it.
-        parameters: default parameter values for its runs (checked against the flow).
+        parameters: default parameter values for its runs, checked against the flow's
+            signature and, for the package's flows, against the flow's own rules
+            (:func:`check_flow_rules`): values every run would refuse are refused now.
         interval: run every N seconds (int/float) or every ``timedelta``.
         cron: run on a cron string, e.g. ``"*/5 * * * *"``.
         rrule: run on an RFC 5545 rule with a DTSTART.
@@ -533,14 +634,28 @@ def deploy(
 
     Returns:
         A :class:`DeploymentInfo`; ``changes`` says what this call did.
+
+    Raises:
+        OrchestrationError: the first of :func:`deployment_problems`, or what the
+            server refuses (a work pool that does not exist).
     """
-    _check_name(name, "deployment")
+    problems = deployment_problems(
+        flow,
+        name,
+        parameters=parameters,
+        interval=interval,
+        cron=cron,
+        rrule=rrule,
+        work_pool=work_pool,
+        work_queue=work_queue,
+        paused=paused,
+        timezone=timezone,
+    )
+    if problems:
+        raise next(iter(problems.values())).with_traceback(None)
     folder, entrypoint = _source_of(flow)
     schedule = build_schedule(interval, cron, rrule, timezone)
     checked = validate_parameters(flow, parameters)
-    if not isinstance(paused, bool):
-        raise OrchestrationError(f"paused must be True or False; got {paused!r}.")
-    _check_name(work_queue, "work queue")
     variables = dict(job_variables or {})
     command = fast_flow_run_command()
     if command:
@@ -652,6 +767,11 @@ def deploy_energy_flow(
 
     The lesson's deployment: the same as :func:`deploy` with the package's flow.
     Example: ``deploy_energy_flow(interval=30, parameters={"meter_id": "house-2"})``.
+
+    The parameters go through the flow's own checks
+    (:func:`energy_flows.flows.check_parameters`) before anything is created:
+    ``parameters={"days": 10}`` is refused here with the sentence a run would
+    fail with (10 days leave no 3 weeks of training before the 28 test days).
     """
     return deploy(
         _energy_pipeline(),
@@ -672,8 +792,10 @@ def deploy_energy_flow(
 __all__ = [
     "DeploymentInfo",
     "build_schedule",
+    "check_flow_rules",
     "deploy",
     "deploy_energy_flow",
+    "deployment_problems",
     "list_deployments",
     "pause_deployment",
     "resume_deployment",
