@@ -959,6 +959,14 @@ class DeploymentBuilder(_SnapshotDisplay):
     :func:`energy_flows.orchestration.deploy_energy_flow` (or ``deploy`` for
     another flow) and shows the deployment or the error in place.
 
+    The form judges its fields with the very checks Deploy runs
+    (:func:`energy_flows.orchestration.deployments.deployment_problems`,
+    which includes the flow's own parameter rules): "ready to deploy" means
+    the deployment would be created, and ``days = -5`` is refused here as it
+    would be there. Only what the server knows (does the work pool exist?)
+    waits for the click. Changing any field clears the result or error of
+    the previous Deploy: it described another form.
+
     From code (what tests do)::
 
         b = DeploymentBuilder()
@@ -1050,7 +1058,7 @@ class DeploymentBuilder(_SnapshotDisplay):
         )
         self.add_class("energy-flows-deployment-builder")
         for widget in self._inputs():
-            widget.observe(lambda _change: self._validate_and_show(), names="value")
+            widget.observe(lambda _change: self._on_form_change(), names="value")
         if parameters:
             self.set(parameters=parameters)
         self._validate_and_show()
@@ -1110,41 +1118,67 @@ class DeploymentBuilder(_SnapshotDisplay):
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """The parameters that differ from the flow's defaults (what the deployment stores)."""
-        values = {}
+        """The parameters that differ from the flow's defaults (what the deployment stores).
+
+        Raises ValueError when a field cannot be read (JSON that does not parse).
+        """
+        values, unreadable = self._readable_parameters()
+        if unreadable:
+            raise ValueError(unreadable[0])
+        return values
+
+    def _readable_parameters(self) -> tuple[dict[str, Any], list[str]]:
+        """Like :attr:`parameters`, but skipping fields that cannot be read (and saying why)."""
+        values: dict[str, Any] = {}
+        unreadable: list[str] = []
         for name, f in self.parameter_fields.items():
-            value = f.value()
+            try:
+                value = f.value()
+            except ValueError as exc:
+                unreadable.append(str(exc))
+                continue
             if value != f.default:
                 values[name] = value
-        return values
+        return values, unreadable
+
+    def _deploy_arguments(self, parameters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The deployment name and the keyword arguments Deploy passes on, read from the fields."""
+        kind = self.schedule_field.value
+        schedule: dict[str, Any] = {}
+        if kind == "interval":
+            schedule["interval"] = self.interval_field.value
+        elif kind == "cron":
+            schedule["cron"] = self.cron_field.value.strip()
+        options = dict(
+            parameters=parameters,
+            work_pool=self.pool_field.value.strip(),
+            work_queue=self.queue_field.value.strip(),
+            paused=self.paused_field.value,
+            **schedule,
+        )
+        return self.name_field.value.strip(), options
 
     @property
     def errors(self) -> list[str]:
-        """What is wrong with the fields now, one sentence each ([] when ready)."""
+        """What is wrong with the fields now, one sentence each ([] when ready).
+
+        The sentences are those of
+        :func:`~energy_flows.orchestration.deployments.deployment_problems`,
+        the checks Deploy runs; a bad cron is explained field by field
+        (:func:`explain_cron`), and a parameter whose JSON cannot be read
+        says so.
+        """
+        from energy_flows.orchestration.deployments import deployment_problems
+
+        parameters, unreadable = self._readable_parameters()
+        name, options = self._deploy_arguments(parameters)
         problems = []
-        for value, what in (
-            (self.name_field.value, "deployment"),
-            (self.pool_field.value, "work pool"),
-            (self.queue_field.value, "work queue"),
-        ):
-            problem = _name_problem(value, what)
-            if problem:
-                problems.append(problem)
-        kind = self.schedule_field.value
-        if kind == "interval":
-            seconds = self.interval_field.value
-            if seconds is None or seconds <= 0:
-                problems.append(f"the interval must be more than 0 seconds, not {seconds:g}.")
-        elif kind == "cron":
-            problem = explain_cron(self.cron_field.value)
-            if problem:
-                problems.append(problem)
-        for f in self.parameter_fields.values():
-            try:
-                f.value()
-            except ValueError as exc:
-                problems.append(str(exc))
-        return problems
+        for key, error in deployment_problems(self.flow, name, **options).items():
+            text = str(error)
+            if key == "schedule" and "cron" in options:
+                text = explain_cron(options["cron"]) or text
+            problems.append(text)
+        return problems + unreadable
 
     def describe(self) -> str:
         """One line: what Deploy would create."""
@@ -1182,25 +1216,13 @@ class DeploymentBuilder(_SnapshotDisplay):
             raise error
         from energy_flows import orchestration as orch
 
-        kind = self.schedule_field.value
-        schedule: dict[str, Any] = {}
-        if kind == "interval":
-            schedule["interval"] = self.interval_field.value
-        elif kind == "cron":
-            schedule["cron"] = self.cron_field.value.strip()
-        options = dict(
-            parameters=self.parameters,
-            work_pool=self.pool_field.value.strip(),
-            work_queue=self.queue_field.value.strip(),
-            paused=self.paused_field.value,
-            **schedule,
-        )
+        name, options = self._deploy_arguments(self.parameters)
         self.output.value = "<i>deploying…</i>"
         try:
             if self._uses_default_flow:
-                info = orch.deploy_energy_flow(self.name_field.value.strip(), **options)
+                info = orch.deploy_energy_flow(name, **options)
             else:
-                info = orch.deploy(self.flow, self.name_field.value.strip(), **options)
+                info = orch.deploy(self.flow, name, **options)
         except Exception as exc:
             self._show_failure(exc)
             raise
@@ -1218,6 +1240,13 @@ class DeploymentBuilder(_SnapshotDisplay):
         self.result = None
         self.last_error = str(exc)
         self.output.value = f"<div style='{_BAD_STYLE}'>✗ {_esc(exc)}</div>"
+
+    def _on_form_change(self) -> None:
+        """A field changed: forget the last Deploy's result or error, then check the form."""
+        self.result = None
+        self.last_error = None
+        self.output.value = ""
+        self._validate_and_show()
 
     def _validate_and_show(self) -> None:
         kind = self.schedule_field.value

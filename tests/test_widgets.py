@@ -78,14 +78,17 @@ def test_builder_validates_as_you_type() -> None:
     b.set(cron="*/5 * * * *", parameters={"days": 60, "test_days": 14})
     assert b.errors == [] and b.parameters == {"days": 60, "test_days": 14}
     b.set(schedule="interval", interval=0)
-    assert b.errors == ["the interval must be more than 0 seconds, not 0."]
+    assert b.errors == [
+        "interval must be more than 0 seconds; got 0 s. "
+        "Example: interval=30 runs the flow every 30 seconds."
+    ]
     b.set(interval=30, name="")
-    assert b.errors == ["the deployment needs a name."]
+    assert b.errors == ["A deployment needs a non-empty name; got ''."]
     with pytest.raises(OrchestrationError, match="no parameter 'nope'"):
         b.set(parameters={"nope": 1})
     with pytest.raises(OrchestrationError, match="was not created"):
         b.deploy()
-    assert "needs a name" in b.output.value
+    assert "needs a non-empty name" in b.output.value
 
 
 def test_builder_static_snapshot_is_stable() -> None:
