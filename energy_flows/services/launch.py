@@ -27,6 +27,10 @@ It runs:
 * ``python -m energy_flows.services.launch engine``: ``python -m prefect.engine``,
   the one interpreter a worker starts per flow run.
 
+Each of these processes also ends by itself when its watchdog (its parent)
+is killed: nothing would tie it to its notebook any more
+(:func:`exit_with_parent`).
+
 A notebook kernel that starts or reuses a server gets the same treatment
 through :func:`prepare_kernel` (without the freeze): a lesson's set-up cell
 takes about 4 s instead of 8 s.
@@ -38,8 +42,12 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import runpy
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterable
 
 #: Optional modules kept out of the processes the package starts.
@@ -101,6 +109,24 @@ def prepare_kernel() -> None:
     preload(KERNEL_PRELOAD, freeze=False)
 
 
+def exit_with_parent(interval: float = 0.5) -> None:
+    """Send ourselves SIGTERM (a graceful stop) once our parent process has gone.
+
+    The watchdog parent stops its child in every normal case; this covers the
+    watchdog itself being killed (``kill -9``, the OOM killer), after which
+    the orphan would otherwise run on, tied to no kernel. Portable: it watches
+    ``os.getppid()``, which changes when the parent dies.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def process_kind(args: list[str]) -> str:
     """``server``, ``worker``, ``engine`` or ``prefect`` (any other command)."""
     if args[:1] == ["engine"]:
@@ -120,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    exit_with_parent()
     block_optional_modules()
     preload(PRELOAD[process_kind(args)])
     if args[0] == "engine":

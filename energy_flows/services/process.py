@@ -12,10 +12,12 @@ which waits on the same kind of watchdog:
   watchdog watches and makes it stop the child and its whole process group;
 * it is started with SIGINT at its default, so SIGTERM/SIGINT stop it even
   when the caller ignored SIGINT;
+* it creates its files readable by its user only (umask 077): the home's
+  database, logs and results are private;
 * with ``tied=False`` ("terminal mode", used by ``energy-flows up``) the
   watchdog ignores its owner: the child runs until it is stopped explicitly.
 
-``prefect-facts.md`` explains why a plain child, or ``start_new_session=True``
+``docs/prefect-facts.md`` explains why a plain child, or ``start_new_session=True``
 alone, leaves orphans behind.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -33,6 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -40,6 +44,9 @@ from energy_flows.errors import ServiceError
 from energy_flows.services.waiting import wait_until
 
 WATCHDOG_SCRIPT = Path(__file__).with_name("watchdog.py")
+
+#: Files the package's processes create are readable and writable by their user only.
+PRIVATE_UMASK = 0o077
 
 # Keep the write ends of the watchdogs' pipes, and the sockets attached to
 # other owners' watchdogs, for the whole life of this process: the OS closes
@@ -70,21 +77,28 @@ def _start_watchdog(
     watch_pid: int | None = None,
     grace: float = 5.0,
     cwd: str | os.PathLike[str] | None = None,
+    hold: str | None = None,
+    on_exit: Sequence[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the watchdog that runs ``argv`` (see :func:`spawn` for the arguments)."""
-    cmd = [sys.executable, "-I", "-S", str(WATCHDOG_SCRIPT), "--grace", f"{grace:g}"]
+    # -I: no PYTHONPATH or user site; the environment's site-packages stay (psutil).
+    cmd = [sys.executable, "-I", str(WATCHDOG_SCRIPT), "--grace", f"{grace:g}"]
     if not tied:
         cmd.append("--detached")
     if socket_path:
         cmd += ["--socket", socket_path]
     if watch_pid:
         cmd += ["--watch-pid", str(watch_pid)]
+    if hold:
+        cmd += ["--hold", hold]
+    if on_exit:
+        cmd += ["--on-exit", json.dumps(list(on_exit))]
     cmd += ["--", *argv]
 
     if log_path is not None:
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        out: int | object = open(log_path, "ab")  # the child gets its own copy
+        out: int | object = private_open(log_path, "ab")  # the child gets its own copy
     else:
         out = None
     try:
@@ -97,6 +111,7 @@ def _start_watchdog(
             cwd=cwd,
             start_new_session=True,
             close_fds=True,
+            umask=PRIVATE_UMASK,
         )
     finally:
         if out is not None:
@@ -115,6 +130,8 @@ def spawn(
     watch_pid: int | None = None,
     grace: float = 5.0,
     cwd: str | os.PathLike[str] | None = None,
+    hold: str | None = None,
+    on_exit: Sequence[str] | None = None,
 ) -> Spawned:
     """Start ``argv`` under a watchdog and return its process ids.
 
@@ -133,6 +150,12 @@ def spawn(
             its server).
         grace: seconds between SIGTERM and SIGKILL when stopping.
         cwd: working directory of the child.
+        hold: the socket of another service's watchdog; the new watchdog is an
+            owner of that service as long as it lives (a worker holds its
+            server, so the server outlives its workers).
+        on_exit: a command the watchdog runs once the child has stopped, with
+            ``ENERGY_FLOWS_STOP_REASON`` and ``ENERGY_FLOWS_EXIT_CODE`` set
+            (a worker's marks the runs it had taken as Crashed).
     """
     popen = _start_watchdog(
         argv,
@@ -143,6 +166,8 @@ def spawn(
         watch_pid=watch_pid,
         grace=grace,
         cwd=cwd,
+        hold=hold,
+        on_exit=on_exit,
     )
     log_path = Path(log_path) if log_path is not None else None
 
@@ -175,31 +200,45 @@ def socket_path_for(home: str | os.PathLike[str], name: str) -> str:
     return str(Path(tempfile.gettempdir()) / f"energy-flows-{os.getuid()}-{digest}.sock")
 
 
-def attach(socket_path: str | None) -> bool:
+#: What :func:`attach` found: an owner now, a service going away, or nothing to attach to.
+ATTACHED, STOPPING, ABSENT = "attached", "stopping", "absent"
+
+
+def attach(socket_path: str | None) -> str:
     """Tie a service started by another process to this one too.
 
     A kernel that reuses a server started by another kernel attaches to
     the server's watchdog: the server then lives as long as one of them does.
-    Returns False when there is nothing to attach to (e.g. a terminal-mode
-    service, which is not tied to anyone).
+    Returns :data:`ATTACHED`; :data:`STOPPING` when the watchdog has already
+    decided to stop the service (its owner just ended): wait for it to go,
+    do not adopt it; or :data:`ABSENT` when there is nothing to attach to
+    (e.g. a terminal-mode service, which is not tied to anyone).
     """
     if not socket_path or not os.path.exists(socket_path):
-        return False
+        return ABSENT
     if socket_path in _HELD_SOCKETS:
-        return True
+        return ATTACHED
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(2)
         conn.connect(socket_path)
-        if not conn.recv(8).startswith(b"ok"):
-            conn.close()
-            return False
-        conn.settimeout(None)
+        answer = conn.recv(16)
     except OSError:
         conn.close()
-        return False
+        # The socket file outlived its watchdog (killed), or it is closing right now.
+        return ABSENT
+    if not answer.startswith(b"ok"):
+        conn.close()
+        return STOPPING
+    conn.settimeout(None)
     _HELD_SOCKETS[socket_path] = conn
-    return True
+    return ATTACHED
+
+
+def private_open(path: str | os.PathLike[str], mode: str = "a") -> Any:
+    """Open a file for writing, created readable and writable by its user only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else 0), 0o600)
+    return os.fdopen(fd, mode)
 
 
 def run(

@@ -1,11 +1,12 @@
 """A tiny parent that makes sure a child process never outlives its owner.
 
-Run as ``python -I -S watchdog.py [options] -- ARGV...`` by
-:func:`energy_flows.services.process.spawn`; standard library only, so it
-starts in a few milliseconds. It is started in its own session (so the
-kernel's interrupt button and a terminal's Ctrl-C never reach it) and
-starts ``ARGV`` in its own process group. It then stops the child, and
-everything the child started in that group (a worker's flow runs), when:
+Run as ``python -I watchdog.py [options] -- ARGV...`` by
+:func:`energy_flows.services.process.spawn`. It imports only the standard
+library and psutil (no ``/proc`` reads: it runs on macOS as on Linux), so
+it starts in a few hundredths of a second. It is started in its own session
+(so the kernel's interrupt button and a terminal's Ctrl-C never reach it)
+and starts ``ARGV`` in a process group of its own. It stops the child, and
+everything the child started (a worker's flow runs), when:
 
 * its standard input reaches end-of-file: the owner (a notebook kernel)
   holds the other end of that pipe, and the operating system closes it
@@ -18,14 +19,28 @@ everything the child started in that group (a worker's flow runs), when:
 With ``--detached`` (the ``energy-flows up`` command) standard input is not
 watched: the child runs until ``energy-flows down``.
 
+Owners and order. Another process attaches to ``--socket`` and stays an
+owner while its connection is open; once the watchdog has decided to stop,
+it answers ``stopping`` instead of ``ok``, so a late-comer knows to wait
+for the service to go rather than adopt it. ``--hold SOCKET`` makes this
+watchdog an owner of *another* service for its whole life: a worker's
+watchdog holds its server's, so when a kernel ends, the server stays up
+until its workers have stopped and their runs are recorded (workers before
+the server, in every exit mode).
+
 Stopping sends SIGTERM to the child, waits ``--grace`` seconds, then
-SIGKILLs the whole process group. The watchdog exits with the child's code.
+SIGKILLs the child's process group and any descendant it saw. Then the
+``--on-exit`` command runs (a JSON list; ``ENERGY_FLOWS_STOP_REASON``,
+``ENERGY_FLOWS_EXIT_CODE`` and ``ENERGY_FLOWS_CHILD_PID`` in its environment): for a worker, it marks the
+runs the worker had taken as Crashed, saying why. The watchdog exits with
+the child's code.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -34,41 +49,26 @@ import sys
 import threading
 import time
 
+import psutil
 
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (Linux), or None when it is gone."""
+#: What the watchdog answers an owner that attaches: welcome, or "I am going away".
+WELCOME, STOPPING = b"ok\n", b"stopping\n"
+
+#: Seconds the ``--on-exit`` command may take.
+ON_EXIT_TIMEOUT = 20.0
+
+
+def _create_time(pid: int) -> float | None:
+    """When ``pid`` started (to tell it from a later process with the same PID), or None."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
             return None
-        except PermissionError:
-            pass
-        return "?"
-
-
-def _group_has_others() -> bool:
-    """Whether another live process shares our process group (True if unknown)."""
-    me, group = os.getpid(), os.getpgrp()
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return True
-    for name in names:
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is the state (Z: zombie, already dead), fields[2] the group
-        if fields[2] == str(group) and fields[0] != "Z":
-            return True
-    return False
+        return proc.create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:
+        return -1.0  # alive, but not ours to inspect
 
 
 class Watchdog:
@@ -79,6 +79,8 @@ class Watchdog:
         self.lock = threading.Lock()
         self.owners = 0
         self.child: subprocess.Popen[bytes] | None = None
+        self.seen: dict[int, float] = {}  # descendants of the child: pid -> create time
+        self.held: socket.socket | None = None
 
     # -- reasons to stop ---------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -91,8 +93,11 @@ class Watchdog:
         with self.lock:
             self.owners -= 1
             last = self.owners <= 0
+            if last and not self.args.detached and self.stop_reason is None:
+                # Decided under the lock: an owner attaching now is told "stopping".
+                self.stop_reason = f"its owner ended ({what})"
         if last and not self.args.detached:
-            self.request_stop(f"its owner ended ({what})")
+            self.event.set()
 
     def _watch_stdin(self) -> None:
         # read() returns b"" only when every copy of the write end is closed.
@@ -116,39 +121,72 @@ class Watchdog:
             except OSError:
                 return
             with self.lock:
-                self.owners += 1
+                welcome = self.stop_reason is None
+                if welcome:
+                    self.owners += 1
+            if not welcome:
+                with contextlib.suppress(OSError):
+                    conn.sendall(STOPPING)
+                conn.close()
+                continue
             threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
 
     def _hold(self, conn: socket.socket) -> None:
         try:
-            conn.sendall(b"ok\n")
+            conn.sendall(WELCOME)
             while conn.recv(4096):
                 pass
         except OSError:
             pass
         finally:
             conn.close()
-        self._owner_gone("another kernel that reused it")
+        self._owner_gone("another kernel or worker that used it")
+
+    def _hold_other(self, path: str) -> None:
+        """Be an owner of another service (a worker of its server) until we exit."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(2)
+            conn.connect(path)
+            if conn.recv(16).startswith(WELCOME.strip()):
+                conn.settimeout(None)
+                self.held = conn
+                return
+        except OSError:
+            pass
+        conn.close()
 
     def _watch_pid(self, pid: int) -> None:
-        started = _start_time(pid)
+        started = _create_time(pid)
         while not self.event.is_set():
-            now = _start_time(pid)
-            if now is None or (started not in (None, "?") and now != started):
+            now = _create_time(pid)
+            if now is None or (started not in (None, -1.0) and abs(now - started) > 0.5):
                 self.request_stop(f"the process it depends on (pid {pid}) ended")
                 return
             self.event.wait(0.5)
+
+    def _remember_descendants(self) -> None:
+        """Note the child's descendants now: once the child dies they are no longer its own."""
+        assert self.child is not None
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process(self.child.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.seen[proc.pid] = proc.create_time()
 
     # -- main loop ---------------------------------------------------------
     def run(self) -> int:
         args = self.args
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop("it was asked to stop"))
         signal.signal(signal.SIGINT, lambda *_: self.request_stop("it was interrupted"))
-        # A child must react to SIGINT/SIGTERM even if our parent ignored SIGINT
-        # (e.g. a kernel's background thread): the child gets SIG_DFL on exec.
+        if args.hold:
+            self._hold_other(args.hold)
+        # The child gets a process group of its own (everything it starts
+        # joins it), and SIGINT at its default even if our parent ignored it
+        # (e.g. a kernel's background thread): SIG_DFL is set before exec.
         self.child = subprocess.Popen(
             args.argv,
             stdin=subprocess.DEVNULL,
+            process_group=0,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         print(f"[watchdog {os.getpid()}] started pid {self.child.pid}: {' '.join(args.argv)}")
@@ -161,24 +199,30 @@ class Watchdog:
         if args.watch_pid:
             threading.Thread(target=self._watch_pid, args=(args.watch_pid,), daemon=True).start()
 
+        ticks = 0
         while not self.event.is_set():
             if self.child.poll() is not None:
                 break
+            if ticks % 5 == 0:  # every second
+                self._remember_descendants()
+            ticks += 1
             self.event.wait(0.2)
         code = self.child.poll()
         if code is None:
+            self._remember_descendants()
             code = self._stop_child()
         elif self.stop_reason is None:
             self.stop_reason = f"the process exited by itself with code {code}"
-        print(f"[watchdog {os.getpid()}] stopped: {self.stop_reason}; exit code {code}")
-        sys.stdout.flush()
         if args.socket:
             with contextlib.suppress(OSError):
                 os.unlink(args.socket)
-        # Anything the child left in our group (flow runs) goes with it.
-        if _group_has_others():
-            with contextlib.suppress(OSError):
-                os.killpg(os.getpgrp(), signal.SIGKILL)
+        self._kill_leftovers()
+        print(f"[watchdog {os.getpid()}] stopped: {self.stop_reason}; exit code {code}")
+        sys.stdout.flush()
+        if args.on_exit:
+            self._run_on_exit(code)
+        if self.held is not None:
+            self.held.close()
         return code
 
     def _stop_child(self) -> int:
@@ -195,13 +239,44 @@ class Watchdog:
             self.child.kill()
         return self.child.wait()
 
+    def _kill_leftovers(self) -> None:
+        """Whatever the child left behind (flow runs) goes with it."""
+        assert self.child is not None
+        with contextlib.suppress(OSError):
+            os.killpg(self.child.pid, signal.SIGKILL)
+        for pid, created in self.seen.items():
+            if _create_time(pid) == created:  # still the same process, not a reused PID
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def _run_on_exit(self, code: int) -> None:
+        env = dict(
+            os.environ,
+            ENERGY_FLOWS_STOP_REASON=self.stop_reason or "",
+            ENERGY_FLOWS_EXIT_CODE=str(code),
+            ENERGY_FLOWS_CHILD_PID=str(self.child.pid if self.child else ""),
+        )
+        try:
+            subprocess.run(
+                json.loads(self.args.on_exit),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                timeout=ON_EXIT_TIMEOUT,
+                check=False,
+            )
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            print(f"[watchdog {os.getpid()}] the on-exit command failed: {exc}")
+            sys.stdout.flush()
+
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="watchdog")
     p.add_argument("--detached", action="store_true", help="do not stop when stdin closes")
     p.add_argument("--socket", help="unix socket other owners can attach to")
+    p.add_argument("--hold", help="another watchdog's socket to hold as its owner")
     p.add_argument("--watch-pid", type=int, help="stop when this process ends")
     p.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    p.add_argument("--on-exit", help="JSON list: a command to run once the child has stopped")
     p.add_argument("argv", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     if args.argv[:1] == ["--"]:
