@@ -255,7 +255,7 @@ def main() -> int:
         results.append(("peak RSS server+worker+run (MB)", peak / 2**20, None, "target < 600"))
         server.stop()
     finally:
-        from energy_flows.services.registry import stop_all
+        from energy_flows.services.control import stop_all
 
         stop_all(root / "ours", quiet=True)
         shutil.rmtree(root, ignore_errors=True)

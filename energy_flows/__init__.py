@@ -90,8 +90,8 @@ _EXPORTS: dict[str, str] = {
     # classroom layer: services
     "PrefectServer": "energy_flows.services.server",
     "Worker": "energy_flows.services.worker",
-    "running": "energy_flows.services.registry",
-    "stop_all": "energy_flows.services.registry",
+    "running": "energy_flows.services.control",
+    "stop_all": "energy_flows.services.control",
     # classroom layer: views and widgets
     "DeploymentBuilder": "energy_flows.widgets",
     "QueueMonitor": "energy_flows.widgets",

@@ -113,7 +113,7 @@ def check_home(home: str | os.PathLike[str] | None = None) -> Check:
 
 def check_leftovers(home: str | os.PathLike[str] | None = None) -> Check:
     """Servers or workers from an earlier session, for this home."""
-    from energy_flows.services.registry import running
+    from energy_flows.services.control import running
 
     table = running(home)
     count = len(table)

@@ -420,7 +420,7 @@ def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dic
     from energy_flows import orchestration as orch
     from energy_flows.browser import launch_chromium
     from energy_flows.orchestration._common import now_utc
-    from energy_flows.services.registry import stop_all
+    from energy_flows.services.control import stop_all
     from energy_flows.services.server import PrefectServer, free_port
     from energy_flows.services.worker import Worker
     from energy_flows.views import plot_forecast, plot_run_timeline, runs_with_workers

@@ -83,7 +83,7 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
     """
     from energy_flows import orchestration as orch
     from energy_flows.orchestration._common import now_utc
-    from energy_flows.services.registry import stop_all
+    from energy_flows.services.control import stop_all
     from energy_flows.services.server import PrefectServer
     from energy_flows.services.worker import Worker
     from energy_flows.settings import home_dir

@@ -88,7 +88,7 @@ def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.setenv("ENERGY_FLOWS_HOME", str(home))
     yield home
     if (home / "state").is_dir():
-        from energy_flows.services.registry import stop_all
+        from energy_flows.services.control import stop_all
 
         stop_all(home, quiet=True)
     # A server started in this home pointed this process's Prefect client at

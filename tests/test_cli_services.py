@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from energy_flows.services import api, registry
+from energy_flows.services import api, control, registry
 
 pytestmark = pytest.mark.server
 
@@ -62,10 +62,10 @@ def test_up_status_logs_down(tmp_path):
         assert down.returncode == 0
         assert "Stopped worker" in down.stdout and "Stopped the Prefect server" in down.stdout
         assert down.stdout.index("Stopped worker") < down.stdout.index("Stopped the Prefect")
-        assert not psutil.pid_exists(server.pid) or not registry.records(home)
+        assert not psutil.pid_exists(server.pid) or not registry.live_records(home)
         assert "Nothing runs" in cli(home, "status").stdout
     finally:
-        registry.stop_all(home, quiet=True)
+        control.stop_all(home, quiet=True)
 
 
 def test_up_rejects_a_bad_worker_spec(tmp_path):
@@ -109,4 +109,4 @@ def test_two_concurrent_ups_share_one_server(tmp_path):
         ]
         assert len(servers) == 1
     finally:
-        registry.stop_all(home, quiet=True)
+        control.stop_all(home, quiet=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from energy_flows.services import api, registry
+from energy_flows.services import api, control, registry
 from energy_flows.services.waiting import wait_until
 
 jupyter_client = pytest.importorskip("jupyter_client")
@@ -99,7 +99,7 @@ def kernel(tmp_path: Path) -> Iterator[tuple]:
         client.stop_channels()
         if manager.has_kernel:
             manager.shutdown_kernel(now=True)
-        registry.stop_all(home, quiet=True)
+        control.stop_all(home, quiet=True)
 
 
 def test_shutdown_stops_server_and_worker(kernel):
@@ -110,7 +110,7 @@ def test_shutdown_stops_server_and_worker(kernel):
     assert not any(_gone(p) for p in pids)
     manager.shutdown_kernel(now=False)
     _assert_all_gone(pids)
-    assert registry.running(home).empty
+    assert control.running(home).empty
 
 
 def test_interrupt_keeps_the_server_then_sigkill_stops_it(kernel):
@@ -131,7 +131,7 @@ def test_interrupt_keeps_the_server_then_sigkill_stops_it(kernel):
 
     os.kill(info["kernel"], signal.SIGKILL)
     _assert_all_gone(info["pids"])
-    assert registry.server_record(home) is None
+    assert registry.live_server(home) is None
 
 
 def test_restart_stops_what_the_old_kernel_started(kernel):
@@ -143,7 +143,7 @@ def test_restart_stops_what_the_old_kernel_started(kernel):
     _assert_all_gone(server["pids"] + worker["pids"])
     client.wait_for_ready(timeout=60)
     assert _run(client, "import os, json; print(json.dumps(os.getpid()))") != server["kernel"]
-    assert registry.running(home).empty
+    assert control.running(home).empty
 
 
 def test_sigkill_stops_a_spawned_child(kernel):

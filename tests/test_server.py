@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from energy_flows.errors import HomeNotWritableError, ServiceError
-from energy_flows.services import api, registry
+from energy_flows.services import api, control, registry
 from energy_flows.services import server as server_module
 from energy_flows.services.server import PrefectServer, start_server
 
@@ -64,7 +64,7 @@ def test_repr_logs_and_state_file(prefect_server):
 
 
 def test_running_lists_the_server(prefect_server):
-    table = registry.running(prefect_server.home)
+    table = control.running(prefect_server.home)
     assert list(table["kind"]) == ["server"] or "server" in list(table["kind"])
     row = table[table["kind"] == "server"].iloc[0]
     assert row["pid"] == prefect_server.pid and row["state"] == "running"
@@ -89,7 +89,7 @@ def test_port_taken_context_manager_and_stop(fresh_home):
     assert server.status() == "stopped"
 
 
-def test_stale_state_file_is_detected_and_removed(fresh_home):
+def test_stale_state_file_is_reported_as_stopped_then_removed(fresh_home):
     from energy_flows.settings import ensure_home
 
     ensure_home(fresh_home)
@@ -102,9 +102,11 @@ def test_stale_state_file_is_detected_and_removed(fresh_home):
             api_url="http://127.0.0.1:1/api",
         )  # fmt: skip
         rec.save()
-        assert registry.server_record(fresh_home) is None
+        assert registry.live_server(fresh_home) is None
+        assert control.running(fresh_home).empty
+        assert rec.path.exists(), "reading must not change anything"
+        control.reconcile(fresh_home, quiet=True)
         assert not rec.path.exists()
-    assert registry.running(fresh_home).empty
 
 
 def test_unwritable_home_gives_a_clear_error(tmp_path):

@@ -13,7 +13,7 @@ import shutil
 
 from energy_flows import settings
 from energy_flows.errors import EnergyFlowsError
-from energy_flows.services import process, registry
+from energy_flows.services import control, process
 
 
 def up(args: argparse.Namespace) -> int:
@@ -50,28 +50,21 @@ def _parse_worker(spec: str) -> tuple[str, str]:
 
 def down(args: argparse.Namespace) -> int:
     """Stop every worker, then the server, of this home."""
-    registry.stop_all()
+    control.stop_all()
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
-    """Print what runs for this home (from its state files)."""
-    from energy_flows.services.api import healthy
-
+    """Print what runs for this home (from its state files). Changes nothing."""
     home = settings.home_dir()
-    registry.check_server_gone(home)
-    recs = registry.records(home)
-    if not recs:
+    table = control.running(home)
+    if table.empty:
         print(f"Nothing runs for {home}. Start the server with: energy-flows up")
         return 0
     rows = [("KIND", "NAME", "STATE", "PID", "WHERE", "OWNER", "UPTIME")]
-    for rec in recs:
-        if rec.kind == "server":
-            state = "running" if healthy(rec.api_url or "") else "not answering"
-            where = rec.ui_url or ""
-        else:
-            state, where = "running", f"{rec.pool}: {', '.join(rec.queues)}"
-        rows.append((rec.kind, rec.name, state, str(rec.pid), where, rec.owner, rec.uptime()))
+    for rec in table.itertuples():
+        where = rec.url if rec.kind == "server" else f"{rec.pool}: {rec.queues}"
+        rows.append((rec.kind, rec.name, rec.state, str(rec.pid), where, rec.owner, rec.uptime))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(f"Home: {home}")
     for row in rows:
@@ -103,7 +96,7 @@ def reset(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("Nothing was changed.")
             return 1
-    registry.stop_all(home)
+    control.stop_all(home)
     for target in targets:
         if target.exists():
             shutil.rmtree(target)

@@ -1,6 +1,6 @@
-"""What the package started for a home, kept in state files inside the home.
+"""State files: what the package started for a home, kept inside the home.
 
-Each running service has one JSON file::
+Each service the package starts has one JSON file::
 
     <home>/state/server.json
     <home>/state/worker-<name>.json
@@ -12,31 +12,36 @@ started and who owns it (``"kernel"``: tied to the process that started it;
 ``"cli"``: runs until ``energy-flows down``).
 
 Because the files live in the home, a fresh kernel or a terminal sees what
-another one started: :func:`running` lists it, :func:`stop_all` stops it.
-A file whose process has gone (or whose PID now belongs to another
-program) is stale and is removed the next time anyone looks.
+another one started. This module only reads and writes those files: reading
+never changes anything. A file whose process has ended stays until
+:mod:`~energy_flows.services.control` has finished what that process left
+behind (for a worker: marking the runs it had taken as Crashed), and a file
+that cannot be read is never deleted while its process may live.
 
-This module does not import Prefect (``energy-flows status`` stays fast).
+The whole state folder is private to its user (0700, files 0600). This
+module does not import Prefect (``energy-flows status`` stays fast).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from energy_flows import settings
 from energy_flows.services import process
-from energy_flows.services.waiting import say
 
-if TYPE_CHECKING:
-    import pandas as pd
+try:  # POSIX; on Windows the package is not supported (see `energy-flows check`)
+    import fcntl
+except ImportError:  # pragma: no cover - exercised by the Windows import test
+    fcntl = None  # type: ignore[assignment]
+
+#: Service kinds with a state file.
+KINDS = ("server", "worker")
 
 
 @dataclass
@@ -73,95 +78,49 @@ class ServiceRecord:
         """Whether the recorded process still runs (and is ours, not a reused PID)."""
         return process.is_alive(self.pid, self.create_time)
 
+    def watchdog_alive(self) -> bool:
+        """Whether the process's watchdog still runs (without it nothing ties it to an owner)."""
+        return process.is_alive(self.watchdog_pid, self.watchdog_create_time)
+
     def uptime(self) -> str:
         return process.uptime(self.started_at)
 
     def save(self) -> None:
         """Write the state file atomically (readers never see half a file)."""
         path = self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
+        with process.private_open(tmp, "w") as f:
+            f.write(json.dumps(asdict(self), indent=2))
         os.replace(tmp, path)
 
     def remove(self) -> None:
+        """Delete the state file, if it is still this record's (not a newer start's)."""
+        current = ServiceRecord.load(self.path)
+        if current is not None and current.pid != self.pid:
+            return
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
-    def stop_process(self, timeout: float = 10.0) -> bool:
-        """Stop the process (and its watchdog); True if it was running."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the process and its watchdog (SIGTERM, then SIGKILL); True if it was running.
+
+        Only the processes: what the service leaves behind (a worker's runs)
+        is :mod:`~energy_flows.services.control`'s to finish.
+        """
         return process.stop(
             self.pid, self.create_time, self.watchdog_pid, self.watchdog_create_time, timeout
         )
 
     @classmethod
     def load(cls, path: Path) -> ServiceRecord | None:
-        """Read a state file; a damaged one is removed and gives None."""
+        """Read a state file; None when it is missing or cannot be read (see :func:`damaged`)."""
         try:
             data = json.loads(path.read_text())
             names = {f.name for f in fields(cls)}
             return cls(**{k: v for k, v in data.items() if k in names})
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError, TypeError):
-            with contextlib.suppress(OSError):
-                path.unlink()
             return None
-
-
-def launch(
-    kind: str,
-    name: str,
-    home: Path,
-    argv: list[str],
-    env: dict[str, str],
-    *,
-    detached: bool,
-    grace: float,
-    watch_pid: int | None = None,
-    **fields: Any,
-) -> ServiceRecord:
-    """Start a server or worker with :func:`process.spawn` and record it in its state file.
-
-    The one place that turns "start this service" into a running process, a
-    marked start in its log (``log_offset``, so errors show only this start's
-    lines), and a :class:`ServiceRecord`. ``fields`` fill the record's
-    service-specific fields (port and URLs, or pool and queues).
-    """
-    log = home / "logs" / ("server.log" if kind == "server" else f"worker-{name}.log")
-    with open(log, "a") as f:
-        f.write("\n")
-        offset = f.tell()
-        f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
-    sock = process.socket_path_for(home, name if kind == "server" else f"worker-{name}")
-    spawned = process.spawn(
-        argv,
-        env,
-        log,
-        tied=not detached,
-        socket_path=sock,
-        watch_pid=watch_pid,
-        grace=grace,
-        cwd=home,
-    )
-    rec = ServiceRecord(
-        kind=kind,
-        name=name,
-        home=str(home),
-        pid=spawned.pid,
-        create_time=spawned.create_time,
-        watchdog_pid=spawned.watchdog_pid,
-        watchdog_create_time=spawned.watchdog_create_time,
-        argv=argv,
-        log=str(log),
-        log_offset=offset,
-        started_at=time.time(),
-        owner="cli" if detached else "kernel",
-        owner_pid=os.getpid(),
-        socket=None if detached else sock,
-        **fields,
-    )
-    rec.save()
-    return rec
 
 
 def state_dir(home: str | os.PathLike[str] | None = None) -> Path:
@@ -192,134 +151,64 @@ def locked(home: str | os.PathLike[str] | None = None) -> Iterator[None]:
             _LOCKS_HELD[path] -= 1
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with process.private_open(path, "a") as f:
+        if fcntl is not None:
+            fcntl.flock(f, fcntl.LOCK_EX)
         _LOCKS_HELD[path] = 1
         try:
             yield
         finally:
             _LOCKS_HELD.pop(path, None)
-            fcntl.flock(f, fcntl.LOCK_UN)
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def records(home: str | os.PathLike[str] | None = None, clean: bool = True) -> list[ServiceRecord]:
-    """All state files of a home, server first; stale ones removed when ``clean``."""
+def records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
+    """Every readable state file of a home, server first, live or not. Changes nothing."""
     folder = state_dir(home)
     if not folder.is_dir():
         return []
-    found: list[ServiceRecord] = []
-    for path in sorted(folder.glob("*.json")):
-        rec = ServiceRecord.load(path)
-        if rec is None:
-            continue
-        if clean and not rec.alive():
-            _clean_stale(rec)
-            continue
-        found.append(rec)
+    found = [rec for path in folder.glob("*.json") if (rec := ServiceRecord.load(path))]
     found.sort(key=lambda r: (r.kind != "server", r.name))
     return found
 
 
-def _clean_stale(rec: ServiceRecord) -> None:
-    # The real process is gone (or its PID belongs to someone else now); a
-    # watchdog without its child has nothing left to do either.
-    if process.is_alive(rec.watchdog_pid, rec.watchdog_create_time):
-        rec.stop_process(timeout=5)
-    rec.remove()
+def live_records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
+    """The state files whose process still runs: what runs for this home."""
+    return [rec for rec in records(home) if rec.alive()]
+
+
+def damaged(home: str | os.PathLike[str] | None = None) -> list[Path]:
+    """State files that exist but cannot be read (cut short, edited by hand ...)."""
+    folder = state_dir(home)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.json") if ServiceRecord.load(p) is None and p.exists())
+
+
+def set_aside(path: Path) -> Path:
+    """Keep a damaged state file for whoever wants to read it, out of the way."""
+    target = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    with contextlib.suppress(OSError):
+        os.replace(path, target)
+    return target
 
 
 def server_record(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:
-    """The live server of a home, or None (a stale server.json is removed)."""
-    rec = ServiceRecord.load(state_path(home, "server", "server"))
-    if rec is not None and not rec.alive():
-        _clean_stale(rec)
-        return None
-    return rec
+    """The server's state file, live or not (None when there is none). Changes nothing."""
+    return ServiceRecord.load(state_path(home, "server", "server"))
+
+
+def live_server(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:
+    """The server of a home if its process runs, else None. Changes nothing."""
+    rec = server_record(home)
+    return rec if rec is not None and rec.alive() else None
 
 
 def worker_records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
+    """Every worker state file, live or not. Changes nothing."""
     return [r for r in records(home) if r.kind == "worker"]
 
 
-def check_server_gone(home: str | os.PathLike[str] | None = None, quiet: bool = False) -> list[str]:
-    """Stop workers left without a server, and say so. Returns the messages.
-
-    A worker never stops by itself when its server dies (it retries for
-    minutes); its watchdog watches the server and stops it, and this
-    function catches what is left (e.g. a terminal-mode worker).
-    """
-    messages: list[str] = []
-    if server_record(home) is not None:
-        return messages
-    for path in sorted(state_dir(home).glob("worker-*.json")):
-        rec = ServiceRecord.load(path)
-        if rec is None:
-            continue
-        was_running = rec.alive()
-        if was_running:
-            rec.stop_process(timeout=5)
-        rec.remove()
-        messages.append(
-            f"The Prefect server of this home is not running any more, so worker "
-            f"{rec.name!r} {'was stopped' if was_running else 'stopped too'}. "
-            "Start the server again with `server = PrefectServer().start()`, then the worker."
-        )
-    for message in messages:
-        say(message, quiet)
-    return messages
-
-
-def running(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """What the package runs for a home: the server and its workers, as a table.
-
-    Works from any kernel or terminal: it reads the state files in the home.
-    Columns: ``kind``, ``name``, ``state``, ``pid``, ``url`` (the UI for the
-    server), ``pool``, ``queues``, ``owner``, ``uptime``, ``log``.
-    """
-    import pandas as pd
-
-    check_server_gone(home)
-    rows: list[dict[str, Any]] = []
-    for rec in records(home):
-        healthy = None
-        if rec.kind == "server" and rec.api_url:
-            from energy_flows.services.api import healthy as check
-
-            healthy = check(rec.api_url)
-        rows.append(
-            {
-                "kind": rec.kind,
-                "name": rec.name,
-                "state": "running" if healthy in (None, True) else "not answering",
-                "pid": rec.pid,
-                "url": rec.ui_url or "",
-                "pool": rec.pool or "",
-                "queues": ", ".join(rec.queues),
-                "owner": rec.owner,
-                "uptime": rec.uptime(),
-                "log": rec.log,
-            }
-        )
-    columns = ["kind", "name", "state", "pid", "url", "pool", "queues", "owner", "uptime", "log"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def stop_all(home: str | os.PathLike[str] | None = None, quiet: bool = False) -> list[str]:
-    """Stop every worker, then the server, of a home. Returns what was stopped.
-
-    Workers go first: a worker whose server has gone takes ~8 s to stop and
-    would leave its runs RUNNING.
-    """
-    from energy_flows.services.server import stop_server_record
-    from energy_flows.services.worker import stop_worker_record
-
-    stopped: list[str] = []
-    with locked(home):
-        for rec in worker_records(home):
-            stopped.append(stop_worker_record(rec, quiet=quiet))
-        rec = server_record(home)
-        if rec is not None:
-            stopped.append(stop_server_record(rec, quiet=quiet))
-    if not stopped:
-        say("Nothing was running for this home.", quiet)
-    return stopped
+def worker_record(home: str | os.PathLike[str] | None, name: str) -> ServiceRecord | None:
+    return ServiceRecord.load(state_path(home, "worker", name))

@@ -13,6 +13,15 @@ running the cell twice never starts a second server. Otherwise it starts
 classroom environment (see :mod:`energy_flows.settings`), waits until
 ``/api/health`` answers, and points this kernel's Prefect client at it.
 
+Starting never fails because of what came before. A server whose kernel
+has just ended is shutting down: ``start()`` waits for it to go, then starts
+a new one on the same database (two servers on one SQLite file lock each
+other out). A server another process is starting is waited for; if it
+dies meanwhile (e.g. another program took its port), ``start()`` starts
+its own. Each of these is said in one line. Once the server answers,
+whatever ended services left behind is finished (see
+:func:`energy_flows.services.control.reconcile`).
+
 The server stops when the kernel ends (shutdown, restart, crash), but not
 when you press the interrupt button; see :mod:`energy_flows.services.process`.
 """
@@ -22,18 +31,22 @@ from __future__ import annotations
 import html
 import os
 import socket
+import stat
 import sys
-from pathlib import Path
-from types import TracebackType
+import time
 from typing import ClassVar
 
 import psutil
 
 from energy_flows import settings
 from energy_flows.errors import ServiceError, WaitTimeout
-from energy_flows.services import api, database, launch, process, registry
+from energy_flows.services import api, control, database, launch, process, registry, urls
+from energy_flows.services.base import LogText, ManagedService, Status
+from energy_flows.services.base import launch as launch_service
 from energy_flows.services.registry import ServiceRecord
-from energy_flows.services.waiting import say, wait_until
+from energy_flows.services.waiting import wait_until
+
+__all__ = ["DEFAULT_PORT", "LogText", "PrefectServer", "start_server"]
 
 #: The port Prefect documents; used whenever it is free.
 DEFAULT_PORT = 4200
@@ -41,15 +54,8 @@ DEFAULT_PORT = 4200
 #: How many log lines an error shows.
 ERROR_LOG_LINES = 20
 
-
-class LogText(str):
-    """Log lines that display as a plain block in a notebook (not a quoted string)."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        return f"<pre style='max-height:30em;overflow:auto'>{html.escape(self)}</pre>"
+#: Seconds to wait for a server that is shutting down (its owner ended) to be gone.
+SHUTDOWN_WAIT = 20.0
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -83,27 +89,6 @@ def listens_on(pid: int, port: int | None) -> bool:
     return False
 
 
-def hub_prefix(port: int) -> str | None:
-    """The jupyter-server-proxy path for ``port`` under JupyterHub, else None.
-
-    Only the non-stripping ``/proxy/absolute/<port>/`` works for Prefect's UI
-    (prefect-facts.md). ``JUPYTERHUB_SERVICE_PREFIX`` is e.g. ``/user/alice/``.
-    """
-    service_prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
-    if not service_prefix:
-        return None
-    return f"{service_prefix.rstrip('/')}/proxy/absolute/{port}"
-
-
-def hub_settings(prefix: str) -> dict[str, str]:
-    """Server settings that make the UI and API work under a path prefix."""
-    return {
-        "PREFECT_SERVER_UI_SERVE_BASE": prefix,
-        "PREFECT_SERVER_API_BASE_PATH": f"{prefix}/api",
-        "PREFECT_SERVER_UI_API_URL": f"{prefix}/api",
-    }
-
-
 def server_argv(port: int) -> list[str]:
     """The command that runs the server (through the launcher, see ``launch.py``)."""
     return [
@@ -121,7 +106,33 @@ def server_argv(port: int) -> list[str]:
     ]
 
 
-class PrefectServer:
+def check_database_writable(home: os.PathLike[str] | str) -> None:
+    """Refuse to start on a database the server could open but not write.
+
+    Prefect would start, answer health checks, then fail every write with
+    HTTP 500. A read-only file (mode without the owner's write bit, even for
+    root) or folder is caught here with what to do.
+    """
+    db = database.home_database(home)
+    for path in (db, db.parent):
+        if not path.exists():
+            continue
+        mode = path.stat().st_mode
+        if not os.access(path, os.W_OK) or not mode & stat.S_IWUSR:
+            what = "folder" if path.is_dir() else "file"
+            raise ServiceError(
+                f"The Prefect database {what} {path} is read-only, so the server could not "
+                f"save anything. Make it writable (`chmod u+w {path}`), or start from a fresh "
+                "home: `energy-flows reset --yes` (deletes this home's runs), or set "
+                "ENERGY_FLOWS_HOME to another folder. Nothing was started."
+            )
+
+
+class _GoneMeanwhile(Exception):
+    """The server we were about to reuse went away: look again."""
+
+
+class PrefectServer(ManagedService):
     """A Prefect server for one home folder, started (or reused) on demand.
 
     Args:
@@ -134,12 +145,15 @@ class PrefectServer:
             running after this process ends, until ``energy-flows down``.
 
     Attributes after :meth:`start`: ``api_url``, ``ui_url``, ``pid``, ``port``,
-    ``reused`` (True when an already running server was adopted) and
-    ``messages`` (what :meth:`start` said, e.g. about the port).
+    ``reused`` (True when an already running server was adopted),
+    ``started_here`` and ``messages`` (what :meth:`start` said, e.g. about the port).
     """
 
+    kind = "server"
+    title = "Prefect server (Orion)"
+
     #: One object per home in this process: ``start_server()`` twice gives the same one.
-    _instances: ClassVar[dict[Path, PrefectServer]] = {}
+    _instances: ClassVar[dict[os.PathLike[str] | str, PrefectServer]] = {}
 
     def __init__(
         self,
@@ -149,16 +163,9 @@ class PrefectServer:
         quiet: bool = False,
         detached: bool = False,
     ) -> None:
-        self.home = settings.home_dir(home)
+        super().__init__("server", home, quiet, detached)
         self.requested_port = port
         self.timeout = timeout
-        self.quiet = quiet
-        self.detached = detached
-        self.reused = False
-        self.started_here = False
-        self.messages: list[str] = []
-        self._record: ServiceRecord | None = None
-        self._last_record: ServiceRecord | None = None
 
     # -- life cycle -------------------------------------------------------
     def start(self) -> PrefectServer:
@@ -171,61 +178,106 @@ class PrefectServer:
         """
         settings.ensure_home(self.home)
         self.messages = []
-        for attempt in range(3):
+        deadline = time.monotonic() + self.timeout
+        port_retries = 0
+        while True:
             with registry.locked(self.home):
-                registry.check_server_gone(self.home, quiet=self.quiet)
-                rec = registry.server_record(self.home)
+                for line in control.reconcile(self.home, quiet=True):
+                    self._say(line)
+                for line in control.adopt_unrecorded(self.home):
+                    self._say(line)
+                rec = registry.live_server(self.home)
                 fresh = rec is None
                 if rec is None:
-                    rec = self._spawn(avoid_default=attempt > 0)
+                    check_database_writable(self.home)
+                    rec = self._spawn(avoid_default=port_retries > 0)
             try:
                 if fresh:
-                    self._wait_healthy(rec)
+                    self._wait_healthy(rec, deadline)
                 else:
-                    self._adopt(rec)
+                    self._adopt(rec, deadline)
                 break
+            except _GoneMeanwhile:
+                continue
             except ServiceError as exc:
                 # Another program took the port between our check and the
                 # server's bind: try again on a free port, and say so.
-                if not (fresh and "already in use" in str(exc).lower()) or attempt == 2:
+                if not (fresh and "already in use" in str(exc).lower()) or port_retries == 2:
                     raise
+                port_retries += 1
                 self._say(f"Port {rec.port} was taken meanwhile by another program; retrying.")
-        self._record = self._last_record = rec
+        self._record = rec
         PrefectServer._instances[self.home] = self
         settings.apply_to_current_process(self.home, rec.api_url)
+        for line in control.reconcile(self.home, quiet=True):
+            self._say(line)  # now that the server answers, ended workers' runs can be finished
         if not self.detached:
             # A kernel's next cells import Prefect anyway: do it now, the fast
             # way. (`energy-flows up` returns at once and needs no Prefect.)
             launch.prepare_kernel()
+            _keep_house(self.home)
         return self
 
-    def _adopt(self, rec: ServiceRecord) -> None:
+    def _adopt(self, rec: ServiceRecord, deadline: float) -> None:
         """Reuse a server another kernel, cell or terminal started for this home."""
+        mine = rec.owner_pid == os.getpid()
+        if rec.owner == "kernel" and not mine:
+            # Become an owner too, so it lives as long as this kernel. Its
+            # watchdog refuses once it has decided to stop (its kernel ended).
+            answer = process.attach(rec.socket)
+            if answer != process.ATTACHED:
+                self._wait_gone(rec)
+                raise _GoneMeanwhile
         if not api.healthy(rec.api_url or ""):
             # Started a moment ago by someone else: wait for it like our own.
-            self._wait_healthy(rec, label="Waiting for the Prefect server another process started")
-        if rec.owner == "kernel" and rec.owner_pid != os.getpid() and not self.detached:
-            # Keep it alive as long as this kernel lives too.
-            process.attach(rec.socket)
+            self._wait_healthy(
+                rec,
+                deadline,
+                label="Waiting for the Prefect server another process started",
+                ours=False,
+            )
         self.reused = True
         who = "a terminal (energy-flows up)" if rec.owner == "cli" else f"process {rec.owner_pid}"
-        if rec.owner_pid == os.getpid():
+        if mine:
             who = "this kernel"
+        elif rec.owner_pid < 0:
+            who = "another process"
         self._say(f"Reusing the Prefect server started by {who}: {rec.ui_url} (pid {rec.pid}).")
+
+    def _wait_gone(self, rec: ServiceRecord) -> None:
+        """Wait for a server that is shutting down to be gone (stop it if it hangs)."""
+        started = time.monotonic()
+        try:
+            wait_until(
+                lambda: not rec.alive(),
+                SHUTDOWN_WAIT,
+                what=f"the previous Prefect server (pid {rec.pid}) to stop",
+                interval=0.05,
+                max_interval=0.2,
+            )
+            how = f"waited {time.monotonic() - started:.1f} s for it to stop"
+        except WaitTimeout:
+            rec.stop(timeout=10)
+            how = f"it had not stopped after {SHUTDOWN_WAIT:g} s, so it was stopped"
+        rec.remove()
+        self._say(
+            f"The previous Prefect server of this home (pid {rec.pid}) was shutting down, "
+            f"because the kernel that started it ended; {how}. Starting a new one."
+        )
 
     def _spawn(self, avoid_default: bool = False) -> ServiceRecord:
         port = free_port() if avoid_default else self._choose_port()
         # A new home starts from a copy of a migrated empty database (database.py).
         database.seed_home(self.home, say=self._say)
-        prefix = hub_prefix(port)
+        prefix = urls.hub_prefix(port)
         # The UI asks the API at PREFECT_SERVER_UI_API_URL, which Prefect builds
         # from PREFECT_SERVER_API_PORT (default 4200), not from --port: without
         # this, a server on another port shows the data of whatever runs on 4200.
         extra = {"PREFECT_SERVER_API_PORT": str(port)}
         if prefix:
-            extra |= hub_settings(prefix)
+            extra |= urls.hub_settings(prefix)
         env = settings.classroom_env(self.home, extra=extra)
-        rec = registry.launch(
+        rec = launch_service(
             "server",
             "server",
             self.home,
@@ -234,8 +286,8 @@ class PrefectServer:
             detached=self.detached,
             grace=5.0,
             port=port,
-            api_url=f"http://127.0.0.1:{port}{prefix or ''}/api",
-            ui_url=ui_url_for(port, prefix),
+            api_url=urls.api_url_for(port, prefix),
+            ui_url=urls.ui_url_for(port, prefix),
         )
         self.started_here = True
         return rec
@@ -248,9 +300,13 @@ class PrefectServer:
         self._say(f"Port {wanted} is taken by another program; using port {port} instead.")
         return port
 
-    def _wait_healthy(self, rec: ServiceRecord, label: str | None = None) -> None:
+    def _wait_healthy(
+        self, rec: ServiceRecord, deadline: float, label: str | None = None, ours: bool = True
+    ) -> None:
         def healthy() -> bool:
             if not rec.alive():
+                if not ours:
+                    raise _GoneMeanwhile  # someone else's start failed: start our own
                 raise self._failed(rec, "stopped while starting")
             # Only our process counts: another program may answer on the port.
             return listens_on(rec.pid, rec.port) and api.healthy(rec.api_url or "")
@@ -258,31 +314,41 @@ class PrefectServer:
         try:
             wait_until(
                 healthy,
-                self.timeout,
+                max(1.0, deadline - time.monotonic()),
                 what=f"the Prefect server to answer on {rec.api_url}/health",
                 progress=None
                 if self.quiet
                 else (label or f"Starting the Prefect server for {self.home}"),
-                # Cheap checks (a /proc read, then one local HTTP call): look
-                # often, a learner waits on this.
+                # Cheap checks (a process-table read, then one local HTTP
+                # call): look often, a learner waits on this.
                 interval=0.05,
                 max_interval=0.1,
             )
         except WaitTimeout as exc:
-            registry.stop_all(self.home, quiet=True)
-            raise self._failed(rec, f"did not answer within {self.timeout:g} s") from exc
+            if ours:
+                rec.stop(timeout=5)
+                rec.remove()
+            raise self._failed(
+                rec, f"did not answer within {self.timeout:g} s", left=not ours
+            ) from exc
         except ServiceError:
-            rec.stop_process(timeout=5)
+            rec.stop(timeout=5)
             rec.remove()
             raise
 
-    def _failed(self, rec: ServiceRecord, what: str) -> ServiceError:
+    def _failed(self, rec: ServiceRecord, what: str, left: bool = False) -> ServiceError:
         lines = process.tail(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
         hint = "Fix the cause shown above, then run the cell again."
         if "already in use" in lines.lower():
             hint = "Another program took the port meanwhile: run the cell again to use a free port."
+        state = (
+            f"It still runs (pid {rec.pid}): `energy-flows status` shows it, "
+            "`energy-flows down` stops it."
+            if left
+            else "Nothing is left running."
+        )
         return ServiceError(
-            f"The Prefect server {what}. Nothing is left running.\n"
+            f"The Prefect server {what}. {state}\n"
             f"Last {ERROR_LOG_LINES} lines of {rec.log}:\n{lines}\n{hint}"
         )
 
@@ -292,40 +358,14 @@ class PrefectServer:
         Safe to call twice. Note that another notebook reusing the same
         server loses it too.
         """
-        stopped = registry.stop_all(self.home, quiet=self.quiet)
+        stopped = control.stop_all(self.home, quiet=self.quiet)
         self._record = None
         PrefectServer._instances.pop(self.home, None)
         return stopped
 
-    close = stop
-
-    def __enter__(self) -> PrefectServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        # Leave alone a server this block only reused (another notebook's, the CLI's).
-        if self.started_here:
-            self.stop()
-
     # -- information ------------------------------------------------------
-    @property
-    def record(self) -> ServiceRecord | None:
-        """The state file of the running server (None when it is not running)."""
-        rec = self._record or self._last_record
-        if rec is None:
-            rec = registry.server_record(self.home)
-        elif not rec.alive():
-            rec = None
-        self._record = rec
-        return rec
-
     def _info(self) -> ServiceRecord:
-        rec = self._record or self._last_record or registry.server_record(self.home)
+        rec = self.record or self._record
         if rec is None:
             raise ServiceError(
                 f"No Prefect server runs for {self.home}. Start it: server = PrefectServer().start()"
@@ -346,25 +386,12 @@ class PrefectServer:
     def port(self) -> int | None:
         return self._info().port
 
-    @property
-    def pid(self) -> int | None:
-        rec = self.record
-        return rec.pid if rec else None
-
-    @property
-    def log_path(self) -> Path:
-        return self.home / "logs" / "server.log"
-
-    def status(self) -> str:
-        """``"running"``, ``"not answering"`` (alive but no health) or ``"stopped"``."""
+    def status(self) -> Status:
+        """``running``, ``not answering`` (alive but no health) or ``stopped``."""
         rec = self.record
         if rec is None:
-            return "stopped"
-        return "running" if api.healthy(rec.api_url or "") else "not answering"
-
-    def logs(self, tail: int = 40) -> LogText:
-        """The last ``tail`` lines of the server's log file."""
-        return LogText(process.tail(self.log_path, tail))
+            return Status.STOPPED
+        return Status.RUNNING if api.healthy(rec.api_url or "") else Status.NOT_ANSWERING
 
     def __repr__(self) -> str:
         rec = self.record
@@ -375,11 +402,8 @@ class PrefectServer:
             f"pid={rec.pid} uptime={rec.uptime()} home={str(self.home)!r}>"
         )
 
-    def _repr_html_(self) -> str:
-        rec = self.record
-        state = self.status()
-        colour = {"running": "#2e7d32", "stopped": "#9e9e9e"}.get(state, "#e65100")
-        rows = [("State", f"<b style='color:{colour}'>{html.escape(state)}</b>")]
+    def _rows(self, rec: ServiceRecord | None) -> list[tuple[str, str]]:
+        rows: list[tuple[str, str]] = []
         if rec is not None:
             link = html.escape(rec.ui_url or "")
             rows += [
@@ -389,24 +413,21 @@ class PrefectServer:
                 ("Uptime", rec.uptime()),
                 ("Owner", "this terminal's `energy-flows up`" if rec.owner == "cli" else "kernel"),
             ]
-        rows += [("Home", html.escape(str(self.home))), ("Log", html.escape(str(self.log_path)))]
-        body = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-            for k, v in rows
-        )
-        return f"<div><b>Prefect server (Orion)</b><table>{body}</table></div>"
-
-    def _say(self, message: str) -> None:
-        self.messages.append(message)
-        say(message, self.quiet)
+        return [*rows, ("Home", html.escape(str(self.home)))]
 
 
-def ui_url_for(port: int, prefix: str | None) -> str:
-    """The UI address: local, or through the JupyterHub proxy."""
-    if not prefix:
-        return f"http://127.0.0.1:{port}"
-    public = os.environ.get("JUPYTERHUB_PUBLIC_URL", "").rstrip("/")
-    return f"{public}{prefix}/"
+_HOUSEKEPT: set[str] = set()
+
+
+def _keep_house(home: os.PathLike[str] | str) -> None:
+    """Let the orchestration layer finish ended workers' runs before it reads a queue."""
+    key = str(home)
+    if key in _HOUSEKEPT:
+        return
+    from energy_flows.orchestration import housekeeping
+
+    housekeeping.register(key, lambda: control.reconcile(home))
+    _HOUSEKEPT.add(key)
 
 
 def start_server(
@@ -420,12 +441,3 @@ def start_server(
     if existing is not None and existing.record is not None:
         return existing.start()
     return PrefectServer(home, port=port, timeout=timeout, quiet=quiet).start()
-
-
-def stop_server_record(rec: ServiceRecord, quiet: bool = False) -> str:
-    """Stop the server of a state file and remove the file; returns a sentence."""
-    rec.stop_process(timeout=15)
-    rec.remove()
-    message = f"Stopped the Prefect server (pid {rec.pid}, {rec.ui_url})."
-    say(message, quiet)
-    return message

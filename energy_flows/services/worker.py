@@ -7,12 +7,18 @@ a new process::
     server = PrefectServer().start()
     worker = Worker(pool="energy-pool", queues=["energy_usage"]).start()
     worker              # state, pool, queues, PID
-    worker.stop()       # runs still in flight are marked Cancelled, and it says so
+    worker.stop()       # runs still in flight end Crashed, and it says so
 
 The worker gets the classroom environment (it asks for runs every second),
 and flow runs start through :func:`flow_run_command`: one interpreter per
-run, without the slow optional import (see ``launch.py``). A worker stops
-when its kernel ends, and when the server it talks to stops.
+run, without the slow optional import (see ``launch.py``).
+
+However a worker ends (``stop()``, its kernel restarting or shutting down,
+Ctrl-C of ``make lab``, a SIGKILL, its server stopping), the runs it had
+taken and not finished end Crashed, with a message that says why, within
+seconds: its watchdog runs :mod:`~energy_flows.services.recovery` once the
+worker has gone. Its watchdog also holds the server as an owner, so a
+kernel's server outlives that kernel's workers long enough for this.
 """
 
 from __future__ import annotations
@@ -22,27 +28,20 @@ import os
 import re
 import shlex
 import sys
-import time
+import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import psutil
-
-from energy_flows import settings
-from energy_flows.errors import ServiceError, WaitTimeout
-from energy_flows.services import api, process, registry
+from energy_flows import names, settings
+from energy_flows.errors import OrchestrationError, ServiceError, WaitTimeout
+from energy_flows.services import api, control, process, registry
+from energy_flows.services.base import ManagedService, launch
 from energy_flows.services.registry import ServiceRecord
-from energy_flows.services.server import LogText
-from energy_flows.services.waiting import say, wait_until
+from energy_flows.services.waiting import wait_until
 
 #: Seconds a worker gets to stop gracefully before it is killed.
 STOP_GRACE_SECONDS = 3.0
-
-#: The message on runs that were in flight when their worker stopped.
-IN_FLIGHT_MESSAGE = "The worker {name!r} stopped while this run was in flight."
 
 
 def flow_run_command() -> str:
@@ -60,7 +59,8 @@ def flow_run_command() -> str:
 
 def default_name(pool: str, queues: Sequence[str]) -> str:
     """A readable, file-name-safe worker name, e.g. ``energy-pool-energy_usage``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join([pool, *queues])).strip("-") or "worker"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join([pool, *queues])).strip("-.") or "worker"
+    return name[:63]
 
 
 def worker_argv(pool: str, queues: Sequence[str], name: str, limit: int | None) -> list[str]:
@@ -74,23 +74,39 @@ def worker_argv(pool: str, queues: Sequence[str], name: str, limit: int | None) 
     return [*argv, "--no-prompt"]
 
 
-class Worker:
+def recovery_argv(home: os.PathLike[str] | str, name: str) -> list[str]:
+    """What a worker's watchdog runs once the worker has ended (marks its runs Crashed)."""
+    module = "energy_flows.services.recovery"
+    return [sys.executable, "-m", module, "--home", str(home), "--worker", name]
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+class Worker(ManagedService):
     """A Prefect process worker for one work pool and one or more of its queues.
 
     Args:
         pool: the work pool (created, as a process pool, if it does not exist).
         queues: the queues it takes runs from (created when missing).
         name: the worker's name; default ``<pool>-<queues>``. A second
-            ``start()`` with the same name reuses the running worker.
+            ``start()`` with the same name reuses the running worker. Letters,
+            digits, ``_ . -`` (it also names the worker's log and state files).
         limit: at most this many flow runs at once (default: no limit).
         home: the state folder; default ``$ENERGY_FLOWS_HOME`` or ``./.energy_flows``.
         timeout: seconds to wait until the worker is ONLINE.
         quiet: no progress lines.
         detached: terminal mode (``energy-flows up --worker``): it keeps running
             after this process ends, until ``energy-flows down``.
+
+    Bad names and values raise :class:`~energy_flows.errors.OrchestrationError`
+    at once, saying what to change.
     """
 
-    _instances: ClassVar[dict[tuple[Path, str], Worker]] = {}
+    kind = "worker"
+
+    _instances: ClassVar[dict[tuple[str, str], Worker]] = {}
 
     def __init__(
         self,
@@ -103,18 +119,30 @@ class Worker:
         quiet: bool = False,
         detached: bool = False,
     ) -> None:
+        names.check_prefect_name(pool, "work pool")
+        queue_list = [queues] if isinstance(queues, str) else list(queues)
+        if not queue_list:
+            raise OrchestrationError(
+                f"A worker needs at least one queue to poll, e.g. queues=['energy_usage']; "
+                f"got {queues!r}."
+            )
+        for queue in queue_list:
+            names.check_prefect_name(queue, "work queue")
+        worker_name = default_name(pool, queue_list) if name is None else name
+        names.check_file_safe_name(worker_name, "worker")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise OrchestrationError(
+                f"limit is the most runs the worker takes at once: a whole number ≥ 1, "
+                f"or None for no limit; got {limit!r}."
+            )
+        super().__init__(worker_name, home, quiet, detached)
         self.pool = pool
-        self.queues = [queues] if isinstance(queues, str) else list(queues)
-        self.name = name or default_name(pool, self.queues)
+        self.queues = queue_list
         self.limit = limit
-        self.home = settings.home_dir(home)
         self.timeout = timeout
-        self.quiet = quiet
-        self.detached = detached
-        self.reused = False
-        self.messages: list[str] = []
-        self._record: ServiceRecord | None = None
-        self._last_record: ServiceRecord | None = None
+        self.title = f"Prefect worker (agent) {worker_name}"
 
     # -- life cycle -------------------------------------------------------
     def start(self) -> Worker:
@@ -122,30 +150,30 @@ class Worker:
         settings.ensure_home(self.home)
         self.messages = []
         with registry.locked(self.home):
-            server = registry.server_record(self.home)
+            for line in control.reconcile(self.home, quiet=True):
+                self._say(line)
+            server = registry.live_server(self.home)
             if server is None or not api.healthy(server.api_url or ""):
                 raise ServiceError(
                     f"No Prefect server is running for {self.home}, so the worker "
                     f"{self.name!r} cannot start. Start the server first: "
                     "server = PrefectServer().start()"
                 )
-            existing = ServiceRecord.load(registry.state_path(self.home, "worker", self.name))
+            existing = registry.worker_record(self.home, self.name)
             if existing is not None and existing.alive():
                 rec = self._adopt(existing)
             else:
-                if existing is not None:
-                    existing.remove()
                 self._ensure_queues(server.api_url or "", pool_may_be_missing=True)
                 rec = self._spawn(server)
                 try:
                     self._wait_online(rec)
                     self._ensure_queues(rec.api_url or "")
                 except BaseException:
-                    stop_worker_record(rec, quiet=True)
+                    control.stop_worker(rec, quiet=True)
                     raise
                 self._use_fast_command(rec)
-        self._record = self._last_record = rec
-        Worker._instances[(self.home, self.name)] = self
+        self._record = rec
+        Worker._instances[(str(self.home), self.name)] = self
         return self
 
     def _adopt(self, rec: ServiceRecord) -> ServiceRecord:
@@ -162,7 +190,7 @@ class Worker:
         return rec
 
     def _spawn(self, server: ServiceRecord) -> ServiceRecord:
-        return registry.launch(
+        rec = launch(
             "worker",
             self.name,
             self.home,
@@ -171,15 +199,20 @@ class Worker:
             detached=self.detached,
             grace=STOP_GRACE_SECONDS,
             watch_pid=server.pid,
+            # The server lives until this worker's runs are recorded.
+            hold=server.socket,
+            on_exit=recovery_argv(self.home, self.name),
             api_url=server.api_url,
             pool=self.pool,
             queues=self.queues,
             limit=self.limit,
             server_pid=server.pid,
         )
+        self.started_here = True
+        return rec
 
     def _wait_online(self, rec: ServiceRecord) -> None:
-        url = f"{rec.api_url}/work_pools/{self.pool}/workers/filter"
+        url = f"{rec.api_url}/work_pools/{_quote(self.pool)}/workers/filter"
         since = rec.started_at - 1
 
         def online() -> bool:
@@ -234,7 +267,9 @@ class Worker:
         """
         for queue in self.queues:
             try:
-                api.call("POST", f"{api_url}/work_pools/{self.pool}/queues", {"name": queue})
+                api.call(
+                    "POST", f"{api_url}/work_pools/{_quote(self.pool)}/queues", {"name": queue}
+                )
             except api.ApiError as exc:
                 if exc.status == 404 and pool_may_be_missing:
                     return  # no pool yet: the worker creates it
@@ -245,7 +280,7 @@ class Worker:
 
     def _use_fast_command(self, rec: ServiceRecord) -> None:
         """Make :func:`flow_run_command` the pool's default, unless it has one."""
-        url = f"{rec.api_url}/work_pools/{self.pool}"
+        url = f"{rec.api_url}/work_pools/{_quote(self.pool)}"
         try:
             pool = api.call("GET", url, timeout=5)
             template = pool.get("base_job_template") or {}
@@ -260,63 +295,24 @@ class Worker:
     def stop(self) -> str:
         """Stop the worker (SIGTERM, graceful) and clean up after it.
 
-        Flow runs it had in flight are killed with it; their state in the
-        API is set to Cancelled (otherwise they would stay RUNNING forever),
-        and the returned sentence says which. Safe to call twice.
+        Flow runs it had in flight are stopped with it; in the API they end
+        Crashed (otherwise they would stay Running forever and hold the
+        queue's concurrency limit), and the returned sentence names them.
+        Safe to call twice.
         """
-        rec = ServiceRecord.load(registry.state_path(self.home, "worker", self.name))
-        Worker._instances.pop((self.home, self.name), None)
+        Worker._instances.pop((str(self.home), self.name), None)
         self._record = None
-        if rec is None:
-            message = f"Worker {self.name!r} was not running."
-            self._say(message)
-            return message
-        return stop_worker_record(rec, quiet=self.quiet)
-
-    close = stop
-
-    def __enter__(self) -> Worker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        with registry.locked(self.home):
+            rec = registry.worker_record(self.home, self.name)
+            if rec is None:
+                message = f"Worker {self.name!r} was not running."
+                self._say(message)
+                return message
+            message = control.stop_worker(rec, quiet=True)
+        self._say(message)
+        return message
 
     # -- information ------------------------------------------------------
-    @property
-    def record(self) -> ServiceRecord | None:
-        rec = ServiceRecord.load(registry.state_path(self.home, "worker", self.name))
-        if rec is not None and not rec.alive():
-            registry.check_server_gone(self.home, quiet=self.quiet)
-            rec = None
-        self._record = rec
-        return rec
-
-    @property
-    def pid(self) -> int | None:
-        rec = self.record
-        return rec.pid if rec else None
-
-    @property
-    def log_path(self) -> Path:
-        return self.home / "logs" / f"worker-{self.name}.log"
-
-    def status(self) -> str:
-        """``"running"`` or ``"stopped"`` (with the reason when the server went away)."""
-        if self.record is not None:
-            return "running"
-        if self._last_record is not None and registry.server_record(self.home) is None:
-            return "stopped (its server is gone)"
-        return "stopped"
-
-    def logs(self, tail: int = 40) -> LogText:
-        """The last ``tail`` lines of the worker's log file."""
-        return LogText(process.tail(self.log_path, tail))
-
     def __repr__(self) -> str:
         rec = self.record
         return (
@@ -324,28 +320,15 @@ class Worker:
             f"pid={rec.pid if rec else None}>"
         )
 
-    def _repr_html_(self) -> str:
-        rec = self.record
-        state = self.status()
-        colour = "#2e7d32" if state == "running" else "#9e9e9e"
-        rows: list[tuple[str, Any]] = [
-            ("State", f"<b style='color:{colour}'>{html.escape(state)}</b>"),
+    def _rows(self, rec: ServiceRecord | None) -> list[tuple[str, str]]:
+        rows = [
             ("Pool", html.escape(self.pool)),
             ("Queues", html.escape(", ".join(self.queues))),
             ("Limit", "none" if self.limit is None else str(self.limit)),
         ]
         if rec is not None:
             rows += [("PID", str(rec.pid)), ("Uptime", rec.uptime())]
-        rows.append(("Log", html.escape(str(self.log_path))))
-        body = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-            for k, v in rows
-        )
-        return f"<div><b>Prefect worker (agent) {html.escape(self.name)}</b><table>{body}</table></div>"
-
-    def _say(self, message: str) -> None:
-        self.messages.append(message)
-        say(message, self.quiet)
+        return rows
 
 
 def _timestamp(value: str | None) -> float | None:
@@ -355,87 +338,6 @@ def _timestamp(value: str | None) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def _descendants(pid: int) -> set[int]:
-    try:
-        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
-    except psutil.Error:
-        return set()
-
-
-def stop_worker_record(rec: ServiceRecord, quiet: bool = False) -> str:
-    """Stop the worker of a state file, mark its in-flight runs, remove the file.
-
-    Returns one sentence for the learner.
-    """
-    flow_run_pids = _descendants(rec.pid)
-    started = time.monotonic()
-    was_running = rec.stop_process(timeout=STOP_GRACE_SECONDS + 2)
-    rec.remove()
-    took = time.monotonic() - started
-    marked = mark_in_flight_runs(rec, flow_run_pids)
-    message = (
-        f"Stopped worker {rec.name!r} (pid {rec.pid}) in {took:.1f} s."
-        if was_running
-        else f"Worker {rec.name!r} had already stopped."
-    )
-    if marked:
-        names = ", ".join(repr(n) for n in marked)
-        message += (
-            f" It had {len(marked)} run(s) in flight ({names}); they were killed and "
-            "marked Cancelled. Start a worker and run them again if you still need them."
-        )
-    say(message, quiet)
-    return message
-
-
-def mark_in_flight_runs(rec: ServiceRecord, flow_run_pids: set[int]) -> list[str]:
-    """Set runs this worker was running to Cancelled; returns their names.
-
-    A run counts as this worker's when it is PENDING or RUNNING in the
-    worker's pool and queues, and its process (``infrastructure_pid``) was a
-    child of the worker, or is no longer alive.
-    """
-    if not rec.api_url or not api.healthy(rec.api_url):
-        return []
-    body = {
-        "flow_runs": {
-            "state": {"type": {"any_": ["RUNNING", "PENDING", "CANCELLING"]}},
-            "work_queue_name": {"any_": rec.queues},
-        },
-        "work_pools": {"name": {"any_": [rec.pool]}},
-        "limit": 200,
-    }
-    try:
-        runs = api.call("POST", f"{rec.api_url}/flow_runs/filter", body, timeout=5) or []
-    except (OSError, api.ApiError):
-        return []
-    marked: list[str] = []
-    for run in runs:
-        infra = str(run.get("infrastructure_pid") or "")
-        pid_text = infra.rsplit(":", 1)[-1]
-        if not pid_text.isdigit():
-            continue
-        pid = int(pid_text)
-        if pid not in flow_run_pids and process.is_alive(pid):
-            continue
-        state = {
-            "type": "CANCELLED",
-            "name": "Cancelled",
-            "message": IN_FLIGHT_MESSAGE.format(name=rec.name),
-        }
-        try:
-            api.call(
-                "POST",
-                f"{rec.api_url}/flow_runs/{run['id']}/set_state",
-                {"state": state, "force": True},
-                timeout=5,
-            )
-            marked.append(run.get("name") or run["id"])
-        except (OSError, api.ApiError):
-            continue
-    return marked
 
 
 def start_worker(
@@ -448,7 +350,7 @@ def start_worker(
 ) -> Worker:
     """Start (or reuse) a worker; the same object on a second call in this kernel."""
     worker = Worker(pool, queues, name=name, limit=limit, home=home, quiet=quiet)
-    existing = Worker._instances.get((worker.home, worker.name))
+    existing = Worker._instances.get((str(worker.home), worker.name))
     if existing is not None and existing.record is not None:
         return existing
     return worker.start()
