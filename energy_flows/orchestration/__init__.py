@@ -34,6 +34,7 @@ from energy_flows.orchestration.deployments import (
     resume_deployment,
     schedule_text,
 )
+from energy_flows.orchestration.diagnosis import Diagnosis, diagnose
 from energy_flows.orchestration.pools import (
     UNLIMITED,
     PoolInfo,
@@ -50,13 +51,12 @@ from energy_flows.orchestration.results import RunResult, run_result
 from energy_flows.orchestration.runs import (
     RunInfo,
     cancel_late_runs,
-    diagnose,
     queue_runs,
     queue_status,
     read_run,
     trigger,
-    wait_for,
 )
+from energy_flows.orchestration.waits import wait_for
 
 __all__ = [
     "DEFAULT_DEPLOYMENT",
@@ -67,6 +67,7 @@ __all__ = [
     "UNLIMITED",
     "WAITING_STATES",
     "DeploymentInfo",
+    "Diagnosis",
     "PoolInfo",
     "QueueInfo",
     "RunInfo",

@@ -14,20 +14,19 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from energy_flows.errors import OrchestrationError
+from energy_flows.orchestration import housekeeping
 from energy_flows.orchestration._common import (
     DEFAULT_POOL,
     DEFAULT_QUEUE,
     FINAL_STATES,
     RUN_STATES,
-    WAITING_STATES,
     client,
     html_table,
-    now_utc,
     seconds,
     timestamp,
 )
@@ -266,6 +265,7 @@ def queue_runs(
     Looking does not count as a poll: the queue stays NOT_READY when no worker runs.
     """
     wanted = _check_states(states)
+    housekeeping.run()
     with client() as c:
         read_queue(c, queue, pool)
         runs = _read_queue_runs(c, queue, pool, wanted, limit)
@@ -332,6 +332,7 @@ def queue_status(
     """
     if isinstance(queues, str):
         queues = [queues]
+    housekeeping.run()
     with client() as c:
         read_pool(c, pool)
         found = {q.name: q for q in c.read_work_queues(work_pool_name=pool)}
@@ -461,184 +462,13 @@ def read_run(run: Any) -> RunInfo:
     """The current state of one flow run (by RunInfo, id or FlowRun)."""
     from prefect.exceptions import ObjectNotFound
 
+    housekeeping.run()
     with client() as c:
         try:
             flow_run = c.read_flow_run(_run_id(run))
         except ObjectNotFound:
             raise OrchestrationError(f"There is no flow run with id {_run_id(run)}.") from None
         return _run_info(flow_run, _deployment_names(c, [flow_run]).get(flow_run.deployment_id))
-
-
-def diagnose(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> str:
-    """Why runs in this queue are not being run, in one sentence (empty when nothing is wrong)."""
-    with client() as c:
-        p = read_pool(c, pool)
-        q = read_queue(c, queue, pool)
-        online = _online_workers(c, pool)
-    start = (
-        f"start one with `Worker(pool={pool!r}, queues={queue!r}).start()` "
-        f"or `prefect worker start --pool {pool} --work-queue {queue}`"
-    )
-    if p.is_paused:
-        return f"the work pool {pool!r} is paused (resume_work_pool({pool!r}))"
-    if q.is_paused:
-        return f"the work queue {queue!r} is paused (resume_work_queue({queue!r}, pool={pool!r}))"
-    if q.concurrency_limit == 0 or p.concurrency_limit == 0:
-        return f"the concurrency limit of {queue!r} or {pool!r} is 0, so no run may start"
-    if online == 0:
-        return f"no worker polls {queue} ({start})"
-    if q.last_polled is None or _status(q.status) != "READY":
-        return (
-            f"{online} worker(s) are online in {pool!r}, but none polls {queue} "
-            f"(was it started with --work-queue {queue}?)"
-        )
-    return ""
-
-
-def _summary(frame: pd.DataFrame) -> str:
-    counts = frame["state"].value_counts()
-    order = [s for s in RUN_STATES if s in counts] + sorted(set(counts.index) - set(RUN_STATES))
-    return ", ".join(f"{counts[s]} {s}" for s in order) or "no runs"
-
-
-def wait_for(
-    target: Any = None,
-    until: Literal["completed", "late", "empty"] = "completed",
-    timeout: float = 60,
-    queue: str = DEFAULT_QUEUE,
-    pool: str = DEFAULT_POOL,
-    progress: bool = True,
-) -> Any:
-    """Wait until something happens, with a timeout that explains what is missing.
-
-    * ``until="completed"``: ``target`` is a run (RunInfo or id) or a list of runs; wait
-      until each is finished (Completed, Failed, Crashed or Cancelled) and return its
-      RunInfo (a list for a list).
-    * ``until="late"``: wait until the queue (``target`` or ``queue``) holds at least one
-      Late run; return those runs (a DataFrame like :func:`queue_runs`).
-    * ``until="empty"``: wait until no run of the queue is due or busy (nothing
-      Late, Pending, Running, and no Scheduled run whose time has come; future
-      runs of a schedule do not count); return the queue's runs.
-
-    ``progress=True`` prints one line each time the picture changes. On timeout a
-    :class:`~energy_flows.errors.WaitTimeout` says what is still missing, e.g.
-    "3 runs are still Late in energy_usage: no worker polls energy_usage (start one ...)".
-    """
-    from energy_flows.services.waiting import quiet_by_default, wait_until
-
-    if until not in ("completed", "late", "empty"):
-        raise OrchestrationError(f"until must be 'completed', 'late' or 'empty'; got {until!r}.")
-    if not isinstance(timeout, int | float) or timeout <= 0:
-        raise OrchestrationError(f"timeout must be a number of seconds > 0; got {timeout!r}.")
-    show = progress and not quiet_by_default()
-    last_line: list[str] = []
-
-    def report(line: str) -> None:
-        if show and (not last_line or last_line[-1] != line):
-            print(line, flush=True)
-            last_line.append(line)
-
-    if until == "completed":
-        if target is None:
-            raise OrchestrationError(
-                "wait_for(until='completed') needs the run to wait for: wait_for(run) with "
-                "the RunInfo that trigger() returned."
-            )
-        many = isinstance(target, list | tuple)
-        ids = [_run_id(t) for t in (target if many else [target])]
-        latest: dict[uuid.UUID, RunInfo] = {}
-
-        def runs_done() -> list[RunInfo] | None:
-            for run_id in ids:
-                if run_id not in latest or not latest[run_id].is_final:
-                    latest[run_id] = read_run(run_id)
-            states = pd.Series([latest[i].state for i in ids])
-            report(
-                "  runs: "
-                + ", ".join(f"{n} {s}" for s, n in states.value_counts().sort_index().items())
-            )
-            return [latest[i] for i in ids] if all(latest[i].is_final for i in ids) else None
-
-        def why_runs() -> str:
-            waiting = [latest[i] for i in ids if i in latest and not latest[i].is_final]
-            if not waiting:
-                return ""
-            names = ", ".join(f"{r.name!r} ({r.state})" for r in waiting[:5])
-            reason = ""
-            if any(r.state in ("Scheduled", "Late") for r in waiting):
-                reason = diagnose(queue, pool)
-            return f"Still unfinished: {names}" + (f": {reason}." if reason else ".")
-
-        done = wait_until(
-            runs_done,
-            timeout,
-            what=f"{len(ids)} run(s) to finish",
-            missing=why_runs,
-        )
-        return done if many else done[0]
-
-    queue_name = queue if target is None else str(target)
-
-    if until == "late":
-
-        def late() -> pd.DataFrame | None:
-            frame = queue_runs(queue_name, pool, states=["Late"])
-            report(f"  {queue_name}: {len(frame)} Late")
-            return (frame,) if len(frame) else None  # a tuple: wait_until tests truthiness
-
-        def why_not_late() -> str:
-            frame = queue_runs(queue_name, pool, states=list(WAITING_STATES))
-            due = frame[frame["scheduled"] <= pd.Timestamp(now_utc())]
-            if frame.empty:
-                return (
-                    f"There are no Scheduled runs in {queue_name}: deploy with a schedule "
-                    "(interval=...) or trigger() a run."
-                )
-            if len(due) == 0:
-                return f"The next run in {queue_name} is scheduled for {frame['scheduled'].min()}."
-            return (
-                f"Runs in {queue_name}: {_summary(frame)}. A worker may be picking them up "
-                "before they become Late."
-            )
-
-        (frame,) = wait_until(
-            late, timeout, what=f"a run to become Late in {queue_name}", missing=why_not_late
-        )
-        return frame
-
-    def busy_runs() -> pd.DataFrame:
-        # Runs whose time has come and that are not finished; a schedule's future runs wait
-        # legitimately and do not count.
-        with client() as c:
-            read_queue(c, queue_name, pool)
-            runs = _read_queue_runs(
-                c, queue_name, pool, list(WAITING_STATES), scheduled_before=now_utc()
-            )
-            return _runs_frame(runs, _deployment_names(c, runs))
-
-    def empty() -> pd.DataFrame | None:
-        busy = busy_runs()
-        report(f"  {queue_name}: {_summary(busy) if len(busy) else 'nothing due or running'}")
-        return (queue_runs(queue_name, pool),) if busy.empty else None
-
-    def why_not_empty() -> str:
-        busy = busy_runs()
-        if busy.empty:
-            return ""
-        states = set(busy["state"])
-        n = len(busy)
-        verb = "is" if n == 1 else "are"
-        if len(states) == 1:
-            text = (
-                f"{n} run{'s' if n != 1 else ''} {verb} still {next(iter(states))} in {queue_name}"
-            )
-        else:
-            text = f"{n} runs are still waiting in {queue_name} ({_summary(busy)})"
-        reason = diagnose(queue_name, pool) if states & {"Scheduled", "Late"} else ""
-        return text + (f": {reason}." if reason else ".")
-
-    (frame,) = wait_until(empty, timeout, what=f"{queue_name} to drain", missing=why_not_empty)
-    return frame
 
 
 def cancel_late_runs(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> pd.DataFrame:
@@ -650,6 +480,7 @@ def cancel_late_runs(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> pd
     """
     from prefect.states import Cancelled
 
+    housekeeping.run()
     with client() as c:
         read_queue(c, queue, pool)
         late = _read_queue_runs(c, queue, pool, ["Late"], limit=500)
