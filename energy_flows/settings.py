@@ -124,6 +124,12 @@ def prefect_settings(
         # Results persisted, so a notebook can read what a worker computed.
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(path / "results"),
+        # Bursts on SQLite answer 503 until writes calm down: retry 8 times (~8 min), not 5 (62 s).
+        "PREFECT_CLIENT_MAX_RETRIES": "8",
+        # ... with wider jitter, so runs submitted in one poll do not retry in lockstep.
+        "PREFECT_CLIENT_RETRY_JITTER_FACTOR": "0.5",
+        # ... and events are written 200 at a time (not 20): fewer writes queue for the lock.
+        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
     }
     for name in _SERVICES_OFF:
         env[f"PREFECT_SERVER_SERVICES_{name}_ENABLED"] = "false"

@@ -1,0 +1,345 @@
+"""A burst of runs on SQLite: the classroom settings without and with the burst fix, side by side.
+
+    .venv/bin/python benchmarks/bench_burst.py [--runs 100] [--workers 2] [--load] [--repeat 1]
+
+Each side starts a ``PrefectServer`` in a fresh temporary home, ``--workers``
+``Worker`` processes on one queue, deploys a flow that returns at once, times a
+few single runs (what a lesson waits for), then triggers ``--runs`` runs at
+once with ``energy_flows.trigger`` (``--trigger-threads`` calls in flight) and
+waits for all of them with ``energy_flows.wait_for``. It reports how the runs ended, the wall time, and
+what the server and worker logs say about SQLite contention: lines with
+``database is locked``, HTTP 503 answers, tracebacks, the server log's size,
+and the messages of Crashed runs.
+
+The two sides:
+
+* ``before``: the classroom environment without :data:`BURST_SETTINGS` (what
+  the "Recovery" issue measured: 59/60 Completed, one run Crashed at
+  submission on ``503 ... /flow_runs/<id>/labels``, a 10.8 MB server log);
+* ``after``: the classroom environment as it is (``energy_flows/settings.py``).
+
+``--load`` keeps one CPU busy with a spinning process during both sides, like
+a 2-core laptop with something else running. ``--only after`` runs one side.
+Everything started is stopped, also on Ctrl-C or an error. The burst is a
+benchmark, not a timed test: timings on a shared machine vary by ~30 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from energy_flows import settings  # noqa: E402
+
+#: The entries of ``prefect_settings()`` that answer the burst issue; the
+#: ``before`` side leaves them out.
+BURST_SETTINGS = (
+    "PREFECT_CLIENT_MAX_RETRIES",
+    "PREFECT_CLIENT_RETRY_JITTER_FACTOR",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE",
+)
+
+POOL = "burst-pool"
+QUEUE = "burst"
+
+FLOW_SOURCE = textwrap.dedent(
+    """
+    from prefect import flow
+
+    @flow
+    def nap(seconds: float = 0.0) -> float:
+        import time
+        time.sleep(seconds)
+        return seconds
+    """
+)
+
+LOCKED = re.compile(r"database is locked", re.IGNORECASE)
+HTTP_503 = re.compile(r"\b503\b")
+
+
+class _Stop(Exception):
+    """SIGTERM: stop like on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Stop
+
+
+def classroom_without_burst_fix():
+    """``prefect_settings`` of the classroom, minus :data:`BURST_SETTINGS`."""
+    original = settings.prefect_settings
+
+    def without(*args: Any, **kwargs: Any) -> dict[str, str]:
+        env = original(*args, **kwargs)
+        for key in BURST_SETTINGS:
+            env.pop(key, None)
+        return env
+
+    return original, without
+
+
+def _use_settings(side: str) -> None:
+    """Make this process and every process it starts use one side's settings."""
+    for key in BURST_SETTINGS:  # a previous side's server put them into os.environ
+        os.environ.pop(key, None)
+    settings.prefect_settings = _SIDES[side]
+    if "prefect.context" in sys.modules:
+        import prefect.context
+
+        prefect.context.refresh_global_settings_context()
+
+
+_ORIGINAL, _WITHOUT = classroom_without_burst_fix()
+_SIDES = {"before": _WITHOUT, "after": _ORIGINAL}
+
+
+def count_lines(path: Path) -> dict[str, int]:
+    counts = {"locked": 0, "http_503": 0, "tracebacks": 0, "bytes": 0}
+    if not path.exists():
+        return counts
+    counts["bytes"] = path.stat().st_size
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if LOCKED.search(line):
+                counts["locked"] += 1
+            if HTTP_503.search(line):
+                counts["http_503"] += 1
+            if line.startswith("Traceback (most recent call last)"):
+                counts["tracebacks"] += 1
+    return counts
+
+
+def deploy_nap(folder: Path) -> str:
+    from prefect import flow
+
+    from energy_flows.services.worker import flow_run_command
+
+    (folder / "nap_flow.py").write_text(FLOW_SOURCE)
+    flow.from_source(str(folder), "nap_flow.py:nap").deploy(
+        name="burst",
+        work_pool_name=POOL,
+        work_queue_name=QUEUE,
+        job_variables={"command": flow_run_command()},
+        print_next_steps=False,
+    )
+    return "nap/burst"
+
+
+def crash_messages(run_ids: list[str]) -> dict[str, int]:
+    from prefect import get_client
+
+    messages: dict[str, int] = {}
+    with get_client(sync_client=True) as client:
+        for run_id in run_ids:
+            state = client.read_flow_run(run_id).state
+            text = (state.message or "").strip() if state else ""
+            text = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", text)[:240]
+            text = f"{state.name if state else '?'}: {text}"
+            messages[text] = messages.get(text, 0) + 1
+    return messages
+
+
+def one_side(
+    side: str, root: Path, runs: int, workers: int, timeout: float, trigger_threads: int
+) -> dict[str, Any]:
+    from energy_flows import PrefectServer, Worker, trigger, wait_for
+    from energy_flows.errors import OrchestrationError, WaitTimeout
+    from energy_flows.orchestration.runs import read_run
+
+    _use_settings(side)
+    home = root / side
+    result: dict[str, Any] = {"side": side, "home": str(home)}
+    server = PrefectServer(home=home, quiet=True)
+    try:
+        server.start()
+        for i in range(workers):
+            Worker(POOL, [QUEUE], name=f"burst-{i + 1}", home=home, quiet=True).start()
+        flows = root / f"{side}-flows"
+        flows.mkdir()
+        deployment = deploy_nap(flows)
+
+        singles = []
+        for _ in range(3):  # what a lesson waits for: one run, picked up and completed
+            started = time.monotonic()
+            run = trigger(deployment, parameters={"seconds": 0})
+            done = wait_for(run, timeout=120, progress=False)
+            singles.append(time.monotonic() - started)
+            if done.state != "Completed":
+                raise RuntimeError(f"a single run ended {done.state}")
+        result["single_run_s"] = statistics.median(singles)
+
+        def one(i: int) -> Any:
+            try:
+                return trigger(deployment, parameters={"seconds": 0}, flow_run_name=f"b{i:03d}")
+            except OrchestrationError as exc:  # e.g. 503 on every retry: count it, go on
+                return exc
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(trigger_threads) as pool:  # at once, as a class would
+            answers = list(pool.map(one, range(runs)))
+        result["trigger_s"] = time.monotonic() - started
+        refused = [str(a) for a in answers if isinstance(a, Exception)]
+        result["refused"] = len(refused)
+        triggered = [a for a in answers if not isinstance(a, Exception)]
+        try:
+            final = wait_for(triggered, timeout=timeout, progress=False)
+        except WaitTimeout:
+            final = [read_run(r) for r in triggered]
+        result["wall_s"] = time.monotonic() - started
+        states: dict[str, int] = {}
+        for r in final:
+            states[r.state] = states.get(r.state, 0) + 1
+        result["states"] = states
+        bad = [r.id for r in final if r.state in ("Crashed", "Failed")]
+        result["messages"] = crash_messages(bad) if bad else {}
+        for text in refused:
+            text = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", text)[:240]
+            result["messages"][f"trigger() refused: {text}"] = (
+                result["messages"].get(f"trigger() refused: {text}", 0) + 1
+            )
+    finally:
+        server.stop()
+    logs = home / "logs"
+    result["server_log"] = count_lines(logs / "server.log")
+    worker_totals = {"locked": 0, "http_503": 0, "tracebacks": 0, "bytes": 0}
+    for path in logs.glob("worker-*.log"):
+        for key, value in count_lines(path).items():
+            worker_totals[key] += value
+    result["worker_logs"] = worker_totals
+    return result
+
+
+def start_hog() -> subprocess.Popen[bytes]:
+    """One process spinning on a CPU: the other engineer's job on a 2-core laptop."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+ROWS = [
+    ("Completed", lambda r: r["states"].get("Completed", 0), "d"),
+    ("Crashed", lambda r: r["states"].get("Crashed", 0), "d"),
+    ("Failed", lambda r: r["states"].get("Failed", 0), "d"),
+    ("not final", lambda r: sum(n for s, n in r["states"].items() if s not in _FINAL), "d"),
+    ("trigger() refused (503 on every retry)", lambda r: r["refused"], "d"),
+    ("burst wall time (s)", lambda r: r["wall_s"], ".1f"),
+    ("triggering the runs (s)", lambda r: r["trigger_s"], ".1f"),
+    ("one run to Completed, median of 3 (s)", lambda r: r["single_run_s"], ".2f"),
+    ("server.log: 'database is locked' lines", lambda r: r["server_log"]["locked"], "d"),
+    ("server.log: lines with 503", lambda r: r["server_log"]["http_503"], "d"),
+    ("server.log: tracebacks", lambda r: r["server_log"]["tracebacks"], "d"),
+    ("server.log size (kB)", lambda r: r["server_log"]["bytes"] / 1000, ".1f"),
+    ("worker logs: 'database is locked' lines", lambda r: r["worker_logs"]["locked"], "d"),
+    ("worker logs: lines with 503", lambda r: r["worker_logs"]["http_503"], "d"),
+    ("worker logs: tracebacks", lambda r: r["worker_logs"]["tracebacks"], "d"),
+]
+_FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
+
+
+def report(results: list[dict[str, Any]], sides: list[str]) -> None:
+    sides = [s for s in sides if any(r["side"] == s for r in results)]
+    by_side = {s: [r for r in results if r["side"] == s] for s in sides}
+    print()
+    header = f"{'measure (median; all repeats in brackets)':<42}"
+    for s in sides:
+        header += f" {s:>24}"
+    if len(sides) == 2:
+        header += f" {'ratio':>6}"
+    print(header)
+    for name, get, fmt in ROWS:
+        line = f"{name:<42}"
+        medians = []
+        for s in sides:
+            values = [get(r) for r in by_side[s]]
+            med = statistics.median(values)
+            medians.append(med)
+            every = "/".join(format(v, fmt) for v in values)
+            cell = format(med, fmt) if fmt != "d" else format(round(med), "d")
+            line += f" {cell + ' [' + every + ']' if len(values) > 1 else cell:>24}"
+        if len(sides) == 2:
+            a, b = medians
+            line += f" {b / a:>6.2f}" if a else f" {'':>6}"
+        print(line)
+    for s in sides:
+        for i, r in enumerate(by_side[s], 1):
+            for message, n in r["messages"].items():
+                print(f"{s} #{i}: {n} x {message}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100, help="runs triggered at once")
+    parser.add_argument("--workers", type=int, default=2, help="workers on the queue")
+    parser.add_argument("--load", action="store_true", help="keep one CPU busy meanwhile")
+    parser.add_argument("--repeat", type=int, default=1, help="bursts per side")
+    parser.add_argument("--only", choices=["before", "after"], help="run one side only")
+    parser.add_argument(
+        "--trigger-threads", type=int, default=10, help="trigger() calls in flight at once"
+    )
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for a burst")
+    parser.add_argument("--keep", action="store_true", help="keep the homes (and their logs)")
+    args = parser.parse_args()
+    sides = [args.only] if args.only else ["before", "after"]
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    os.environ["ENERGY_FLOWS_QUIET"] = "1"
+    root = Path(tempfile.mkdtemp(prefix="ef-burst-"))
+    hog = start_hog() if args.load else None
+    results: list[dict[str, Any]] = []
+    homes: list[Path] = []
+    try:
+        for i in range(args.repeat):
+            for side in sides:
+                folder = root / f"{i + 1}"
+                folder.mkdir(exist_ok=True)
+                homes.append(folder / side)
+                print(f"burst {i + 1}/{args.repeat}, {side}: {args.runs} runs, "
+                      f"{args.workers} workers{', loaded' if hog else ''} ...", flush=True)  # fmt: skip
+                results.append(
+                    one_side(
+                        side, folder, args.runs, args.workers, args.timeout, args.trigger_threads
+                    )
+                )
+    except (KeyboardInterrupt, _Stop):
+        print("interrupted: stopping what was started", file=sys.stderr)
+        return 130
+    finally:
+        from energy_flows.services.control import stop_all
+
+        for home in homes:
+            if (home / "state").is_dir():
+                stop_all(home, quiet=True)
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+        if args.keep:
+            print(f"homes kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+        if results:
+            report(results, sides)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
