@@ -58,6 +58,20 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+#: Where to run the course on Windows, which the package does not support.
+WINDOWS_ADVICE = (
+    "Windows is not supported: run the course in WSL2 (Ubuntu, then `make lab` there), "
+    "on a JupyterHub, or on Binder"
+)
+
+
+def check_platform() -> Check:
+    """Linux and macOS run the lessons; Windows needs WSL2, a JupyterHub or Binder."""
+    if sys.platform == "win32" or os.name == "nt":
+        return Check("Linux or macOS", False, "Windows", WINDOWS_ADVICE)
+    return Check("Linux or macOS", True, sys.platform)
+
+
 def check_python() -> Check:
     version = ".".join(map(str, sys.version_info[:3]))
     ok = sys.version_info >= (3, 11)
@@ -158,7 +172,11 @@ def check_setup(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """
     import pandas as pd
 
+    if check_platform().ok is False:
+        # Nothing else can be checked meaningfully (or safely) on Windows.
+        return pd.DataFrame([check_platform().__dict__, check_python().__dict__])
     rows = [
+        check_platform(),
         check_python(),
         *check_packages(),
         check_port(),

@@ -4,7 +4,7 @@ Every process the package starts (the Prefect server, workers, the flow runs
 that workers launch, JupyterLab) receives the environment built by
 :func:`classroom_env`, and the notebook kernel adopts the same settings with
 :func:`apply_to_current_process`. Each setting below exists for a reason that
-a workshop has run into; see ``../shared/design/prefect-facts.md``.
+a workshop has run into; the comment next to it says which.
 """
 
 from __future__ import annotations
@@ -26,13 +26,21 @@ WORKER_QUERY_SECONDS = 1
 #: How often a worker reports that it is alive (Prefect's default is 30 s).
 WORKER_HEARTBEAT_SECONDS = 5
 
+#: How often a flow run tells the server it is alive (``prefect.flow-run.heartbeat``
+#: events; Prefect's default is 180 s). 30 s is the smallest value Prefect accepts:
+#: the automation that marks silent runs Crashed (``orchestration/zombies.py``)
+#: waits for three missed heartbeats, so this sets how soon a run whose worker
+#: died is found (90 s instead of nine minutes).
+FLOW_HEARTBEAT_SECONDS = 30
+
 #: Server services a lesson does not need; switching them off makes the
 #: server start faster and keeps the SQLite database quiet.
 _SERVICES_OFF = (
     "CANCELLATION_CLEANUP",
     "PAUSE_EXPIRATIONS",
     "REPOSSESSOR",
-    "TRIGGERS",
+    # TRIGGERS stays on: it runs automations, e.g. the one that marks runs Crashed
+    # when a worker the package did not start dies (orchestration/zombies.py).
     "EVENT_LOGGER",
     "CLEANUP_RECONCILER",
 )
@@ -64,7 +72,10 @@ def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
 
 
 def ensure_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """Create the home folder (and its sub-folders) and check it is writable.
+    """Create the home folder (and its sub-folders), private to its user, and check it is writable.
+
+    The folders are made readable by their user only (0700): what the
+    lessons keep there (the Prefect database, results, logs) is the learner's.
 
     Raises :class:`~energy_flows.errors.HomeNotWritableError` with the folder
     and what to do when it cannot be written, before any process is started.
@@ -72,7 +83,11 @@ def ensure_home(home: str | os.PathLike[str] | None = None) -> Path:
     path = home_dir(home)
     try:
         for sub in ("", "prefect", "prefect/ui", "results", "logs", "state", "cache"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
+            folder = path / sub
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Private to its user: the database, results and logs hold the learner's work.
+            if folder.stat().st_mode & 0o077:
+                folder.chmod(0o700)
         # A probe file of our own: two processes may check the same home at once.
         with tempfile.NamedTemporaryFile(dir=path / "state", prefix=".write-test-"):
             pass
@@ -117,6 +132,10 @@ def prefect_settings(
         # Workers pick runs up within a second and show up quickly.
         "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_QUERY_SECONDS),
         "PREFECT_WORKER_HEARTBEAT_SECONDS": str(WORKER_HEARTBEAT_SECONDS),
+        # Flow runs send heartbeats, so a run whose worker died is marked Crashed.
+        # Kept with ENERGY_FLOWS_PREFECT_DEFAULTS too: that automation's wait
+        # is only right for runs that beat this often.
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_SECONDS),
         # A short late threshold so lessons do not wait 15 s for "Late".
         "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": str(LATE_AFTER_SECONDS),
         # ... and the service that marks them looks every second, not every 5 s.

@@ -100,6 +100,13 @@ def client() -> Iterator[SyncPrefectClient]:
     url = api_url()
     if not url:
         raise ServiceError(_NO_SERVER)
+    if not url.startswith(("http://", "https://")):
+        raise ServiceError(
+            f"PREFECT_API_URL is {url!r}, which is not a web address: it must start with "
+            "http:// or https://, e.g. http://127.0.0.1:4200/api. Unset it "
+            "(`del os.environ['PREFECT_API_URL']` here, `unset PREFECT_API_URL` in a terminal) "
+            "and run `server = energy_flows.PrefectServer().start()`, which sets it for you."
+        )
     try:
         with get_client(sync_client=True) as c:
             yield c

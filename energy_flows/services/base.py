@@ -187,6 +187,8 @@ class ManagedService:
     def record(self) -> ServiceRecord | None:
         """The state file of the running service (None when it does not run). Changes nothing."""
         rec = registry.ServiceRecord.load(registry.state_path(self.home, self.kind, self.name))
+        if rec is None and self._record is not None:
+            rec = self._record  # its state file is gone or damaged: what this object knows
         return rec if rec is not None and rec.alive() else None
 
     @property

@@ -243,8 +243,8 @@ def reconcile(home: str | os.PathLike[str] | None = None, quiet: bool = False) -
         if server is not None and not server.alive():
             server.remove()  # its watchdog stops itself once the server is gone
         for rec in registry.worker_records(home):
-            if rec.alive():
-                continue
+            if rec.alive() or rec.watchdog_alive():
+                continue  # still running, or its watchdog is finishing its runs right now
             outcome = finish_worker(rec)
             if outcome.crashed:
                 messages.append(outcome.sentence())

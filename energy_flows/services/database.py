@@ -166,6 +166,7 @@ def seed_home(
         target.parent.mkdir(parents=True, exist_ok=True)
         # The template never changes once in place, so a plain copy is safe.
         shutil.copyfile(template, partial)
+        partial.chmod(0o600)  # the learner's database is private, like the rest of the home
         os.replace(partial, target)
     except OSError:
         with contextlib.suppress(OSError):

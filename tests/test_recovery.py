@@ -1,0 +1,378 @@
+"""Every state a learner can reach recovers by itself or by running the cell again.
+
+Real servers, real workers, real SIGKILLs: a worker killed mid-run, a server
+killed mid-run, a server started the instant its previous owner exits (20
+times), a damaged state file, a concurrency limit held by runs whose worker
+is gone. Each ends with every run final and nothing left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+from flows_for_tests.nap import nap
+
+from energy_flows import orchestration as orch
+from energy_flows.errors import OrchestrationError, ServiceError
+from energy_flows.services import control, registry
+from energy_flows.services.server import PrefectServer
+from energy_flows.services.waiting import wait_until
+from energy_flows.services.worker import Worker, flow_run_command
+
+pytestmark = pytest.mark.server
+
+#: A run left behind by an ended worker must be final this soon (the issue's bound).
+FINAL_WITHIN = 10.0
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _deploy(pool: str, queue: str) -> str:
+    info = orch.deploy(
+        nap,
+        f"nap-{uuid.uuid4().hex[:6]}",
+        work_pool=pool,
+        work_queue=queue,
+        job_variables={"command": flow_run_command()},
+    )
+    return info.full_name
+
+
+def _crash_message(run: orch.RunInfo) -> str:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(uuid.UUID(run.id)).state.message or ""
+
+
+def _wait_state(runs: list[orch.RunInfo], states: set[str], timeout: float) -> float:
+    started = time.monotonic()
+    wait_until(
+        lambda: all(orch.read_run(r).state in states for r in runs),
+        timeout,
+        what=f"the runs to be {states}",
+        missing=lambda: ", ".join(f"{r.name}: {orch.read_run(r).state}" for r in runs),
+    )
+    return time.monotonic() - started
+
+
+def test_killed_worker_leaves_no_zombie_runs(worker_factory, prefect_server):
+    """kill -9 of a worker with a run Running: Crashed within seconds, saying why.
+
+    A new worker of the same name does not inherit the run, and stopping it
+    does not claim a run that was never its own.
+    """
+    pool, queue = f"kill-{uuid.uuid4().hex[:6]}", "q"
+    worker = worker_factory(pool=pool, queues=[queue], name=f"{pool}-agent")
+    deployment = _deploy(pool, queue)
+    runs = [orch.trigger(deployment, parameters={"seconds": 120}) for _ in range(2)]
+    _wait_state(runs, {"Running"}, 60)
+
+    os.kill(worker.pid, signal.SIGKILL)
+    took = _wait_state(runs, {"Crashed"}, FINAL_WITHIN)
+    message = _crash_message(runs[0])
+    assert f"Its worker {worker.name!r} stopped while the run was in flight" in message
+    assert "killed (signal 9)" in message, message
+    assert took < FINAL_WITHIN
+
+    again = worker_factory(pool=pool, queues=[queue], name=worker.name)
+    said = again.stop()
+    assert "in flight" not in said, said
+    # The queue is free again: a new run completes.
+    worker_factory(pool=pool, queues=[queue], name=worker.name)
+    done = orch.wait_for(orch.trigger(deployment, parameters={"seconds": 0}), timeout=60)
+    assert done.state == "Completed"
+
+
+def test_killed_server_runs_are_reconciled_when_it_starts_again(fresh_home):
+    """kill -9 of the server with a run in flight; the next start() makes the run final."""
+    server = PrefectServer(quiet=True).start()
+    worker = Worker(pool="srv-pool", queues=["q"], quiet=True).start()
+    deployment = _deploy("srv-pool", "q")
+    run = orch.trigger(deployment, parameters={"seconds": 120})
+    _wait_state([run], {"Running"}, 60)
+    worker_pid = worker.pid
+
+    os.kill(server.pid, signal.SIGKILL)
+    wait_until(lambda: _gone(worker_pid), 15, what="the worker to stop with its server")
+    assert registry.worker_record(fresh_home, worker.name) is not None, (
+        "the worker's state file must stay until its runs are finished"
+    )
+
+    again = PrefectServer(quiet=True).start()
+    assert orch.read_run(run).state == "Crashed"
+    assert "its Prefect server stopped" in _crash_message(run)
+    assert any("marked Crashed" in line for line in again.messages), again.messages
+    assert registry.worker_record(fresh_home, worker.name) is None
+    orch.wait_for(until="empty", queue="q", pool="srv-pool", timeout=10)
+    again.stop()
+
+
+OWNER = """
+import json, os, sys
+from energy_flows.services.server import PrefectServer
+print("ready", flush=True)
+sys.stdin.readline()  # go: the previous owner has just exited
+server = PrefectServer(quiet=True).start()
+print(json.dumps({"pid": server.pid, "reused": server.reused, "messages": server.messages}))
+sys.stdout.flush()
+if sys.stdin.readline().strip() == "abrupt":  # as a killed kernel: no interpreter teardown
+    os._exit(0)
+"""
+
+
+@pytest.mark.timeout(900)
+def test_starting_the_instant_the_previous_owner_exits_works_20_times(fresh_home):
+    """One owner after the other, each starting the home's server, then exiting.
+
+    Each owner's exit makes its server shut down. The next owner has already
+    imported everything and calls ``start()`` the moment the previous one has
+    exited (no gap). Every other owner exits abruptly (like a killed kernel)
+    while its server is frozen for a second, so that server is certainly
+    still shutting down when the next start comes: that start must wait for
+    it to go, then start its own. Never a failure, never two servers on one
+    database.
+    """
+    env = dict(os.environ, ENERGY_FLOWS_HOME=str(fresh_home))
+
+    def owner() -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", OWNER],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout.readline().strip() == "ready"
+        return proc
+
+    pids, waited, upcoming = [], 0, owner()
+    for attempt in range(20):
+        current, upcoming = upcoming, (owner() if attempt < 19 else None)
+        current.stdin.write("go\n")
+        current.stdin.flush()
+        line = current.stdout.readline()
+        assert line, f"attempt {attempt + 1} failed:\n{current.stderr.read()}"
+        seen = json.loads(line)
+        pids.append(seen["pid"])
+        waited += any("was shutting down" in m for m in seen["messages"])
+        abrupt = attempt % 2 == 1
+        if abrupt:
+            os.kill(seen["pid"], signal.SIGSTOP)  # it stops slowly: resumes in a second
+            threading.Timer(1.0, os.kill, (seen["pid"], signal.SIGCONT)).start()
+        out, err = current.communicate("abrupt\n" if abrupt else "normal\n", timeout=180)
+        assert current.returncode == 0, f"attempt {attempt + 1}:\n{out}\n{err}"
+    assert len(set(pids)) == 20  # each start got its own server, none failed
+    assert waited >= 9, f"only {waited} starts met a server still shutting down"
+    wait_until(lambda: all(_gone(p) for p in pids), 30, what="the last server to stop")
+    log = (fresh_home / "logs" / "server.log").read_text()
+    assert "database is locked" not in log
+
+
+def test_a_damaged_state_file_is_never_dropped_while_its_server_runs(fresh_home):
+    """status sees the server, start() adopts it (no second server), stop_all() stops it."""
+    pid = PrefectServer(quiet=True).start().pid
+    path = fresh_home / "state" / "server.json"
+    path.write_text(path.read_text()[:40])  # cut short, as by a full disk or a crash
+
+    table = control.running(fresh_home)
+    assert list(table["pid"]) == [pid] and "no state file" in table.loc[0, "state"]
+
+    again = PrefectServer(quiet=True).start()
+    assert again.reused and again.pid == pid
+    assert any("was damaged" in m and str(pid) in m for m in again.messages)
+    assert registry.live_server(fresh_home).pid == pid
+    assert list(fresh_home.glob("state/server.json.damaged-*"))
+    servers = [r for r in control.discover(fresh_home) if r.kind == "server"]
+    assert len(servers) == 1
+    control.stop_all(fresh_home, quiet=True)
+    assert _gone(pid)
+
+
+def test_reads_change_nothing(fresh_home):
+    """running(), `energy-flows status` and Worker.record report; they remove and stop nothing."""
+    PrefectServer(quiet=True).start()
+    worker = Worker(pool="read-pool", queues=["q"], quiet=True).start()
+    pid, path = worker.pid, registry.state_path(fresh_home, "worker", worker.name)
+    os.kill(pid, signal.SIGSTOP)  # frozen, not dead: a read must not decide it is stale
+    try:
+        before = sorted(p.name for p in (fresh_home / "state").iterdir())
+        assert worker.record is not None and len(control.running(fresh_home)) == 2
+        status = subprocess.run(
+            [sys.executable, "-m", "energy_flows.cli", "status"],
+            env=dict(os.environ, ENERGY_FLOWS_HOME=str(fresh_home)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert worker.name in status.stdout
+        assert sorted(p.name for p in (fresh_home / "state").iterdir()) == before
+        assert path.exists() and not _gone(pid)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_worker_exit_stops_only_what_it_started(prefect_server):
+    first = Worker(pool="exit-pool", queues=["q"], home=prefect_server.home, quiet=True).start()
+    try:
+        with Worker(pool="exit-pool", queues=["q"], home=prefect_server.home, quiet=True) as w:
+            assert w.reused and not w.started_here
+        assert first.status() == "running", "leaving the block stopped a worker it only reused"
+        with Worker(
+            pool="exit-pool", queues=["q"], name="own", home=prefect_server.home, quiet=True
+        ) as own:
+            assert own.started_here
+        assert own.status() == "stopped"
+    finally:
+        first.stop()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"name": "a/b"}, "The worker name 'a/b' cannot be used"),
+        ({"name": "my worker"}, "no '/' or spaces"),
+        ({"name": ""}, "e.g. 'agent-1'"),
+        ({"pool": "a/b"}, "The work pool name 'a/b' contains '/'"),
+        ({"queues": []}, "at least one queue"),
+        ({"queues": ["x>y"]}, "The work queue name 'x>y' contains '>'"),
+        ({"limit": 0}, "a whole number ≥ 1, or None"),
+    ],
+)
+def test_bad_worker_arguments_say_what_to_change(tmp_path, kwargs, expected):
+    with pytest.raises(OrchestrationError) as info:
+        Worker(home=tmp_path / "home", **kwargs)
+    assert expected in str(info.value)
+    assert not (tmp_path / "home").exists(), "a bad name must not write anything"
+
+
+def test_diagnose_names_the_runs_that_hold_the_concurrency_limit(prefect_server):
+    """Runs whose worker is gone hold a limit of 1: diagnose() says which, since when, why."""
+    from prefect import get_client
+    from prefect.states import Running
+
+    pool = f"diag-{uuid.uuid4().hex[:6]}"
+    orch.ensure_work_pool(pool)
+    orch.ensure_work_queue("q", pool=pool, concurrency_limit=1)
+    deployment = _deploy(pool, "q")
+    held = orch.trigger(deployment, flow_run_name="held-by-ghost")
+    waiting = orch.trigger(deployment, flow_run_name="waiting-behind")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(uuid.UUID(held.id), Running(), force=True)
+        client.update_flow_run_labels(uuid.UUID(held.id), {"prefect.worker.name": "ghost"})
+
+    text = orch.diagnose("q", pool=pool)
+    assert text and not text.ok
+    assert "the concurrency limit of queue 'q' (1) is taken by 1 run(s): 'held-by-ghost' " in text
+    assert "(Running since " in text and "on worker 'ghost'" in text
+    assert "no longer online" in text and "no worker polls q" in text
+    with pytest.raises(Exception, match="held-by-ghost"):
+        orch.wait_for(waiting, timeout=1.0, queue="q", pool=pool)
+
+
+def test_diagnose_is_never_empty(worker_factory):
+    pool = f"ok-{uuid.uuid4().hex[:6]}"
+    worker_factory(pool=pool, queues=["q"])
+    wait_until(
+        lambda: orch.diagnose("q", pool=pool).ok, 15, what="the worker to poll", max_interval=1
+    )
+    text = orch.diagnose("q", pool=pool)
+    assert text.startswith("Nothing holds 'q' back: 1 worker(s) online")
+
+
+def test_a_read_only_database_is_refused_before_starting(fresh_home):
+    server = PrefectServer(quiet=True).start()
+    server.stop()
+    db = fresh_home / "prefect" / "prefect.db"
+    db.chmod(0o444)
+    try:
+        with pytest.raises(ServiceError) as info:
+            PrefectServer(quiet=True).start()
+    finally:
+        db.chmod(0o600)
+    message = str(info.value)
+    assert "is read-only" in message and f"chmod u+w {db}" in message
+    assert "Nothing was started" in message and registry.live_server(fresh_home) is None
+
+
+def test_an_api_url_without_a_scheme_says_how_to_fix_it(monkeypatch):
+    monkeypatch.setenv("PREFECT_API_URL", "/api")
+    import prefect.context
+
+    prefect.context.refresh_global_settings_context()
+    try:
+        with pytest.raises(ServiceError, match=r"not a web address: it must start with http://"):
+            orch.queue_runs("energy_usage")
+    finally:
+        monkeypatch.undo()
+        prefect.context.refresh_global_settings_context()
+
+
+def test_the_home_is_private_to_its_user(fresh_home):
+    """The home is 0700, and what holds the learner's work (database, logs, state) is 0600.
+
+    (Prefect copies its public UI bundle into the home with the bundle's own
+    modes; behind the 0700 home nobody else can reach it anyway.)
+    """
+    server = PrefectServer(quiet=True).start()
+    Worker(pool="private-pool", queues=["q"], quiet=True).start()
+    server.stop()
+    assert fresh_home.stat().st_mode & 0o777 == 0o700
+    created = [
+        fresh_home / "prefect" / "prefect.db",
+        fresh_home / "logs" / "server.log",
+        fresh_home / "logs" / "worker-private-pool-q.log",
+        fresh_home / "state" / ".lock",
+    ]
+    ui = fresh_home / "prefect" / "ui"
+    folders = [p for p in fresh_home.rglob("*") if p.is_dir() and ui not in (p, *p.parents)]
+    for path in created + folders:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+
+
+def test_no_proc_filesystem_is_read_by_the_package():
+    """macOS has no /proc: processes are inspected with psutil only."""
+    package = Path(__file__).resolve().parents[1] / "energy_flows"
+    readers = [
+        f"{p.relative_to(package.parent)}:{n}"
+        for p in package.rglob("*.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if '"/proc' in line or "'/proc" in line or 'f"/proc' in line
+    ]
+    assert readers == []
+
+
+WINDOWS = """
+import sys
+import pandas, psutil  # their own platform checks run on the real platform
+sys.modules["fcntl"] = None  # as on Windows: importing it fails
+import energy_flows, energy_flows.services.registry, energy_flows.services.control
+sys.platform = "win32"
+from energy_flows.cli import main
+sys.exit(main(["check"]))
+"""
+
+
+def test_windows_is_told_where_to_go_instead_of_crashing():
+    done = subprocess.run(
+        [sys.executable, "-c", WINDOWS], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Windows is not supported" in done.stdout and "WSL2" in done.stdout
+    assert "Traceback" not in done.stderr
