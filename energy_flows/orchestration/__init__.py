@@ -14,6 +14,7 @@ cell shows one readable table.
 `prefect work-queue inspect/preview`   :func:`queue_status`, :func:`queue_runs`
 `prefect deployment run ...`           :func:`trigger`, :func:`wait_for`
 (the UI's run page)                    :func:`run_result`
+(runs of a worker that died)           :func:`ensure_zombie_automation`
 =====================================  ==========================================
 """
 
@@ -57,6 +58,7 @@ from energy_flows.orchestration.runs import (
     trigger,
 )
 from energy_flows.orchestration.waits import wait_for
+from energy_flows.orchestration.zombies import ZombieAutomation, ensure_zombie_automation
 
 __all__ = [
     "DEFAULT_DEPLOYMENT",
@@ -72,12 +74,14 @@ __all__ = [
     "QueueInfo",
     "RunInfo",
     "RunResult",
+    "ZombieAutomation",
     "cancel_late_runs",
     "deploy",
     "deploy_energy_flow",
     "diagnose",
     "ensure_work_pool",
     "ensure_work_queue",
+    "ensure_zombie_automation",
     "list_deployments",
     "pause_deployment",
     "pause_work_pool",
