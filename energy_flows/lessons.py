@@ -91,7 +91,10 @@ def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | No
       names the pool its runs go to; lesson 04 looks at it closely);
     * from lesson 04 on, the deployment ``energy-usage`` of lesson 03 (which
       also creates the queue ``energy_usage``);
-    * from lesson 05 on, the queue ``energy_usage`` explicitly (lesson 04).
+    * from lesson 05 on, the queue ``energy_usage`` explicitly (lesson 04);
+    * from lesson 05 on (the lessons that start workers), the automation that
+      marks Crashed the runs of a worker that died, whoever started it
+      (:func:`~energy_flows.orchestration.ensure_zombie_automation`, lesson 06).
 
     Running it twice, or after the earlier lessons, changes nothing.
     Lesson 00 needs no server and gets ``None``.
@@ -113,6 +116,8 @@ def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | No
         orch.ensure_work_queue(orch.DEFAULT_QUEUE, pool=orch.DEFAULT_POOL)
     if "deployment" in needs:
         orch.deploy_energy_flow(orch.DEFAULT_DEPLOYMENT, **LESSON_DEPLOYMENT)
+    if number >= "05":
+        orch.ensure_zombie_automation()
     return server
 
 
