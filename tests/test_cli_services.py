@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -84,7 +85,22 @@ def test_reset_removes_state(tmp_path):
     assert not (home / "prefect").exists() and (home / "cache").exists()
 
 
-def test_two_concurrent_ups_share_one_server(tmp_path):
+def _hold_port(port: int) -> socket.socket | None:
+    """Listen on ``port`` as another program would (None if one already does)."""
+    blocker = socket.socket()
+    try:
+        blocker.bind(("127.0.0.1", port))
+    except OSError:
+        blocker.close()
+        return None
+    blocker.listen()
+    return blocker
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_concurrent_ups_share_one_server(tmp_path, attempt):
+    """Two `energy-flows up` at once, with 4200 held by another program: one server."""
+    blocker = _hold_port(4200)
     home = tmp_path / "home"
     env = dict(os.environ, ENERGY_FLOWS_HOME=str(home))
     env.pop("ENERGY_FLOWS_QUIET", None)
@@ -108,5 +124,8 @@ def test_two_concurrent_ups_share_one_server(tmp_path):
             and p.environ().get("ENERGY_FLOWS_HOME") == str(home)
         ]
         assert len(servers) == 1
+        assert all("4200 is taken" in out or "Reusing" in out for out in outputs), outputs
     finally:
         control.stop_all(home, quiet=True)
+        if blocker is not None:
+            blocker.close()

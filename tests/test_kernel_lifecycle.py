@@ -151,3 +151,64 @@ def test_sigkill_stops_a_spawned_child(kernel):
     info = _run(client, START_SLEEPER)
     os.kill(info["kernel"], signal.SIGKILL)
     _assert_all_gone(info["pids"])
+
+
+#: Lets a kernel import the tests' small flows.
+TESTS_DIR = str(Path(__file__).resolve().parent)
+
+RUNS_IN_FLIGHT = """
+import json, sys, time
+from energy_flows import PrefectServer, Worker, ensure_work_pool, ensure_work_queue, trigger
+from energy_flows.orchestration import deploy, read_run
+from energy_flows.services.worker import flow_run_command
+from flows_for_tests.nap import nap
+server = PrefectServer(quiet=True).start()
+ensure_work_pool("restart-pool")
+ensure_work_queue("q", pool="restart-pool", concurrency_limit=3)
+info = deploy(nap, "restart-nap", work_pool="restart-pool", work_queue="q",
+              job_variables={"command": flow_run_command()})
+worker = Worker("restart-pool", ["q"], name="agent-1", quiet=True).start()
+runs = [trigger(info.full_name, parameters={"seconds": 300}) for _ in range(3)]
+while any(read_run(r).state not in ("Pending", "Running") for r in runs):
+    time.sleep(0.2)
+print(json.dumps({"runs": [r.id for r in runs]}))
+"""
+
+AFTER_RESTART = """
+import json, sys, uuid
+from prefect import get_client
+from energy_flows import PrefectServer, Worker, trigger, wait_for
+server = PrefectServer(quiet=True).start()
+with get_client(sync_client=True) as client:
+    old = [client.read_flow_run(uuid.UUID(i)).state for i in OLD_RUNS]
+Worker("restart-pool", ["q"], name="agent-1", quiet=True).start()
+fresh = wait_for([trigger("nap/restart-nap", parameters={"seconds": 0}) for _ in range(3)],
+                 timeout=120)
+print(json.dumps({
+    "old": [s.name for s in old], "messages": [s.message for s in old],
+    "crashed_at": [s.timestamp.timestamp() for s in old], "new": [r.state for r in fresh],
+}))
+"""
+
+
+@pytest.mark.timeout(420)
+def test_restart_with_runs_in_flight_leaves_no_zombie(kernel):
+    """Lesson 05's trap: Restart Kernel while a worker's runs hold the queue's limit of 3.
+
+    The runs end Crashed within 10 s, saying the kernel ended, and the same
+    cells run again in the new kernel: the queue is not blocked.
+    """
+    manager, client, _home = kernel
+    path_line = f"import sys; sys.path.insert(0, {TESTS_DIR!r})\n"
+    before = _run(client, path_line + RUNS_IN_FLIGHT, timeout=240)
+    restarted = time.time()
+    manager.restart_kernel(now=False)
+    client.wait_for_ready(timeout=60)
+    old = f"OLD_RUNS = {before['runs']!r}\n"
+    after = _run(client, path_line + old + AFTER_RESTART, timeout=240)
+    assert after["old"] == ["Crashed"] * 3, after
+    assert all(
+        "the notebook kernel (or program) that started it ended" in m for m in after["messages"]
+    )
+    assert all(t - restarted < 10 for t in after["crashed_at"]), after["crashed_at"]
+    assert after["new"] == ["Completed"] * 3

@@ -37,6 +37,9 @@ class Status(enum.StrEnum):
     NOT_ANSWERING = "not answering"  # the process runs, but does not answer (yet)
     STOPPED = "stopped"
 
+    def __repr__(self) -> str:
+        return repr(self.value)  # reads as the plain text it equals, e.g. 'running'
+
 
 #: Colours of the states in the HTML tables.
 STATUS_COLOURS = {
