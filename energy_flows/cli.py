@@ -18,7 +18,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "lab": (
         "energy_flows.lab",
         "run_lab",
-        "start JupyterLab on the lessons (Ctrl-C stops everything)",
+        "start JupyterLab on your copy of the lessons (Ctrl-C stops everything)",
     ),
     "up": (
         "energy_flows.services.commands",
@@ -79,7 +79,18 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
             help="JupyterLab port (default 8888, or the next free one)",
         )
         p.add_argument("--no-browser", action="store_true", help="do not open a browser")
-        p.add_argument("--notebook-dir", default=None, help="folder to open (default: notebooks/)")
+        p.add_argument(
+            "--notebook-dir",
+            default=None,
+            help="folder to open as it is (default: your working copy my-lessons/)",
+        )
+        p.add_argument(
+            "--reset",
+            nargs="+",
+            metavar="LESSON",
+            help="put the original of these lessons back in my-lessons/ and exit, e.g. "
+            "--reset 05 (your copy is kept in my-lessons/backups/)",
+        )
     elif name == "up":
         p.add_argument(
             "--port", type=int, default=None, help="server port (default 4200, or a free one)"
