@@ -41,9 +41,10 @@ sys.path.insert(0, str(HERE.parent))
 # they do on the plain side.
 import prefect  # noqa: E402, F401
 
+from energy_flows.orchestration import flow_run_command  # noqa: E402
 from energy_flows.services import api, database  # noqa: E402
 from energy_flows.services.server import PrefectServer, free_port  # noqa: E402
-from energy_flows.services.worker import Worker, flow_run_command  # noqa: E402
+from energy_flows.services.worker import Worker  # noqa: E402
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 

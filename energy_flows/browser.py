@@ -136,8 +136,8 @@ def jupyter_lab(
     from energy_flows.errors import ServiceError
     from energy_flows.lab import lab_command
     from energy_flows.services.process import is_alive, spawn, stop, tail
-    from energy_flows.services.waiting import wait_until
     from energy_flows.settings import classroom_env, ensure_home
+    from energy_flows.waiting import wait_until
 
     home_path = ensure_home(home)
     lab_dir = home_path / "jupyter"

@@ -34,7 +34,7 @@ from energy_flows import settings
 from energy_flows.errors import EnergyFlowsError
 from energy_flows.services import database, process
 from energy_flows.services.server import port_is_free
-from energy_flows.services.waiting import wait_until
+from energy_flows.waiting import wait_until
 
 #: Seconds JupyterLab gets to shut its kernels down before it is killed.
 LAB_STOP_GRACE = 20.0

@@ -142,7 +142,7 @@ def wait_until_late(runs: Any, timeout: float = 60.0) -> Any:
     import pandas as pd
 
     from energy_flows.orchestration import diagnose, read_run
-    from energy_flows.services.waiting import wait_until
+    from energy_flows.waiting import wait_until
 
     runs = list(runs) if isinstance(runs, list | tuple) else [runs]
     latest: dict[str, Any] = {}

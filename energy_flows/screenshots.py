@@ -230,7 +230,7 @@ class ScreenshotError(EnergyFlowsError):
 
 
 def _say(message: str, quiet: bool) -> None:
-    from energy_flows.services.waiting import say
+    from energy_flows.waiting import say
 
     say(message, quiet)
 
@@ -248,7 +248,7 @@ def capture(
 ) -> dict[str, Any]:
     """Open ``shot``'s page, wait until it shows what it should, screenshot it.
 
-    Waits (through :func:`~energy_flows.services.waiting.wait_until`, never a
+    Waits (through :func:`~energy_flows.waiting.wait_until`, never a
     fixed sleep) until every ``shot.expect`` text is in the page, no
     ``shot.absent`` text is, and no loading indicator is visible; then for the
     network to go quiet and the page to paint. Returns the manifest entry:
@@ -257,7 +257,7 @@ def capture(
     Raises :class:`ScreenshotError` saying which text never appeared.
     """
     from energy_flows.errors import WaitTimeout
-    from energy_flows.services.waiting import wait_until
+    from energy_flows.waiting import wait_until
 
     path = shot.path.format(**context)
     started = time.monotonic()
@@ -342,7 +342,7 @@ def _own_environment() -> Iterator[None]:
 def _wait_all_late(runs: list[RunInfo], timeout: float) -> None:
     """Wait until every run of ``runs`` is Late (the server's late-runs service marks them)."""
     from energy_flows import orchestration as orch
-    from energy_flows.services.waiting import wait_until
+    from energy_flows.waiting import wait_until
 
     states: dict[str, str] = {}
 

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from energy_flows.services import api, control, registry
-from energy_flows.services.waiting import wait_until
+from energy_flows.waiting import wait_until
 
 jupyter_client = pytest.importorskip("jupyter_client")
 
@@ -160,7 +160,7 @@ RUNS_IN_FLIGHT = """
 import json, sys, time
 from energy_flows import PrefectServer, Worker, ensure_work_pool, ensure_work_queue, trigger
 from energy_flows.orchestration import deploy, read_run
-from energy_flows.services.worker import flow_run_command
+from energy_flows.orchestration import flow_run_command
 from flows_for_tests.nap import nap
 server = PrefectServer(quiet=True).start()
 ensure_work_pool("restart-pool")

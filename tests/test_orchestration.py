@@ -133,7 +133,7 @@ def test_work_pool_is_idempotent_and_updates_say_what_changed(prefect_server):
 def test_the_pool_gets_the_fast_flow_run_command(prefect_server):
     from prefect.client.orchestration import get_client
 
-    from energy_flows.services.worker import flow_run_command
+    from energy_flows.orchestration import flow_run_command
 
     name = _unique("pool")
     orch.ensure_work_pool(name)

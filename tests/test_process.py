@@ -15,7 +15,7 @@ import pytest
 
 from energy_flows.errors import WaitTimeout
 from energy_flows.services import process
-from energy_flows.services.waiting import wait_until
+from energy_flows.waiting import wait_until
 
 SLEEPER = [
     sys.executable,

@@ -24,10 +24,11 @@ from flows_for_tests.nap import nap
 
 from energy_flows import orchestration as orch
 from energy_flows.errors import OrchestrationError, ServiceError
+from energy_flows.orchestration import flow_run_command
 from energy_flows.services import control, registry
 from energy_flows.services.server import PrefectServer
-from energy_flows.services.waiting import wait_until
-from energy_flows.services.worker import Worker, flow_run_command
+from energy_flows.services.worker import Worker
+from energy_flows.waiting import wait_until
 
 pytestmark = pytest.mark.server
 

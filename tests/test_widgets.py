@@ -29,7 +29,7 @@ DEAD_API = "http://127.0.0.1:9/api"  # nothing listens on port 9
 
 
 def wait(condition: Any, timeout: float = 30, what: str = "condition") -> Any:
-    from energy_flows.services.waiting import wait_until
+    from energy_flows.waiting import wait_until
 
     return wait_until(condition, timeout, what=what, interval=0.1)
 

@@ -12,10 +12,11 @@ import psutil
 import pytest
 
 from energy_flows.errors import ServiceError
+from energy_flows.orchestration import flow_run_command
 from energy_flows.services import api, control
 from energy_flows.services.server import PrefectServer
-from energy_flows.services.waiting import wait_until
-from energy_flows.services.worker import Worker, flow_run_command
+from energy_flows.services.worker import Worker
+from energy_flows.waiting import wait_until
 
 pytestmark = pytest.mark.server
 

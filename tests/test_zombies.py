@@ -27,12 +27,11 @@ import pytest
 
 from energy_flows import settings
 from energy_flows.errors import OrchestrationError
-from energy_flows.orchestration import ensure_zombie_automation
+from energy_flows.orchestration import ensure_zombie_automation, flow_run_command
 from energy_flows.orchestration.zombies import CRASH_MESSAGE, _wanted, _within_seconds
 from energy_flows.services import api
 from energy_flows.services.server import PrefectServer
-from energy_flows.services.waiting import wait_until
-from energy_flows.services.worker import flow_run_command
+from energy_flows.waiting import wait_until
 
 pytestmark = pytest.mark.server
 

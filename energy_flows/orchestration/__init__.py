@@ -25,6 +25,7 @@ from energy_flows.orchestration._common import (
     FINAL_STATES,
     RUN_STATES,
     WAITING_STATES,
+    flow_run_command,
 )
 from energy_flows.orchestration.deployments import (
     DeploymentInfo,
@@ -82,6 +83,7 @@ __all__ = [
     "ensure_work_pool",
     "ensure_work_queue",
     "ensure_zombie_automation",
+    "flow_run_command",
     "list_deployments",
     "pause_deployment",
     "pause_work_pool",

@@ -29,7 +29,7 @@ from energy_flows.orchestration._common import (
     DEFAULT_POOL,
     DEFAULT_QUEUE,
     client,
-    fast_flow_run_command,
+    flow_run_command,
     html_table,
     timestamp,
     ui_url,
@@ -657,9 +657,7 @@ def deploy(
     schedule = build_schedule(interval, cron, rrule, timezone)
     checked = validate_parameters(flow, parameters)
     variables = dict(job_variables or {})
-    command = fast_flow_run_command()
-    if command:
-        variables.setdefault("command", command)
+    variables.setdefault("command", flow_run_command())
 
     from prefect import Flow as PrefectFlow
     from prefect.exceptions import ObjectNotFound

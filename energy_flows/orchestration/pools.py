@@ -20,7 +20,7 @@ from energy_flows.orchestration._common import (
     DEFAULT_POOL,
     DEFAULT_QUEUE,
     client,
-    fast_flow_run_command,
+    flow_run_command,
     html_table,
     timestamp,
 )
@@ -172,9 +172,7 @@ def _process_job_template() -> dict:
     from prefect.workers.process import ProcessWorker
 
     template = ProcessWorker.get_default_base_job_template()
-    command = fast_flow_run_command()
-    if command:
-        template["variables"]["properties"]["command"]["default"] = command
+    template["variables"]["properties"]["command"]["default"] = flow_run_command()
     return template
 
 

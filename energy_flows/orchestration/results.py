@@ -138,7 +138,7 @@ def run_result(run: Any) -> RunResult:
             # The run's process sends its last log lines in a batch after it has
             # reported its final state: give them a moment to arrive.
             from energy_flows.errors import WaitTimeout
-            from energy_flows.services.waiting import wait_until
+            from energy_flows.waiting import wait_until
 
             def complete() -> bool:
                 nonlocal logs

@@ -97,7 +97,7 @@ def wait_for(
     :class:`~energy_flows.errors.WaitTimeout` says what is still missing and why, e.g.
     "3 runs are still Late in energy_usage: ... no worker is online in pool ...".
     """
-    from energy_flows.services.waiting import quiet_by_default
+    from energy_flows.waiting import quiet_by_default
 
     if until not in ("completed", "late", "empty"):
         raise OrchestrationError(f"until must be 'completed', 'late' or 'empty'; got {until!r}.")
@@ -122,7 +122,7 @@ def wait_for(
 def _wait_runs(
     target: Any, goal: str, timeout: float, queue: str, pool: str, report: _Reporter
 ) -> Any:
-    from energy_flows.services.waiting import wait_until
+    from energy_flows.waiting import wait_until
 
     many = isinstance(target, list | tuple)
     ids = [_run_id(t) for t in (target if many else [target])]
@@ -162,7 +162,7 @@ def _wait_runs(
 
 
 def _wait_queue_late(queue: str, pool: str, timeout: float, report: _Reporter) -> pd.DataFrame:
-    from energy_flows.services.waiting import wait_until
+    from energy_flows.waiting import wait_until
 
     def late() -> tuple[pd.DataFrame] | None:
         report.keep_house()
@@ -192,7 +192,7 @@ def _wait_queue_late(queue: str, pool: str, timeout: float, report: _Reporter) -
 
 
 def _wait_queue_empty(queue: str, pool: str, timeout: float, report: _Reporter) -> pd.DataFrame:
-    from energy_flows.services.waiting import wait_until
+    from energy_flows.waiting import wait_until
 
     def busy_runs() -> pd.DataFrame:
         # Runs whose time has come and that are not finished; a schedule's future runs wait

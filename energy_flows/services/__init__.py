@@ -1,15 +1,19 @@
 """The classroom's services: the Prefect server ("Orion") and workers ("agents").
 
 * :mod:`~energy_flows.services.server`: :class:`PrefectServer`, ``start_server()``
-* :mod:`~energy_flows.services.worker`: :class:`Worker`, ``flow_run_command()``
-* :mod:`~energy_flows.services.registry`: ``running()``, ``stop_all()`` and the
-  state files in ``<home>/state/``
+* :mod:`~energy_flows.services.worker`: :class:`Worker`
+* :mod:`~energy_flows.services.base`: :class:`ManagedService`, the shape both share,
+  and ``launch()``, which starts a service and records it
+* :mod:`~energy_flows.services.control`: ``running()``, ``stop_all()``, ``reconcile()``
+* :mod:`~energy_flows.services.recovery`: the runs an ended worker leaves behind end Crashed
+* :mod:`~energy_flows.services.registry`: the state files in ``<home>/state/``
 * :mod:`~energy_flows.services.process`: ``spawn()``, the one way every child
   process is started (under ``watchdog.py``, so none outlives its kernel)
-* :mod:`~energy_flows.services.waiting`: ``wait_until()``, the one wait loop
 * :mod:`~energy_flows.services.launch`: starts Prefect processes (and a kernel's
   own import of Prefect) without the slow optional import and collector pauses
 * :mod:`~energy_flows.services.database`: new homes copy a migrated empty database
+* :mod:`~energy_flows.services.api`: the few REST calls made without importing Prefect
+* :mod:`~energy_flows.services.urls`: the server's addresses, here or behind JupyterHub
 * :mod:`~energy_flows.services.commands`: ``energy-flows up | down | status | logs | reset``
 
 Nothing is imported here, so ``python -m energy_flows.services.launch`` and

@@ -26,7 +26,7 @@ from typing import Any, Self
 from energy_flows import settings
 from energy_flows.services import process, registry
 from energy_flows.services.registry import ServiceRecord
-from energy_flows.services.waiting import say
+from energy_flows.waiting import say
 
 
 class Status(enum.StrEnum):

@@ -26,7 +26,7 @@ import psutil
 
 from energy_flows.services import process, recovery, registry, urls
 from energy_flows.services.registry import ServiceRecord
-from energy_flows.services.waiting import say
+from energy_flows.waiting import say
 
 if TYPE_CHECKING:
     import pandas as pd

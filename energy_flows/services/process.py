@@ -41,7 +41,7 @@ from typing import Any
 import psutil
 
 from energy_flows.errors import ServiceError
-from energy_flows.services.waiting import wait_until
+from energy_flows.waiting import wait_until
 
 WATCHDOG_SCRIPT = Path(__file__).with_name("watchdog.py")
 

@@ -44,7 +44,7 @@ from energy_flows.services import api, control, database, launch, process, regis
 from energy_flows.services.base import LogText, ManagedService, Status
 from energy_flows.services.base import launch as launch_service
 from energy_flows.services.registry import ServiceRecord
-from energy_flows.services.waiting import wait_until
+from energy_flows.waiting import wait_until
 
 __all__ = ["DEFAULT_PORT", "LogText", "PrefectServer", "start_server"]
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import shlex
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -35,26 +34,14 @@ from typing import ClassVar
 
 from energy_flows import names, settings
 from energy_flows.errors import OrchestrationError, ServiceError, WaitTimeout
+from energy_flows.orchestration._common import flow_run_command
 from energy_flows.services import api, control, process, registry
 from energy_flows.services.base import ManagedService, launch
 from energy_flows.services.registry import ServiceRecord
-from energy_flows.services.waiting import wait_until
+from energy_flows.waiting import wait_until
 
 #: Seconds a worker gets to stop gracefully before it is killed.
 STOP_GRACE_SECONDS = 3.0
-
-
-def flow_run_command() -> str:
-    """The command a process worker should start each flow run with.
-
-    ``python -m energy_flows.services.launch engine`` runs Prefect's engine in
-    one interpreter (Prefect's default path starts two) and without the
-    optional ``rfc3987_syntax`` import: a deployment's run starts about a
-    second sooner. Use it as the ``command`` job variable of a process work
-    pool or deployment; :class:`Worker` sets it as the pool's default when
-    the pool has none.
-    """
-    return f"{shlex.quote(sys.executable)} -m energy_flows.services.launch engine"
 
 
 def default_name(pool: str, queues: Sequence[str]) -> str:
