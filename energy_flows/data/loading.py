@@ -1,0 +1,265 @@
+"""Loading real readings: a meter's CSV export, or any source by name (:func:`load_readings`).
+
+Whatever the file's interval and unit, the result is hourly kWh on the
+package's convention: a ``timestamp`` index in local clock time without a
+time zone, duplicated hours kept as the meter wrote them (for
+:func:`~energy_flows.data.validate_readings` to report and
+:func:`~energy_flows.data.clean_readings` to merge).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from energy_flows.data.arguments import check_date, check_whole_number
+from energy_flows.data.simulation import MAX_SIMULATED_DAYS, simulate_meter
+from energy_flows.data.uci import load_uci_household
+from energy_flows.errors import DataError
+
+__all__ = ["load_meter_csv", "load_readings"]
+
+_ENERGY_UNITS = {"kwh": 1.0, "wh": 1e-3, "mwh": 1e3}
+_POWER_UNITS = {"kw": 1.0, "w": 1e-3}
+
+
+def _to_hourly_kwh(
+    values: pd.Series, unit: str, temperature: pd.Series | None = None
+) -> pd.DataFrame:
+    """Readings of any interval and unit -> hourly kWh, with partial hours counted.
+
+    Energy per interval is turned into mean power per hour (so an hour with
+    only half of its readings is scaled up, not halved) and then into kWh.
+
+    A timestamp that appears twice (the autumn clock change writes 02:00 twice)
+    opens a second occurrence of its hour, which becomes a row of its own: the
+    result keeps the duplicated hour, as the meter wrote it, for
+    :func:`validate_readings` to report and :func:`clean_readings` to merge.
+    ``temperature`` (same index as ``values``), if given, is averaged the same way.
+    """
+    unit_key = unit.lower().replace(" ", "") if isinstance(unit, str) else ""
+    if unit_key not in _ENERGY_UNITS and unit_key not in _POWER_UNITS:
+        raise DataError(
+            f"Unknown unit {unit!r}. Use one of kwh, wh, mwh (energy per reading) or kw, w "
+            "(mean power per reading)."
+        )
+    order = np.argsort(values.index.asi8, kind="stable")  # equal stamps keep the file's order
+    values = values.iloc[order]
+    steps = values.index.to_series().diff().dropna()
+    step = steps[steps > pd.Timedelta(0)].median() if len(steps) else pd.Timedelta(hours=1)
+    if pd.isna(step):
+        step = pd.Timedelta(hours=1)
+    step_h = step / pd.Timedelta(hours=1)
+    if unit_key in _ENERGY_UNITS:
+        mean_kw = values * _ENERGY_UNITS[unit_key] / step_h
+    else:
+        mean_kw = values * _POWER_UNITS[unit_key]
+    # The n-th reading at a timestamp belongs to the n-th occurrence of its hour.
+    keys = [values.index.floor("h"), values.groupby(level=0).cumcount().to_numpy()]
+    grouped = mean_kw.groupby(keys)
+    readings_per_hour = max(1, round(1.0 / step_h)) if step_h < 1 else 1
+    out = pd.DataFrame(
+        {
+            "kwh": grouped.mean(),  # mean kW over the observed part x 1 h
+            "readings_observed": grouped.count(),
+        }
+    )
+    out["partial_hour"] = (out["readings_observed"] > 0) & (
+        out["readings_observed"] < readings_per_hour
+    )
+    if temperature is not None:
+        out["temperature_c"] = temperature.iloc[order].groupby(keys).mean()
+    out.index = pd.DatetimeIndex(out.index.get_level_values(0), name="timestamp")
+    return out
+
+
+def _csv_example(timestamp_col: str, value_col: str, temperature_col: str | None, sep: str) -> str:
+    """A three-line CSV file with the given column names: what a valid file looks like."""
+    columns = [timestamp_col, value_col, *([temperature_col] if temperature_col else [])]
+    rows = [["2024-01-01 00:00", "0.65", "3.1"], ["2024-01-01 01:00", "0.74", "2.8"]]
+    lines = [sep.join(columns), *(sep.join(row[: len(columns)]) for row in rows)]
+    return "\n".join(f"    {line}" for line in lines)
+
+
+def _csv_files_in(folder: Path) -> list[str]:
+    """The names of the CSV files directly inside ``folder``, sorted."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    return sorted(
+        p.name for p in entries if p.is_file() and p.name.lower().endswith((".csv", ".csv.gz"))
+    )
+
+
+def _read_meter_file(path: Path, sep: str, example: str) -> pd.DataFrame:
+    """The rows of the CSV file at ``path`` (which exists), or a :class:`DataError` that says what to change.
+
+    ``example`` is what a valid file looks like, shown when the file is empty.
+    """
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a CSV file. {_folder_hint(path)}")
+    try:
+        raw = pd.read_csv(path, sep=sep)
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            f"{path} is empty: not even a header line. A valid meter file looks like:\n{example}"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not a readable CSV file ({exc}).") from exc
+    except OSError as exc:
+        raise DataError(
+            f"{path} cannot be read ({exc.strerror or exc}). Check that it is a file you may "
+            "read, or copy it somewhere you can."
+        ) from exc
+    if raw.empty:
+        raise DataError(
+            f"{path} has a header ({sep.join(map(str, raw.columns))}) but no rows: there is no "
+            "reading to load. Add one line per reading under the header, like:\n" + example
+        )
+    return raw
+
+
+def _folder_hint(folder: Path) -> str:
+    """What to pass instead of a folder: one of its CSV files, or the file itself."""
+    found = _csv_files_in(folder)
+    if not found:
+        return "It holds no .csv file. Pass the path of the CSV file itself, not its folder."
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    return (
+        f"It holds these CSV files: {shown}. Pass one of them, e.g. "
+        f"load_meter_csv({str(folder / found[0])!r})."
+    )
+
+
+def _timestamps(column: pd.Series, path: Path) -> pd.Series:
+    """The column's dates (NaT where a value is not one), naive local clock time."""
+    stamps = pd.to_datetime(column, format="ISO8601", errors="coerce")
+    if stamps.isna().mean() > 0.5:  # not ISO 8601: let pandas guess each value
+        stamps = pd.to_datetime(column, format="mixed", errors="coerce")
+    if stamps.isna().all():
+        raise DataError(
+            f"Column {column.name!r} of {path} holds no dates (first value: "
+            f"{column.iloc[0]!r}). Expected timestamps such as 2024-01-01 13:00."
+        )
+    if getattr(stamps.dt, "tz", None) is not None:
+        # Keep the convention of the package: local clock time, no time zone.
+        stamps = stamps.dt.tz_localize(None)
+    return stamps
+
+
+def _numbers(column: pd.Series, path: Path) -> pd.Series:
+    """The column's numbers (NaN where a value is not one); refuses a column without any."""
+    values = pd.to_numeric(column, errors="coerce")
+    if values.isna().all() and column.notna().any():
+        first = column[column.notna()].iloc[0]
+        raise DataError(
+            f"Column {column.name!r} of {path} holds no numbers (first value: {first!r}). "
+            "Expected numbers with a decimal point, such as 0.65; if this is not the value "
+            "column, pass value_col=... with the name of the one that is."
+        )
+    return values
+
+
+def load_meter_csv(
+    path: str | os.PathLike[str],
+    timestamp_col: str = "timestamp",
+    value_col: str = "kwh",
+    unit: str = "kwh",
+    *,
+    temperature_col: str | None = None,
+    sep: str = ",",
+) -> pd.DataFrame:
+    """Load a meter export from a CSV file, as hourly kWh readings.
+
+    The file has a header line, then one line per reading::
+
+        timestamp,kwh
+        2024-01-01 00:00,0.65
+        2024-01-01 01:00,0.74
+
+    ``unit`` says what ``value_col`` holds: ``kwh``, ``wh`` or ``mwh`` (energy
+    used during each reading's interval) or ``kw``, ``w`` (mean power during
+    it). Readings finer than an hour (e.g. every 15 minutes) are summed into
+    hours; an hour with some readings missing is scaled up and flagged in
+    ``partial_hour``. Duplicated timestamps are kept as they are (the autumn
+    clock change writes the hour 02:00 twice: the result has two 02:00 rows):
+    that is for :func:`validate_readings` to report and :func:`clean_readings`
+    to merge.
+
+    Raises :class:`~energy_flows.errors.DataError` when the path is missing
+    or a folder, or the file is empty, has no rows, lacks a column, or holds
+    no dates or no numbers; the message says what to change.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"No file at {path}. Check the path (relative to {Path.cwd()}).")
+    example = _csv_example(timestamp_col, value_col, temperature_col, sep)
+    raw = _read_meter_file(path, sep, example)
+    missing = [c for c in (timestamp_col, value_col, temperature_col) if c and c not in raw]
+    if missing:
+        raise DataError(
+            f"{path} has no column {missing}; its columns are {list(raw.columns)}. "
+            "Pass timestamp_col=... and value_col=... with the names your file uses."
+        )
+    stamps = _timestamps(raw[timestamp_col], path)
+    values = _numbers(raw[value_col], path)
+    index = pd.DatetimeIndex(stamps, name="timestamp")
+    dated = index.notna()
+    values.index = index
+    temperature = None
+    if temperature_col:
+        temperature = pd.to_numeric(raw[temperature_col], errors="coerce")
+        temperature.index = index
+        temperature = temperature[dated]
+    return _to_hourly_kwh(values[dated], unit, temperature)
+
+
+def load_readings(
+    source: str = "simulated",
+    meter_id: str = "home-001",
+    start: str | None = "2024-01-01",
+    days: int = 365,
+    seed: int = 42,
+) -> pd.DataFrame:
+    """One entry point for every source: what the pipeline's ingest step calls.
+
+    ``source`` is ``"simulated"``, the path of a CSV file (columns
+    ``timestamp`` and ``kwh``), or the path or http(s) address of a UCI raw
+    file (``.txt`` or ``.zip``). For a file, ``start`` and ``days`` select the
+    period; an empty ``start`` takes the last ``days`` days of the file.
+    """
+    where = "load_readings"
+    days = check_whole_number(
+        days, "days", where=where, example="days=365", minimum=1, maximum=MAX_SIMULATED_DAYS
+    )
+    if source == "simulated":
+        return simulate_meter(meter_id, start=start or "2024-01-01", days=days, seed=seed)
+    first = check_date(start, "start", where=where, example="2024-01-01") if start else None
+    text = str(source)
+    lowered = text.lower()
+    if lowered.startswith(("http://", "https://")) or lowered.endswith((".txt", ".zip")):
+        readings = load_uci_household(text)
+    elif lowered.endswith((".csv", ".csv.gz")):
+        readings = load_meter_csv(text)
+    else:
+        raise DataError(
+            f"Unknown source {source!r}. Use 'simulated', the path of a .csv file "
+            "(columns timestamp, kwh), or the path or http(s) address of a UCI raw "
+            "file (.txt or .zip)."
+        )
+    if readings.empty:
+        raise DataError(f"The source {source!r} holds no readings.")
+    if first is None:
+        first = readings.index.max().normalize() - pd.Timedelta(days=days - 1)
+    period = readings.loc[first : first + pd.Timedelta(days=days) - pd.Timedelta(seconds=1)]
+    if period.empty:
+        raise DataError(
+            f"The source {source!r} has no readings from {first:%Y-%m-%d} for {days} days: it "
+            f"covers {readings.index.min():%Y-%m-%d} to {readings.index.max():%Y-%m-%d}. "
+            "Pick a start inside that range, or an empty start for the last days."
+        )
+    return period
