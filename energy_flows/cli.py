@@ -1,5 +1,9 @@
 """The ``energy-flows`` command: the same code paths as the notebooks, for terminals.
 
+Learner and instructor commands only; the developers' tools (screenshots,
+re-executing the lessons) live in ``tools/`` of the checkout (``make screenshots``,
+``make notebooks``).
+
 Each sub-command is implemented in the module that owns the behaviour and
 imported only when used, so ``energy-flows status`` answers without paying
 for ``import prefect``.
@@ -47,11 +51,6 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "run the original walkthrough headless (instructor check)",
     ),
     "check": ("energy_flows.check", "run_check", "check this machine is ready for the lessons"),
-    "screenshots": (
-        "energy_flows.screenshots",
-        "run_screenshots",
-        "regenerate the images in output/",
-    ),
 }
 
 
@@ -115,8 +114,6 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     elif name == "tour":
         p.add_argument("--timeout", type=float, default=120.0, help="overall limit in seconds")
-    elif name == "screenshots":
-        p.add_argument("--out", default="output", help="folder for the PNGs (default output/)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -176,7 +176,7 @@ def chromium() -> str:
     ``.ci/run`` sets ``ENERGY_FLOWS_REQUIRE_BROWSER=1`` and installs chromium:
     there a missing browser must fail the run, never hide behind a skip.
     """
-    from energy_flows.browser import chromium_path
+    from tools.browser import chromium_path
 
     path = chromium_path()
     if path is not None:

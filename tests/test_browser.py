@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 import pytest
 
-from energy_flows.browser import jupyter_lab, launch_chromium
+from tools.browser import jupyter_lab, launch_chromium
 
 NOTEBOOK = Path(__file__).with_name("browser_notebooks") / "monitor.ipynb"
 

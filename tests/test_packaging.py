@@ -99,7 +99,7 @@ def test_console_script_lists_its_commands():
         text=True,
         check=True,
     ).stdout
-    for command in ("lab", "up", "down", "status", "logs", "tour", "check", "reset", "screenshots"):
+    for command in ("lab", "up", "down", "status", "logs", "tour", "check", "reset"):
         assert command in out
 
 

@@ -1,4 +1,4 @@
-"""`energy-flows screenshots`: every image is produced, is a real picture, and shows its page.
+"""`make screenshots` (tools/screenshots.py): every image is produced, is a real picture, and shows its page.
 
 * The expensive test regenerates all images into a temporary folder (never
   into ``output/``) against a real server and worker, with Debian's
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
-from energy_flows import screenshots
+from tools import screenshots
 
 OUTPUT = Path(__file__).resolve().parent.parent / "output"
 
@@ -90,7 +90,7 @@ def test_output_readme_lists_every_image_and_every_listed_image_exists() -> None
     readme = (OUTPUT / "README.md").read_text()
     assert readme == screenshots.readme_text(), (
         "output/README.md is out of date: run `make screenshots` (it is generated from "
-        "energy_flows/screenshots.py)"
+        "tools/screenshots.py)"
     )
     for name in screenshots.image_files():
         assert f"[`{name}`]({name})" in readme, f"output/README.md does not list {name}"

@@ -1,5 +1,9 @@
 """Headless Chromium for checks and screenshots, and JupyterLab to point it at.
 
+A development tool (``tools/`` is not installed with the package): the
+browser tests (``tests/test_browser.py``) and ``make screenshots``
+(:mod:`tools.screenshots`) use it; Playwright comes with the ``test`` extra.
+
 The project never downloads a browser: it drives Debian's ``chromium``
 package with Playwright's Python API (``executable_path=...``), so the same
 code runs on a laptop, in CI (``.ci/run`` installs the package) and on a

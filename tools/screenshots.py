@@ -1,4 +1,7 @@
-"""`energy-flows screenshots` (`make screenshots`): the images in ``output/``, regenerated for real.
+"""`make screenshots` (``python -m tools.screenshots``): the images in ``output/``, regenerated for real.
+
+A development tool, not part of the installed package: it drives a browser
+through :mod:`tools.browser` (Playwright, from the ``test`` extra).
 
 The 2022 walkthrough kept screenshots of flows, deployments, agents and work
 queues. Here they are taken from a real run, every time, in five moves:
@@ -384,7 +387,7 @@ def take_screenshots(
     :class:`ScreenshotError` when Chromium is missing or a page never shows
     what it should. Leaves no process running.
     """
-    from energy_flows.browser import chromium_path
+    from tools.browser import chromium_path
 
     if chromium_path() is None:
         raise ScreenshotError(
@@ -406,7 +409,7 @@ def take_screenshots(
         stack.enter_context(_own_environment())
         entries = _walkthrough(out_dir, Path(home), timeout, quiet)
     manifest = {
-        "generated_by": "energy-flows screenshots",
+        "generated_by": "python -m tools.screenshots",
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "viewport": VIEWPORT,
         "images": entries,
@@ -418,12 +421,12 @@ def take_screenshots(
 
 def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dict[str, Any]]:
     from energy_flows import orchestration as orch
-    from energy_flows.browser import launch_chromium
-    from energy_flows.orchestration._common import now_utc
+    from energy_flows.orchestration.common import now_utc
     from energy_flows.services.control import stop_all
     from energy_flows.services.server import PrefectServer, free_port
     from energy_flows.services.worker import Worker
     from energy_flows.views import plot_forecast, plot_run_timeline, runs_with_workers
+    from tools.browser import launch_chromium
 
     pool, queue = orch.DEFAULT_POOL, orch.DEFAULT_QUEUE
     entries: list[dict[str, Any]] = []
@@ -515,14 +518,14 @@ def readme_text() -> str:
         "`chromium`, which Playwright drives; no browser is downloaded):",
         "",
         "```",
-        "make screenshots            # = .venv/bin/energy-flows screenshots",
-        "energy-flows screenshots --out some/folder",
+        "make screenshots            # = .venv/bin/python -m tools.screenshots",
+        ".venv/bin/python -m tools.screenshots --out some/folder",
         "```",
         "",
         "Each page is photographed only once the texts listed in `manifest.json` are on it and",
         "no loading indicator is visible; the manifest records what was found. The list below",
         "and those checks come from one declaration, `SHOTS` and `FIGURES` in",
-        "`energy_flows/screenshots.py`. The UI pages are those of Prefect's classic UI, which",
+        "`tools/screenshots.py`. The UI pages are those of Prefect's classic UI, which",
         "the lessons' links open (1280×800 window).",
         "",
         "## Screenshots of the Prefect UI",
@@ -556,13 +559,32 @@ def image_files() -> list[str]:
 # --------------------------------------------------------------------------- CLI
 
 
-def run_screenshots(args: argparse.Namespace) -> int:
-    """Entry point of `energy-flows screenshots` (see :mod:`energy_flows.cli`)."""
-    out = Path(getattr(args, "out", None) or "output")
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tools.screenshots [--out FOLDER]`` (``make screenshots``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.screenshots",
+        description="Regenerate the screenshots and figures in output/ from a real run "
+        "(needs Debian's chromium).",
+    )
+    parser.add_argument("--out", default="output", help="folder for the PNGs (default output/)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
     started = time.monotonic()
-    entries = take_screenshots(out)
+    try:
+        entries = take_screenshots(out)
+    except EnergyFlowsError as exc:
+        print(f"screenshots: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     print(
-        f"energy-flows screenshots: {len(entries)} images in {out}/ "
+        f"screenshots: {len(entries)} images in {out}/ "
         f"({time.monotonic() - started:.0f} s); see {out / 'README.md'}"
     )
     return 0
+
+
+if __name__ == "__main__":
+    # Also as `python tools/screenshots.py`: the checkout's root makes `tools` importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())
