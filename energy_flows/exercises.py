@@ -59,7 +59,7 @@ class CheckResult:
 
 
 def _client() -> Any:
-    from energy_flows.orchestration._common import client
+    from energy_flows.orchestration.common import client
 
     return client()
 
@@ -437,7 +437,7 @@ def check_no_late_runs(
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from energy_flows.orchestration import queue_runs
-    from energy_flows.orchestration._common import now_utc
+    from energy_flows.orchestration.common import now_utc
 
     check = CheckResult(f"Exercise: no Late runs left in {queue!r}")
     call = f"cancel_late_runs({queue!r}, pool={pool!r})"

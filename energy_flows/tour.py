@@ -82,7 +82,7 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
         timeout: the longest any one wait may take, in seconds.
     """
     from energy_flows import orchestration as orch
-    from energy_flows.orchestration._common import now_utc
+    from energy_flows.orchestration.common import now_utc
     from energy_flows.services.control import stop_all
     from energy_flows.services.server import PrefectServer
     from energy_flows.services.worker import Worker

@@ -1,7 +1,7 @@
 """Orchestration: work pools, queues, deployments, runs and results, from a notebook.
 
 Every function here is synchronous and safe in a Jupyter kernel: it never
-returns a coroutine and never calls ``asyncio.run`` (see ``_common``). Each
+returns a coroutine and never calls ``asyncio.run`` (see :mod:`~energy_flows.orchestration.common`). Each
 returns a small dataclass or a DataFrame with stable columns, so a lesson's
 cell shows one readable table.
 
@@ -18,7 +18,7 @@ cell shows one readable table.
 =====================================  ==========================================
 """
 
-from energy_flows.orchestration._common import (
+from energy_flows.orchestration.common import (
     DEFAULT_DEPLOYMENT,
     DEFAULT_POOL,
     DEFAULT_QUEUE,

@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from energy_flows.orchestration import housekeeping
-from energy_flows.orchestration._common import DEFAULT_POOL, DEFAULT_QUEUE, client, now_utc
-from energy_flows.orchestration.pools import _status, read_pool, read_queue
-from energy_flows.orchestration.runs import _deployment_names, _read_queue_runs
+from energy_flows.orchestration.common import DEFAULT_POOL, DEFAULT_QUEUE, client, now_utc
+from energy_flows.orchestration.pools import read_pool, read_queue, status_name
+from energy_flows.orchestration.runs import deployment_names, read_queue_runs
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -139,14 +139,14 @@ def diagnose(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> Diagnosis:
         p = read_pool(c, pool)
         q = read_queue(c, queue, pool)
         online = sorted(
-            w.name for w in c.read_workers_for_work_pool(pool) if _status(w.status) == "ONLINE"
+            w.name for w in c.read_workers_for_work_pool(pool) if status_name(w.status) == "ONLINE"
         )
         in_pool = _pool_active_runs(c, pool)
         in_queue = [r for r in in_pool if r.work_queue_name == queue]
-        waiting = _read_queue_runs(c, queue, pool, ["Scheduled", "Late"])
+        waiting = read_queue_runs(c, queue, pool, ["Scheduled", "Late"])
         due = [r for r in waiting if r.expected_start_time and r.expected_start_time <= now]
         paused_deployments = _paused_deployments(c, waiting + in_queue)
-        names = _deployment_names(c, due)
+        names = deployment_names(c, due)
 
     blockers: list[str] = []
     if p.is_paused:
@@ -181,7 +181,7 @@ def diagnose(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> Diagnosis:
             f"`Worker(pool={pool!r}, queues=[{queue!r}]).start()` or "
             f"`prefect worker start --pool {pool} --work-queue {queue}`)"
         )
-    elif q.last_polled is None or _status(q.status) not in ("READY", "PAUSED"):
+    elif q.last_polled is None or status_name(q.status) not in ("READY", "PAUSED"):
         blockers.append(
             f"{len(online)} worker(s) are online in {pool!r} ({', '.join(online)}), but none "
             f"polls {queue!r}: start one with --work-queue {queue}"

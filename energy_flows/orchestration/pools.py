@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 
 from energy_flows.errors import OrchestrationError
-from energy_flows.orchestration._common import (
+from energy_flows.names import check_prefect_name
+from energy_flows.orchestration.common import (
     DEFAULT_POOL,
     DEFAULT_QUEUE,
     client,
@@ -96,7 +97,8 @@ class QueueInfo:
         )
 
 
-def _status(value: object) -> str:
+def status_name(value: object) -> str:
+    """A status as upper-case text (``"READY"``, ``"ONLINE"`` ...), whatever Prefect gave."""
     name = getattr(value, "name", None) or getattr(value, "value", None) or value
     return str(name).upper() if name is not None else "UNKNOWN"
 
@@ -106,7 +108,7 @@ def _pool_info(pool: WorkPool, changes: tuple[str, ...] = ()) -> PoolInfo:
         name=pool.name,
         type=pool.type,
         id=str(pool.id),
-        status="PAUSED" if pool.is_paused else _status(pool.status),
+        status="PAUSED" if pool.is_paused else status_name(pool.status),
         paused=bool(pool.is_paused),
         concurrency_limit=pool.concurrency_limit,
         changes=changes,
@@ -118,7 +120,7 @@ def _queue_info(queue: WorkQueue, pool: str, changes: tuple[str, ...] = ()) -> Q
         name=queue.name,
         pool=queue.work_pool_name or pool,
         id=str(queue.id),
-        status="PAUSED" if queue.is_paused else _status(queue.status),
+        status="PAUSED" if queue.is_paused else status_name(queue.status),
         paused=bool(queue.is_paused),
         concurrency_limit=queue.concurrency_limit,
         priority=queue.priority,
@@ -199,7 +201,7 @@ def ensure_work_pool(
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectNotFound
 
-    _check_name(name, "work pool")
+    check_prefect_name(name, "work pool")
     _check_limit(concurrency_limit, f"pool {name!r}")
     with client() as c:
         try:
@@ -252,7 +254,7 @@ def ensure_work_queue(
     """
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-    _check_name(name, "work queue")
+    check_prefect_name(name, "work queue")
     _check_limit(concurrency_limit, f"queue {name!r}")
     if priority is not None and (
         isinstance(priority, bool) or not isinstance(priority, int) or priority < 1
@@ -348,21 +350,10 @@ def workers(pool: str = DEFAULT_POOL) -> pd.DataFrame:
         rows = [
             {
                 "name": w.name,
-                "status": _status(w.status),
+                "status": status_name(w.status),
                 "last_heartbeat": timestamp(w.last_heartbeat_time),
             }
             for w in c.read_workers_for_work_pool(pool)
         ]
     frame = pd.DataFrame(rows, columns=["name", "status", "last_heartbeat"])
     return frame.sort_values("name", ignore_index=True)
-
-
-def _check_name(name: str, what: str) -> None:
-    if not isinstance(name, str) or not name.strip():
-        raise OrchestrationError(f"A {what} needs a non-empty name; got {name!r}.")
-    bad = set("/%&><") & set(name)
-    if bad:
-        raise OrchestrationError(
-            f"The {what} name {name!r} contains {''.join(sorted(bad))!r}, which Prefect does "
-            "not allow in names. Use letters, digits, '-' and '_'."
-        )

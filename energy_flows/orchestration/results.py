@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from energy_flows.orchestration._common import client, timestamp
-from energy_flows.orchestration.runs import RunInfo, _deployment_names, _run_id, _run_info
+from energy_flows.orchestration.common import client, timestamp
+from energy_flows.orchestration.runs import RunInfo, deployment_names, run_info, run_uuid
 
 ARTIFACT_COLUMNS = ["key", "type", "description", "data"]
 LOG_COLUMNS = ["timestamp", "level", "message"]
@@ -114,13 +114,13 @@ def run_result(run: Any) -> RunResult:
 
     from energy_flows.errors import OrchestrationError
 
-    run_id = _run_id(run)
+    run_id = run_uuid(run)
     with client() as c:
         try:
             flow_run = c.read_flow_run(run_id)
         except ObjectNotFound:
             raise OrchestrationError(f"There is no flow run with id {run_id}.") from None
-        info = _run_info(flow_run, _deployment_names(c, [flow_run]).get(flow_run.deployment_id))
+        info = run_info(flow_run, deployment_names(c, [flow_run]).get(flow_run.deployment_id))
         artifacts = c.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])),
             sort=ArtifactSort.KEY_ASC,
@@ -218,7 +218,7 @@ LOG_GRACE_SECONDS = 5.0
 
 def _logs_may_be_in_flight(flow_run: Any, logs: list[Any]) -> bool:
     """True for a run that ended moments ago whose closing log line has not arrived yet."""
-    from energy_flows.orchestration._common import now_utc
+    from energy_flows.orchestration.common import now_utc
 
     state = flow_run.state
     if state is None or not state.is_final() or flow_run.end_time is None:

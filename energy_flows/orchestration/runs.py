@@ -20,7 +20,7 @@ import pandas as pd
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.orchestration import housekeeping
-from energy_flows.orchestration._common import (
+from energy_flows.orchestration.common import (
     DEFAULT_POOL,
     DEFAULT_QUEUE,
     FINAL_STATES,
@@ -31,7 +31,7 @@ from energy_flows.orchestration._common import (
     timestamp,
 )
 from energy_flows.orchestration.deployments import resolve_deployment
-from energy_flows.orchestration.pools import _status, read_pool, read_queue
+from energy_flows.orchestration.pools import read_pool, read_queue, status_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -76,7 +76,8 @@ def _state_name(run: FlowRun) -> str:
     return run.state_name or "Unknown"
 
 
-def _deployment_names(c: SyncPrefectClient, runs: Iterable[FlowRun]) -> dict[Any, str]:
+def deployment_names(c: SyncPrefectClient, runs: Iterable[FlowRun]) -> dict[Any, str]:
+    """The name of each deployment these runs come from, by deployment id (one request)."""
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     ids = {r.deployment_id for r in runs if r.deployment_id}
@@ -88,7 +89,8 @@ def _deployment_names(c: SyncPrefectClient, runs: Iterable[FlowRun]) -> dict[Any
     return {d.id: d.name for d in found}
 
 
-def _run_info(run: FlowRun, deployment: str | None) -> RunInfo:
+def run_info(run: FlowRun, deployment: str | None) -> RunInfo:
+    """A Prefect flow run as a :class:`RunInfo` (``deployment`` is the deployment's name)."""
     return RunInfo(
         name=run.name,
         id=str(run.id),
@@ -164,7 +166,7 @@ def _in_queue(pool: str, queue: str) -> dict[str, Any]:
     }
 
 
-def _read_queue_runs(
+def read_queue_runs(
     c: SyncPrefectClient,
     queue: str,
     pool: str,
@@ -221,7 +223,11 @@ RUN_COLUMNS = [
 ]
 
 
-def _runs_frame(runs: list[FlowRun], deployments: dict[Any, str]) -> pd.DataFrame:
+def runs_frame(runs: list[FlowRun], deployments: dict[Any, str]) -> pd.DataFrame:
+    """Flow runs as a table with :data:`RUN_COLUMNS`, earliest scheduled first.
+
+    ``deployments`` maps deployment ids to names (see :func:`deployment_names`).
+    """
     rows = []
     for r in runs:
         started, ended = r.start_time, r.end_time
@@ -268,8 +274,8 @@ def queue_runs(
     housekeeping.run()
     with client() as c:
         read_queue(c, queue, pool)
-        runs = _read_queue_runs(c, queue, pool, wanted, limit)
-        return _runs_frame(runs, _deployment_names(c, runs))
+        runs = read_queue_runs(c, queue, pool, wanted, limit)
+        return runs_frame(runs, deployment_names(c, runs))
 
 
 STATUS_COLUMNS = [
@@ -311,7 +317,7 @@ def _counts(c: SyncPrefectClient, queue: str, pool: str) -> dict[str, int]:
 
 
 def _online_workers(c: SyncPrefectClient, pool: str) -> int:
-    return sum(_status(w.status) == "ONLINE" for w in c.read_workers_for_work_pool(pool))
+    return sum(status_name(w.status) == "ONLINE" for w in c.read_workers_for_work_pool(pool))
 
 
 def queue_status(
@@ -351,7 +357,7 @@ def queue_status(
             row: dict[str, Any] = {
                 "queue": name,
                 "pool": pool,
-                "status": "PAUSED" if q.is_paused else _status(q.status),
+                "status": "PAUSED" if q.is_paused else status_name(q.status),
                 "paused": bool(q.is_paused),
                 "concurrency_limit": q.concurrency_limit,
                 "priority": q.priority,
@@ -430,7 +436,7 @@ def trigger(
             ) from None
         if run.state is not None and run.state.type != StateType.SCHEDULED:
             run = c.read_flow_run(run.id)
-        return _run_info(run, target.name)
+        return run_info(run, target.name)
 
 
 def _detail(exc: Exception) -> str:
@@ -444,7 +450,8 @@ def _detail(exc: Exception) -> str:
 # --------------------------------------------------------------------------- waiting
 
 
-def _run_id(run: Any) -> uuid.UUID:
+def run_uuid(run: Any) -> uuid.UUID:
+    """The id of a run given as a RunInfo, a FlowRun, a UUID or its text; else say how to name one."""
     if isinstance(run, RunInfo):
         return uuid.UUID(run.id)
     if isinstance(run, uuid.UUID):
@@ -465,10 +472,10 @@ def read_run(run: Any) -> RunInfo:
     housekeeping.run()
     with client() as c:
         try:
-            flow_run = c.read_flow_run(_run_id(run))
+            flow_run = c.read_flow_run(run_uuid(run))
         except ObjectNotFound:
-            raise OrchestrationError(f"There is no flow run with id {_run_id(run)}.") from None
-        return _run_info(flow_run, _deployment_names(c, [flow_run]).get(flow_run.deployment_id))
+            raise OrchestrationError(f"There is no flow run with id {run_uuid(run)}.") from None
+        return run_info(flow_run, deployment_names(c, [flow_run]).get(flow_run.deployment_id))
 
 
 def cancel_late_runs(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> pd.DataFrame:
@@ -483,12 +490,12 @@ def cancel_late_runs(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> pd
     housekeeping.run()
     with client() as c:
         read_queue(c, queue, pool)
-        late = _read_queue_runs(c, queue, pool, ["Late"], limit=500)
-        names = _deployment_names(c, late)
+        late = read_queue_runs(c, queue, pool, ["Late"], limit=500)
+        names = deployment_names(c, late)
         for run in late:
             c.set_flow_run_state(
                 run.id,
                 Cancelled(message="Cancelled by energy_flows.cancel_late_runs()"),
                 force=True,
             )
-        return _runs_frame(late, names)
+        return runs_frame(late, names)

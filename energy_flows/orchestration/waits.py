@@ -20,7 +20,7 @@ import pandas as pd
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.orchestration import housekeeping
-from energy_flows.orchestration._common import (
+from energy_flows.orchestration.common import (
     DEFAULT_POOL,
     DEFAULT_QUEUE,
     RUN_STATES,
@@ -32,12 +32,12 @@ from energy_flows.orchestration.diagnosis import diagnose
 from energy_flows.orchestration.pools import read_queue
 from energy_flows.orchestration.runs import (
     RunInfo,
-    _deployment_names,
-    _read_queue_runs,
-    _run_id,
-    _runs_frame,
+    deployment_names,
     queue_runs,
+    read_queue_runs,
     read_run,
+    run_uuid,
+    runs_frame,
 )
 
 Until = Literal["completed", "late", "empty"]
@@ -125,7 +125,7 @@ def _wait_runs(
     from energy_flows.waiting import wait_until
 
     many = isinstance(target, list | tuple)
-    ids = [_run_id(t) for t in (target if many else [target])]
+    ids = [run_uuid(t) for t in (target if many else [target])]
     latest: dict[uuid.UUID, RunInfo] = {}
 
     def reached(run: RunInfo) -> bool:
@@ -199,10 +199,8 @@ def _wait_queue_empty(queue: str, pool: str, timeout: float, report: _Reporter) 
         # legitimately and do not count.
         with client() as c:
             read_queue(c, queue, pool)
-            runs = _read_queue_runs(
-                c, queue, pool, list(WAITING_STATES), scheduled_before=now_utc()
-            )
-            return _runs_frame(runs, _deployment_names(c, runs))
+            runs = read_queue_runs(c, queue, pool, list(WAITING_STATES), scheduled_before=now_utc())
+            return runs_frame(runs, deployment_names(c, runs))
 
     def empty() -> tuple[pd.DataFrame] | None:
         report.keep_house()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from energy_flows.errors import OrchestrationError
-from energy_flows.orchestration._common import client, html_table
+from energy_flows.orchestration.common import client, html_table
 
 if TYPE_CHECKING:
     from prefect.events.schemas.automations import AutomationCore

@@ -1,0 +1,156 @@
+"""Shared pieces of the orchestration layer: names, the sync client, times, small HTML.
+
+Everything here is synchronous. A notebook kernel runs an asyncio event loop,
+and Prefect's "dual" functions (``flow.deploy``, ``run_deployment``,
+``state.result`` ...) return an un-awaited coroutine when they notice that
+loop. We therefore talk to the server through ``get_client(sync_client=True)``
+(plain HTTP, no event loop involved) or call Prefect with ``_sync=True``, and
+never use ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from energy_flows.errors import ServiceError
+from energy_flows.vocabulary import (
+    DEFAULT_DEPLOYMENT,
+    DEFAULT_POOL,
+    DEFAULT_QUEUE,
+    FINAL_STATES,
+    RUN_STATES,
+    WAITING_STATES,
+)
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
+__all__ = [
+    "DEFAULT_DEPLOYMENT",
+    "DEFAULT_POOL",
+    "DEFAULT_QUEUE",
+    "FINAL_STATES",
+    "RUN_STATES",
+    "WAITING_STATES",
+    "api_url",
+    "client",
+    "flow_run_command",
+    "html_table",
+    "now_utc",
+    "seconds",
+    "timestamp",
+    "ui_url",
+]
+
+
+def flow_run_command() -> str:
+    """The command a process worker should start each flow run with.
+
+    ``python -m energy_flows.services.launch engine`` runs Prefect's engine in
+    one interpreter (Prefect's default path starts two) and without the
+    optional ``rfc3987_syntax`` import: a deployment's run starts about a
+    second sooner. It is the ``command`` default of the course's process
+    pools, and of its deployments.
+    """
+    return f"{shlex.quote(sys.executable)} -m energy_flows.services.launch engine"
+
+
+def api_url() -> str | None:
+    """The Prefect API this process talks to (None when none is configured)."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return str(url) if url else None
+
+
+def ui_url() -> str | None:
+    """The Prefect UI address that belongs to :func:`api_url` (None when unknown)."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().ui_url
+    return str(url).rstrip("/") if url else None
+
+
+_NO_SERVER = (
+    "No Prefect server is configured for this process (PREFECT_API_URL is not set), "
+    "so there is nothing to deploy to or read from. Start the classroom server first: "
+    "`server = energy_flows.PrefectServer().start()`, then run this cell again."
+)
+
+
+@contextmanager
+def client() -> Iterator[SyncPrefectClient]:
+    """A synchronous Prefect client for the classroom server.
+
+    Refuses to start Prefect's throw-away "ephemeral" server (what Prefect does
+    when PREFECT_API_URL is unset), and turns "connection refused" into an
+    error that says which server is missing and how to start it.
+    """
+    import httpx
+    from prefect.client.orchestration import get_client
+
+    url = api_url()
+    if not url:
+        raise ServiceError(_NO_SERVER)
+    if not url.startswith(("http://", "https://")):
+        raise ServiceError(
+            f"PREFECT_API_URL is {url!r}, which is not a web address: it must start with "
+            "http:// or https://, e.g. http://127.0.0.1:4200/api. Unset it "
+            "(`del os.environ['PREFECT_API_URL']` here, `unset PREFECT_API_URL` in a terminal) "
+            "and run `server = energy_flows.PrefectServer().start()`, which sets it for you."
+        )
+    try:
+        with get_client(sync_client=True) as c:
+            yield c
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise ServiceError(
+            f"The Prefect server at {url} does not answer ({exc.__class__.__name__}). "
+            "It may have stopped: start it again with `energy_flows.PrefectServer().start()` "
+            "(or `energy-flows up` in a terminal), then run this cell again."
+        ) from exc
+
+
+def timestamp(value: dt.datetime | None) -> pd.Timestamp:
+    """A UTC pandas Timestamp rounded down to the second (NaT for None): stable to print."""
+    if value is None:
+        return pd.NaT
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.floor("s")
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def seconds(value: dt.timedelta | None, ndigits: int = 1) -> float | None:
+    if value is None:
+        return None
+    return round(value.total_seconds(), ndigits)
+
+
+def html_table(title: str, rows: dict[str, Any], note: str | None = None) -> str:
+    """A two-column HTML table with a title: the ``_repr_html_`` of the info objects."""
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
+        f"<td style='text-align:left'>{html.escape(_fmt(v))}</td></tr>"
+        for k, v in rows.items()
+    )
+    extra = f"<p><em>{html.escape(note)}</em></p>" if note else ""
+    return f"<div><strong>{html.escape(title)}</strong><table>{body}</table>{extra}</div>"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, tuple | list):
+        return ", ".join(map(str, value)) if value else "—"
+    return str(value)

@@ -1,0 +1,187 @@
+"""A deployment's schedule: checked before Prefect sees it, built, and said in words.
+
+``deploy(..., interval=30)``, ``cron="*/5 * * * *"`` or ``rrule="DTSTART:...\\nRRULE:..."``:
+each is checked here the way the server would check it, so a typo gives one
+sentence that says what to write instead of a server traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from energy_flows.errors import OrchestrationError
+
+__all__ = [
+    "build_schedule",
+    "interval_text",
+    "schedule_text",
+    "validate_cron",
+    "validate_interval",
+    "validate_rrule",
+    "validate_timezone",
+]
+
+
+def _plural(n: float, unit: str) -> str:
+    n = int(n) if float(n).is_integer() else n
+    return f"every {unit}" if n == 1 else f"every {n} {unit}s"
+
+
+def interval_text(interval: dt.timedelta) -> str:
+    """``timedelta(seconds=30)`` → ``"every 30 seconds"``."""
+    secs = interval.total_seconds()
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if secs >= size and secs % size == 0:
+            return _plural(secs / size, unit)
+    return _plural(secs, "second")
+
+
+def schedule_text(schedules: list[Any] | None) -> str:
+    """A deployment's schedules in words: "every 30 seconds", "cron '*/5 * * * *' (UTC)", "none"."""
+    parts = []
+    for item in schedules or []:
+        sched = getattr(item, "schedule", item)
+        tz = getattr(sched, "timezone", None) or "UTC"
+        if hasattr(sched, "interval"):
+            text = interval_text(sched.interval)
+            if tz != "UTC":
+                text += f" ({tz})"
+        elif hasattr(sched, "cron"):
+            text = f"cron {sched.cron!r} ({tz})"
+        elif hasattr(sched, "rrule"):
+            text = f"rrule {sched.rrule!r} ({tz})"
+        else:
+            text = str(sched)
+        if getattr(item, "active", True) is False:
+            text += " [inactive]"
+        parts.append(text)
+    return "; ".join(parts) if parts else "none"
+
+
+_CRON_FIELDS = "minute hour day-of-month month day-of-week"
+
+
+def validate_cron(cron: str) -> str:
+    """Check a cron string the way the server will, and say why it is wrong."""
+    from prefect._vendor.croniter import croniter
+
+    if not isinstance(cron, str) or not cron.strip():
+        raise OrchestrationError(
+            f"cron must be a string like '*/5 * * * *' (fields: {_CRON_FIELDS}); got {cron!r}."
+        )
+    fields = cron.split()
+    if len(fields) != 5:
+        raise OrchestrationError(
+            f"Invalid cron {cron!r}: a cron string has 5 fields ({_CRON_FIELDS}), "
+            f"this one has {len(fields)}. Example: '*/5 * * * *' is every 5 minutes."
+        )
+    if any(f.casefold() in ("r", "h") for f in fields):
+        raise OrchestrationError(
+            f"Invalid cron {cron!r}: random (R) and hashed (H) fields are not supported."
+        )
+    try:
+        croniter(cron)
+    except Exception as exc:  # croniter's errors name the bad field
+        raise OrchestrationError(
+            f"Invalid cron {cron!r}: {exc}. The fields are {_CRON_FIELDS}, "
+            "e.g. '0 6 * * 1-5' is 06:00 on weekdays."
+        ) from None
+    if not croniter.is_valid(cron):
+        raise OrchestrationError(f"Invalid cron {cron!r} (fields: {_CRON_FIELDS}).")
+    return cron
+
+
+def validate_interval(interval: int | float | dt.timedelta) -> dt.timedelta:
+    """Seconds (int/float) or a timedelta: finite and strictly positive.
+
+    ``nan`` and ``inf`` are refused with the rest (a NaN is not even "more
+    than 0", and Python cannot make a timedelta of it).
+    """
+    example = "Example: interval=30 runs the flow every 30 seconds."
+    if isinstance(interval, dt.timedelta):
+        value = interval
+    elif isinstance(interval, int | float) and not isinstance(interval, bool):
+        if isinstance(interval, float) and not math.isfinite(interval):
+            raise OrchestrationError(
+                f"interval must be a finite number of seconds; got {interval!r}. {example}"
+            )
+        try:
+            value = dt.timedelta(seconds=interval)
+        except OverflowError:
+            raise OrchestrationError(
+                f"interval={interval!r} seconds is longer than Python can count "
+                f"({dt.timedelta.max.days} days). {example}"
+            ) from None
+    else:
+        raise OrchestrationError(
+            "interval must be a number of seconds or a datetime.timedelta, "
+            f"e.g. interval=30; got {interval!r}."
+        )
+    if value.total_seconds() <= 0:
+        raise OrchestrationError(
+            f"interval must be more than 0 seconds; got {value.total_seconds():g} s. {example}"
+        )
+    return value
+
+
+def validate_rrule(rrule: str) -> str:
+    """An RFC 5545 rule with a DTSTART (without it, Prefect starts counting in 2020)."""
+    import dateutil.rrule
+
+    if not isinstance(rrule, str) or not rrule.strip():
+        raise OrchestrationError(f"rrule must be a string; got {rrule!r}.")
+    if "DTSTART" not in rrule.upper():
+        raise OrchestrationError(
+            f"The rrule {rrule!r} has no start (DTSTART). Without one Prefect counts from "
+            "2020 and the runs are not where you expect. Start it like "
+            "'DTSTART:20250101T060000\\nRRULE:FREQ=DAILY;INTERVAL=1'."
+        )
+    try:
+        dateutil.rrule.rrulestr(rrule, cache=True)
+    except (ValueError, TypeError) as exc:
+        raise OrchestrationError(f"Invalid rrule {rrule!r}: {exc}.") from None
+    return rrule
+
+
+def validate_timezone(timezone: str | None) -> str | None:
+    if timezone is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise OrchestrationError(
+            f"Unknown timezone {timezone!r}: use an IANA name such as 'Europe/Paris' or 'UTC'."
+        ) from None
+    return timezone
+
+
+def build_schedule(
+    interval: int | float | dt.timedelta | None,
+    cron: str | None,
+    rrule: str | None,
+    timezone: str | None,
+) -> Any | None:
+    """Validate the schedule arguments and build one Prefect schedule (or None)."""
+    from prefect.schedules import Cron, Interval, RRule
+
+    given = [
+        n for n, v in (("interval", interval), ("cron", cron), ("rrule", rrule)) if v is not None
+    ]
+    if len(given) > 1:
+        raise OrchestrationError(
+            f"Give one schedule, not {' and '.join(given)}: interval=, cron= or rrule=."
+        )
+    timezone = validate_timezone(timezone)
+    if interval is not None:
+        return Interval(validate_interval(interval), timezone=timezone)
+    if cron is not None:
+        return Cron(validate_cron(cron), timezone=timezone)
+    if rrule is not None:
+        return RRule(validate_rrule(rrule), timezone=timezone)
+    if timezone is not None:
+        raise OrchestrationError("timezone= only makes sense with interval=, cron= or rrule=.")
+    return None
