@@ -1,45 +1,27 @@
-"""The lessons: what their first cell prepares, and how their stored outputs are made.
-
-Two jobs, one module:
+"""The lessons: what their first cell prepares, and the helpers their cells call.
 
 * :func:`lesson_setup` is what a lesson's first cell calls. It starts (or
   reuses) the classroom Prefect server and creates, idempotently, what the
   earlier lessons would have created (the work pool, the ``energy_usage``
   queue, the deployment), so a learner can start at any lesson.
-* ``python -m energy_flows.lessons execute`` (``make notebooks``) re-executes
-  every lesson, each in a fresh temporary home, with nbclient, and stores the
-  outputs in the notebook files. Those stored outputs are what nbval compares
-  (``make notebooks-test``) and what a reader sees on a website.
+* :func:`wait_until_late`, :func:`ui_tour` and :func:`ui_link`,
+  :func:`leftovers`: what the lessons' cells show.
+
+Re-executing the lessons and storing their outputs (``make notebooks``) is a
+development tool of the checkout: ``tools/execute_lessons.py``.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import html
 import os
 import re
-import shutil
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from energy_flows.services.server import PrefectServer
-
-#: The folder that holds the lesson notebooks (a source checkout: the package is installed editable).
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-
-#: Prefix of the temporary homes the executor and the notebook tests create
-#: (the nbval sanitizer recognises it in paths).
-TEMP_HOME_PREFIX = "ef-lesson-"
-
-#: Variables a lesson's kernel must not inherit from whoever runs the executor:
-#: the lesson talks to its own server, in its own home.
-_INHERITED_STATE = ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_PROFILE", "PREFECT_UI_URL")
 
 #: What each lesson needs from the lessons before it. Later lessons need
 #: everything the earlier ones needed.
@@ -54,25 +36,12 @@ _NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def lesson_number(name: str) -> str:
+def lesson_number(name: str | int) -> str:
     """``"04"`` from ``"04"``, ``4``, ``"04_work_queues"`` or ``"04_work_queues.ipynb"``."""
     m = re.match(r"\s*(\d+)", str(name))
     if not m:
         raise ValueError(f"{name!r} is not a lesson: lessons are named NN_topic, e.g. '04'.")
     return f"{int(m.group(1)):02d}"
-
-
-def lesson_paths(names: list[str] | None = None) -> list[Path]:
-    """The lesson notebooks in teaching order (all, or those whose number or name is given)."""
-    paths = sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-    if not names:
-        return paths
-    wanted = {lesson_number(n) for n in names}
-    chosen = [p for p in paths if p.name[:2] in wanted]
-    missing = wanted - {p.name[:2] for p in chosen}
-    if missing:
-        raise SystemExit(f"no lesson numbered {', '.join(sorted(missing))} in {NOTEBOOKS_DIR}")
-    return chosen
 
 
 # --------------------------------------------------------------------------
@@ -249,20 +218,8 @@ def ui_link(page: str, name: str = "", server: Any = None) -> Links:
 
 
 # --------------------------------------------------------------------------
-# `make notebooks`: re-execute every lesson in a fresh home
+# What the lessons leave running (lesson 06, the notebook tests, the executor)
 # --------------------------------------------------------------------------
-
-
-@dataclass
-class LessonRun:
-    """How executing one lesson went."""
-
-    name: str
-    seconds: float
-    ok: bool
-    error: str = ""
-    leftovers: int = 0
-
 
 #: What the command line of a process the lessons started contains: the package's
 #: launcher (servers, workers, flow runs; a watchdog's command line holds the
@@ -366,116 +323,3 @@ def leftovers(home: str | os.PathLike[str] | None = None) -> Any:
             }
         )
     return pd.DataFrame(rows, columns=LEFTOVER_COLUMNS)
-
-
-def _wait_for_no_leftovers(home: Path, timeout: float) -> list[Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = leftover_processes(home)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.25)
-
-
-def kernel_env(home: str | os.PathLike[str]) -> dict[str, str]:
-    """The environment of a lesson's kernel: ours, with a home of its own and no inherited server."""
-    env = {k: v for k, v in os.environ.items() if k not in _INHERITED_STATE}
-    env["ENERGY_FLOWS_HOME"] = str(home)
-    # Progress lines ("Starting the Prefect server ... ready in 4.2 s") depend
-    # on timing; stored outputs and nbval runs leave them out alike.
-    env["ENERGY_FLOWS_QUIET"] = "1"
-    # Plain text logs, the same under nbclient and nbval.
-    env.pop("FORCE_COLOR", None)
-    env["NO_COLOR"] = "1"
-    return env
-
-
-def execute_lesson(path: Path, timeout: float = 300.0, keep_home: bool = False) -> LessonRun:
-    """Execute one lesson top to bottom in a fresh home and store its outputs in place."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    nb = nbformat.read(path, as_version=4)
-    home = Path(tempfile.mkdtemp(prefix=TEMP_HOME_PREFIX)).resolve()
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-        record_timing=False,
-        store_widget_state=True,
-    )
-    start = time.monotonic()
-    error = ""
-    # The kernel's own stderr (its start-up warnings) goes to a file, not to our output.
-    kernel_log = Path(tempfile.gettempdir()) / f"{path.stem}.kernel.log"
-    try:
-        with open(kernel_log, "w") as stderr:
-            client.execute(env=kernel_env(home), stderr=stderr)
-    except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-    except Exception as exc:
-        error = f"{exc.__class__.__name__}: {exc}"
-    seconds = time.monotonic() - start
-    # The kernel is gone: its watchdogs stop the server and workers it started.
-    left = _wait_for_no_leftovers(home, timeout=20)
-    for proc in left:
-        with contextlib.suppress(Exception):
-            proc.kill()
-    if not error:
-        _normalise(nb)
-        nbformat.write(nb, path)
-    else:
-        # Keep the lesson file as it was; the failed run goes next to the temp homes.
-        failed = Path(tempfile.gettempdir()) / f"{path.stem}.failed.ipynb"
-        nbformat.write(nb, failed)
-        error += f" (outputs so far: {failed})"
-    if not keep_home:
-        shutil.rmtree(home, ignore_errors=True)
-    return LessonRun(path.stem, seconds, not error, error, len(left))
-
-
-def _normalise(nb: Any) -> None:
-    """Keep the stored notebook tidy: no per-run metadata that only makes diffs noisy."""
-    for cell in nb.cells:
-        cell.metadata.pop("execution", None)
-
-
-def execute(names: list[str] | None = None, timeout: float = 300.0) -> list[LessonRun]:
-    """Execute the lessons (all, or the named ones) one after the other and report each."""
-    runs = []
-    for path in lesson_paths(names):
-        print(f"executing {path.name} ...", end="", flush=True)
-        run = execute_lesson(path, timeout=timeout)
-        status = "ok" if run.ok else f"FAILED: {run.error}"
-        extra = f" ({run.leftovers} process(es) left running, killed)" if run.leftovers else ""
-        print(f" {run.seconds:5.1f} s  {status}{extra}", flush=True)
-        runs.append(run)
-    return runs
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m energy_flows.lessons",
-        description="Re-execute the lesson notebooks, each in a fresh home, and store their outputs.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("execute", help="execute lessons and store their outputs")
-    ex.add_argument("lessons", nargs="*", help="lesson numbers or names (default: all)")
-    ex.add_argument("--timeout", type=float, default=300.0, help="seconds per cell (default 300)")
-    sub.add_parser("list", help="list the lessons")
-    args = parser.parse_args(argv)
-    if args.command == "list":
-        for path in lesson_paths():
-            print(path.name)
-        return 0
-    runs = execute(args.lessons, timeout=args.timeout)
-    total = sum(r.seconds for r in runs)
-    print(f"{len(runs)} lesson(s), {total:.1f} s in all")
-    failed = [r for r in runs if not r.ok or r.leftovers]
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

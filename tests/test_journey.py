@@ -20,7 +20,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.util import run_sync
 
-from energy_flows.lessons import kernel_env, leftover_processes, lesson_paths
+from energy_flows.lessons import leftover_processes
+from tools.execute_lessons import kernel_env, lesson_paths
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(1500)]
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from energy_flows.lessons import TEMP_HOME_PREFIX, kernel_env, leftover_processes
+from energy_flows.lessons import leftover_processes
+from tools.execute_lessons import TEMP_HOME_PREFIX, kernel_env
 
 _SAVED_ENV: dict[str, str | None] = {}
 _HOMES: dict[str, Path] = {}
