@@ -30,9 +30,13 @@ $(STAMP): pyproject.toml constraints.txt
 lab: $(STAMP)
 	$(BIN)/energy-flows lab $(LAB_ARGS)
 
+# Style and complexity (ruff, C901), the layers and no import cycles (import-linter,
+# contracts in pyproject.toml), and types (mypy: the package ships py.typed).
 lint: $(STAMP)
 	$(BIN)/ruff check energy_flows tests benchmarks
 	$(BIN)/ruff format --check energy_flows tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests --ignore=tests/notebooks
@@ -45,10 +49,10 @@ notebooks-test: $(STAMP)
 test: lint unit notebooks-test
 
 notebooks: $(STAMP)
-	$(BIN)/python -m energy_flows.lessons execute
+	$(BIN)/python -m tools.execute_lessons execute
 
 screenshots: $(STAMP)
-	$(BIN)/energy-flows screenshots
+	$(BIN)/python -m tools.screenshots
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py

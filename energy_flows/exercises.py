@@ -150,6 +150,13 @@ def check_flaky_run(
     if flow != FLOW_NAME:
         check.missing.append(f"`my_result` came from the flow {flow!r}: call {call}.")
         return check
+    return _judge_flaky_run(check, run, meter_id, days, flaky)
+
+
+def _judge_flaky_run(
+    check: CheckResult, run: Any, meter_id: str, days: int, flaky: float
+) -> CheckResult:
+    """The run's parameters, its final state and its ingest retries, line by line."""
     params = run.parameters or {}
     if params.get("meter_id") != meter_id:
         check.missing.append(
@@ -209,7 +216,7 @@ def check_cron_deployment(
 
     from prefect.exceptions import ObjectNotFound
 
-    from energy_flows.orchestration import DeploymentInfo, schedule_text
+    from energy_flows.orchestration import DeploymentInfo
 
     check = CheckResult(f"Exercise: the deployment {name!r} on cron {cron!r}")
     call = f'deploy_energy_flow("{name}", cron="{cron}")'
@@ -249,6 +256,15 @@ def check_cron_deployment(
         return check
     if not check.missing:
         check.right.append(f"the server holds your deployment {info.full_name}")
+    return _judge_cron_deployment(check, info, stored, name, cron, queue)
+
+
+def _judge_cron_deployment(
+    check: CheckResult, info: Any, stored: Any, name: str, cron: str, queue: str
+) -> CheckResult:
+    """Its schedule, its queue, not paused, and unchanged on the server since the call."""
+    from energy_flows.orchestration import schedule_text
+
     if info.schedule.startswith(f"cron {cron!r}"):
         check.right.append(f"its schedule is {info.schedule}")
     else:

@@ -30,7 +30,7 @@ def say(message: str, quiet: bool = False) -> None:
 
 
 def wait_until(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     timeout: float,
     what: str,
     progress: str | None = None,

@@ -89,12 +89,12 @@ def _pool_active_runs(c: SyncPrefectClient, pool: str) -> list[FlowRun]:
         WorkPoolFilter,
         WorkPoolFilterName,
     )
+    from prefect.client.schemas.objects import StateType
 
+    in_flight = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
     return c.read_flow_runs(
         flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=["PENDING", "RUNNING", "CANCELLING"])
-            )
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=in_flight))
         ),
         work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
         limit=200,

@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.cli import app
 
     sys.argv = ["prefect", *args[1:]]
-    result = app()
-    return int(result or 0) if isinstance(result, int) else 0
+    app()  # Prefect's CLI exits the process itself (SystemExit with its code)
+    return 0
 
 
 if __name__ == "__main__":

@@ -175,6 +175,19 @@ class Watchdog:
 
     # -- main loop ---------------------------------------------------------
     def run(self) -> int:
+        self._start()
+        self._supervise()
+        code = self.child.poll() if self.child else None
+        if code is None:
+            self._remember_descendants()
+            code = self._stop_child()
+        elif self.stop_reason is None:
+            self.stop_reason = f"the process exited by itself with code {code}"
+        self._finish(code)
+        return code
+
+    def _start(self) -> None:
+        """Start the child and the threads that watch its owners."""
         args = self.args
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop("it was asked to stop"))
         signal.signal(signal.SIGINT, lambda *_: self.request_stop("it was interrupted"))
@@ -199,31 +212,28 @@ class Watchdog:
         if args.watch_pid:
             threading.Thread(target=self._watch_pid, args=(args.watch_pid,), daemon=True).start()
 
+    def _supervise(self) -> None:
+        """Wait until the child exits or a reason to stop it comes."""
+        assert self.child is not None
         ticks = 0
-        while not self.event.is_set():
-            if self.child.poll() is not None:
-                break
+        while not self.event.is_set() and self.child.poll() is None:
             if ticks % 5 == 0:  # every second
                 self._remember_descendants()
             ticks += 1
             self.event.wait(0.2)
-        code = self.child.poll()
-        if code is None:
-            self._remember_descendants()
-            code = self._stop_child()
-        elif self.stop_reason is None:
-            self.stop_reason = f"the process exited by itself with code {code}"
-        if args.socket:
+
+    def _finish(self, code: int) -> None:
+        """Clean up after the child: its leftovers, the socket, the on-exit command."""
+        if self.args.socket:
             with contextlib.suppress(OSError):
-                os.unlink(args.socket)
+                os.unlink(self.args.socket)
         self._kill_leftovers()
         print(f"[watchdog {os.getpid()}] stopped: {self.stop_reason}; exit code {code}")
         sys.stdout.flush()
-        if args.on_exit:
+        if self.args.on_exit:
             self._run_on_exit(code)
         if self.held is not None:
             self.held.close()
-        return code
 
     def _stop_child(self) -> int:
         assert self.child is not None
