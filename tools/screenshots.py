@@ -560,18 +560,24 @@ def image_files() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tools.screenshots [--out FOLDER]`` (``make screenshots``)."""
+    """``python -m tools.screenshots [--out FOLDER] [--timeout S]`` (``make screenshots``)."""
     parser = argparse.ArgumentParser(
         prog="python -m tools.screenshots",
         description="Regenerate the screenshots and figures in output/ from a real run "
         "(needs Debian's chromium).",
     )
     parser.add_argument("--out", default="output", help="folder for the PNGs (default output/)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds any one wait may take (default {DEFAULT_TIMEOUT:g}; more on a busy machine)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     started = time.monotonic()
     try:
-        entries = take_screenshots(out)
+        entries = take_screenshots(out, timeout=args.timeout)
     except EnergyFlowsError as exc:
         print(f"screenshots: {exc}", file=sys.stderr)
         return 1
