@@ -1,0 +1,374 @@
+"""DeploymentBuilder: a form that deploys the energy flow, checking every field as you type."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import ipywidgets as w
+
+from energy_flows.errors import OrchestrationError
+from energy_flows.vocabulary import DEFAULT_DEPLOYMENT, DEFAULT_POOL, DEFAULT_QUEUE
+from energy_flows.widgets.base import SnapshotDisplay, button
+from energy_flows.widgets.cron import explain_cron
+from energy_flows.widgets.markup import Markup, bad, cell, element, ok
+from energy_flows.widgets.parameters import parameter_fields
+
+__all__ = ["DeploymentBuilder"]
+
+
+class DeploymentBuilder(SnapshotDisplay):
+    """A form that deploys the energy flow, checking every field as you type.
+
+    Fields: the deployment name; the flow's parameters (typed from its
+    signature); the schedule (an interval in seconds, a cron, or none); the
+    work pool and queue; paused. The message under the form says what is
+    wrong (a bad cron says why) before anyone clicks Deploy; Deploy calls
+    :func:`energy_flows.orchestration.deploy_energy_flow` (or ``deploy`` for
+    another flow) and shows the deployment or the error in place.
+
+    The form judges its fields with the very checks Deploy runs
+    (:func:`energy_flows.orchestration.deployments.deployment_problems`,
+    which includes the flow's own parameter rules): "ready to deploy" means
+    the deployment would be created, and ``days = -5`` is refused here as it
+    would be there. Only what the server knows (does the work pool exist?)
+    waits for the click. Changing any field clears the result or error of
+    the previous Deploy: it described another form.
+
+    From code (what tests do)::
+
+        b = DeploymentBuilder()
+        b.set(name="every-5-min", schedule="cron", cron="*/5 * * * *",
+              parameters={"days": 7})
+        b.errors            # [] when everything is valid
+        info = b.deploy()   # raises OrchestrationError when not
+
+    ``b.deploy_button.click()`` does the same as the button.
+    """
+
+    def __init__(
+        self,
+        flow: Any = None,
+        *,
+        name: str = DEFAULT_DEPLOYMENT,
+        schedule: str = "interval",
+        interval: float = 60,
+        cron: str = "*/5 * * * *",
+        work_pool: str = DEFAULT_POOL,
+        work_queue: str = DEFAULT_QUEUE,
+        paused: bool = False,
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
+        if flow is None:
+            from energy_flows.flows import energy_usage_pipeline
+
+            flow = energy_usage_pipeline
+            self._uses_default_flow = True
+        else:
+            self._uses_default_flow = False
+        self.flow = flow
+        self.result: Any = None
+        self.last_error: str | None = None
+        style = {"description_width": "10em"}
+
+        def wide() -> w.Layout:
+            return w.Layout(width="28em")
+
+        self.name_field = w.Text(
+            value=name, description="deployment name", style=style, layout=wide()
+        )
+        self.parameter_fields = parameter_fields(flow)
+        self.schedule_field = w.ToggleButtons(
+            options=[("interval", "interval"), ("cron", "cron"), ("none", "none")],
+            value=schedule,
+            description="schedule",
+            style={"description_width": "10em", "button_width": "6em"},
+        )
+        self.interval_field = w.FloatText(
+            value=interval, description="every (seconds)", style=style, layout=wide()
+        )
+        self.cron_field = w.Text(
+            value=cron, description="cron", placeholder="*/5 * * * *", style=style, layout=wide()
+        )
+        self.pool_field = w.Text(
+            value=work_pool, description="work pool", style=style, layout=wide()
+        )
+        self.queue_field = w.Text(
+            value=work_queue, description="work queue", style=style, layout=wide()
+        )
+        self.paused_field = w.Checkbox(value=paused, description="paused", indent=False)
+        self.deploy_button = button(
+            "Deploy", "rocket", "Create or update the deployment", "primary"
+        )
+        self.message = w.HTML()
+        self.output = w.HTML()
+        self.deploy_button.on_click(lambda _: self._on_click())
+        flow_name = getattr(flow, "name", getattr(flow, "__name__", "flow"))
+        params_box = w.VBox(
+            [f.widget for f in self.parameter_fields.values()],
+            layout=w.Layout(margin="0 0 0 2em"),
+        )
+        super().__init__(
+            [
+                w.HTML(element("b", "Deploy the flow ", element("code", flow_name))),
+                self.name_field,
+                w.HTML(element("i", "parameters") if self.parameter_fields else ""),
+                params_box,
+                self.schedule_field,
+                self.interval_field,
+                self.cron_field,
+                self.pool_field,
+                self.queue_field,
+                self.paused_field,
+                w.HBox([self.deploy_button, self.message]),
+                self.output,
+            ]
+        )
+        self.add_class("energy-flows-deployment-builder")
+        for widget in self._inputs():
+            widget.observe(lambda _change: self._on_form_change(), names="value")
+        if parameters:
+            self.set(parameters=parameters)
+        self._validate_and_show()
+
+    def _inputs(self) -> list[w.Widget]:
+        return [
+            self.name_field,
+            self.schedule_field,
+            self.interval_field,
+            self.cron_field,
+            self.pool_field,
+            self.queue_field,
+            self.paused_field,
+            *(f.widget for f in self.parameter_fields.values()),
+        ]
+
+    # -- from code
+    def set(
+        self,
+        *,
+        name: str | None = None,
+        schedule: str | None = None,
+        interval: float | None = None,
+        cron: str | None = None,
+        work_pool: str | None = None,
+        work_queue: str | None = None,
+        paused: bool | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> DeploymentBuilder:
+        """Set fields as a learner would type them (validation runs as it would)."""
+        if name is not None:
+            self.name_field.value = name
+        if schedule is not None:
+            if schedule not in ("interval", "cron", "none"):
+                raise OrchestrationError(
+                    f"schedule must be 'interval', 'cron' or 'none', not {schedule!r}."
+                )
+            self.schedule_field.value = schedule
+        if interval is not None:
+            self.interval_field.value = float(interval)
+        if cron is not None:
+            self.cron_field.value = cron
+        if work_pool is not None:
+            self.pool_field.value = work_pool
+        if work_queue is not None:
+            self.queue_field.value = work_queue
+        if paused is not None:
+            self.paused_field.value = bool(paused)
+        for key, value in (parameters or {}).items():
+            if key not in self.parameter_fields:
+                raise OrchestrationError(
+                    f"The flow has no parameter {key!r}; its parameters are "
+                    f"{', '.join(self.parameter_fields) or 'none'}."
+                )
+            self.parameter_fields[key].set(value)
+        return self
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The parameters that differ from the flow's defaults (what the deployment stores).
+
+        Raises ValueError when a field cannot be read (JSON that does not parse).
+        """
+        values, unreadable = self._readable_parameters()
+        if unreadable:
+            raise ValueError(unreadable[0])
+        return values
+
+    def _readable_parameters(self) -> tuple[dict[str, Any], list[str]]:
+        """Like :attr:`parameters`, but skipping fields that cannot be read (and saying why)."""
+        values: dict[str, Any] = {}
+        unreadable: list[str] = []
+        for name, f in self.parameter_fields.items():
+            try:
+                value = f.value()
+            except ValueError as exc:
+                unreadable.append(str(exc))
+                continue
+            if value != f.default:
+                values[name] = value
+        return values, unreadable
+
+    def _deploy_arguments(self, parameters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The deployment name and the keyword arguments Deploy passes on, read from the fields."""
+        kind = self.schedule_field.value
+        schedule: dict[str, Any] = {}
+        if kind == "interval":
+            schedule["interval"] = self.interval_field.value
+        elif kind == "cron":
+            schedule["cron"] = self.cron_field.value.strip()
+        options = dict(
+            parameters=parameters,
+            work_pool=self.pool_field.value.strip(),
+            work_queue=self.queue_field.value.strip(),
+            paused=self.paused_field.value,
+            **schedule,
+        )
+        return self.name_field.value.strip(), options
+
+    @property
+    def errors(self) -> list[str]:
+        """What is wrong with the fields now, one sentence each ([] when ready).
+
+        The sentences are those of
+        :func:`~energy_flows.orchestration.deployments.deployment_problems`,
+        the checks Deploy runs; a bad cron is explained field by field
+        (:func:`explain_cron`), and a parameter whose JSON cannot be read
+        says so.
+        """
+        from energy_flows.orchestration.deployments import deployment_problems
+
+        parameters, unreadable = self._readable_parameters()
+        name, options = self._deploy_arguments(parameters)
+        problems = []
+        for key, error in deployment_problems(self.flow, name, **options).items():
+            text = str(error)
+            if key == "schedule" and "cron" in options:
+                text = explain_cron(options["cron"]) or text
+            problems.append(text)
+        return problems + unreadable
+
+    def schedule_words(self) -> str:
+        """The schedule in words: "every 30 s", "cron '0 6 * * *'", or no schedule."""
+        kind = self.schedule_field.value
+        if kind == "interval":
+            return f"every {self.interval_field.value:g} s"
+        if kind == "cron":
+            return f"cron '{self.cron_field.value}'"
+        return "no schedule (runs start only when triggered)"
+
+    def describe(self) -> str:
+        """One line: what Deploy would create."""
+        schedule = self.schedule_words()
+        try:
+            params = json.dumps(self.parameters, default=str, sort_keys=True)
+        except ValueError:
+            params = "(invalid)"
+        return (
+            f"deployment '{self.name_field.value}': {schedule}, pool '{self.pool_field.value}', "
+            f"queue '{self.queue_field.value}', paused {'yes' if self.paused_field.value else 'no'}"
+            f", parameters {params}"
+        )
+
+    def deploy(self) -> Any:
+        """Create or update the deployment from the fields and return its info.
+
+        Raises :class:`~energy_flows.errors.OrchestrationError` (and shows it
+        under the form) when a field is invalid or Prefect refuses.
+        """
+        problems = self.errors
+        if problems:
+            error = OrchestrationError(
+                "The deployment was not created: "
+                + " ".join(problems)
+                + " Fix the field, then deploy again."
+            )
+            self._show_failure(error)
+            raise error
+        from energy_flows import orchestration as orch
+
+        name, options = self._deploy_arguments(self.parameters)
+        self.output.value = "<i>deploying…</i>"
+        try:
+            if self._uses_default_flow:
+                info = orch.deploy_energy_flow(name, **options)
+            else:
+                info = orch.deploy(self.flow, name, **options)
+        except Exception as exc:
+            self._show_failure(exc)
+            raise
+        self.result = info
+        self.last_error = None
+        shown = Markup(info._repr_html_()) if hasattr(info, "_repr_html_") else str(info)
+        self.output.value = element("div", ok("✓ deployed", tag="div"), shown)
+        return info
+
+    def _on_click(self) -> None:
+        with contextlib.suppress(Exception):  # shown in place by deploy()
+            self.deploy()
+
+    def _show_failure(self, exc: BaseException) -> None:
+        self.result = None
+        self.last_error = str(exc)
+        self.output.value = bad("✗ ", str(exc))
+
+    def _on_form_change(self) -> None:
+        """A field changed: forget the last Deploy's result or error, then check the form."""
+        self.result = None
+        self.last_error = None
+        self.output.value = ""
+        self._validate_and_show()
+
+    def _validate_and_show(self) -> None:
+        kind = self.schedule_field.value
+        self.interval_field.layout.display = None if kind == "interval" else "none"
+        self.cron_field.layout.display = None if kind == "cron" else "none"
+        problems = self.errors
+        if problems:
+            items = [element("li", problem) for problem in problems]
+            self.message.value = bad(element("ul", *items, style="margin:0"))
+        else:
+            self.message.value = ok("✓ ready to deploy")
+
+    # -- display
+    def snapshot_text(self) -> str:
+        """The form as text: what it would deploy, and its problems or result."""
+        line = f"DeploymentBuilder {self.describe()}"
+        problems = self.errors
+        if problems:
+            return line + "\n" + "\n".join(f"  ✗ {p}" for p in problems)
+        if self.last_error:
+            return line + f"\n  ✗ {self.last_error}"
+        if self.result is not None:
+            return line + "\n  ✓ deployed"
+        return line + "\n  ✓ ready to deploy"
+
+    def snapshot_html(self) -> str:
+        """The form as HTML: a table of its fields, then its message."""
+        rows = {
+            "deployment name": self.name_field.value,
+            **{f"parameter {n}": v for n, v in _safe_parameters(self).items()},
+            "schedule": self.schedule_words(),
+            "work pool": self.pool_field.value,
+            "work queue": self.queue_field.value,
+            "paused": "yes" if self.paused_field.value else "no",
+        }
+        body = [
+            element("tr", element("th", key, style="text-align:left"), cell(value))
+            for key, value in rows.items()
+        ]
+        status = self.snapshot_text().split("\n", 1)[1]  # the lines after describe()
+        return element(
+            "div",
+            element("b", "DeploymentBuilder"),
+            element("table", *body),
+            element("pre", status),
+        )
+
+
+def _safe_parameters(builder: DeploymentBuilder) -> dict[str, Any]:
+    try:
+        return builder.parameters
+    except ValueError:
+        return {}
