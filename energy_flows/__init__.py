@@ -93,14 +93,14 @@ _EXPORTS: dict[str, str] = {
     "running": "energy_flows.services.control",
     "stop_all": "energy_flows.services.control",
     # classroom layer: views and widgets
-    "DeploymentBuilder": "energy_flows.widgets",
-    "QueueMonitor": "energy_flows.widgets",
-    "LogTail": "energy_flows.widgets",
-    "plot_run_timeline": "energy_flows.views",
-    "plot_forecast": "energy_flows.views",
-    "plot_queue_counts": "energy_flows.views",
-    "runs_with_workers": "energy_flows.views",
-    "style_runs": "energy_flows.views",
+    "DeploymentBuilder": "energy_flows.widgets.builder",
+    "QueueMonitor": "energy_flows.widgets.queue_monitor",
+    "LogTail": "energy_flows.widgets.log_tail",
+    "plot_run_timeline": "energy_flows.views.timeline",
+    "plot_forecast": "energy_flows.views.plots",
+    "plot_queue_counts": "energy_flows.views.plots",
+    "runs_with_workers": "energy_flows.views.timeline",
+    "style_runs": "energy_flows.views.plots",
 }
 
 

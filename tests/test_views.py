@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import types
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +13,7 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from energy_flows import views
+from energy_flows.views import timeline
 
 T0 = pd.Timestamp("2025-01-01 12:00", tz="UTC")
 
@@ -55,6 +60,41 @@ def test_timeline_has_one_row_per_worker_and_lane(runs: pd.DataFrame) -> None:
     assert fig.number not in plt.get_fignums()  # closed: the notebook shows it once
 
 
+def test_timeline_rows_are_workers_on_a_clock_time_axis() -> None:
+    """Rows carry the workers' names; the x axis reads HH:MM:SS, never "10.1, 10.2"."""
+    # Three runs of 0.2 s, two seconds apart: what lesson 05 draws.
+    runs = pd.DataFrame(
+        {
+            "name": ["r1", "r2", "r3"],
+            "state": ["Completed"] * 3,
+            "scheduled": [s(10)] * 3,
+            "started": [s(10.05), s(12.1), s(14.3)],
+            "ended": [s(10.25), s(12.3), s(14.5)],
+            "worker": ["agent-1", "agent-2", "agent-1"],
+        }
+    )
+    fig = views.plot_run_timeline(runs, now=s(20))
+    assert labels(fig) == ["agent-1", "agent-2"]
+    fig.canvas.draw()  # tick labels are set when the figure is drawn
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert len(ticks) >= 3 and all(re.fullmatch(r"12:00:\d\d", t) for t in ticks), ticks
+    assert len(set(ticks)) == len(ticks)  # whole seconds: no label twice
+    assert fig.axes[0].get_xlabel() == "clock time (UTC), 2025-01-01"
+
+    # One short run still gets whole-second ticks around it.
+    fig = views.plot_run_timeline(runs[:1], now=s(20))
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert len(ticks) >= 3 and all(re.fullmatch(r"12:00:\d\d", t) for t in ticks), ticks
+
+    # An hour of runs: ticks at whole minutes, still as clock times.
+    hour = runs.assign(started=[s(0), s(1800), s(3590)], ended=[s(60), s(1900), s(3600)])
+    fig = views.plot_run_timeline(hour, now=s(3600))
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks and all(re.fullmatch(r"1[23]:\d\d:00", t) for t in ticks), ticks
+
+
 def test_timeline_by_lane_and_without_waiting(runs: pd.DataFrame) -> None:
     fig = views.plot_run_timeline(runs.drop(columns="worker"), by="lane", now=s(10))
     assert labels(fig) == ["waiting in queue", "lane 1", "lane 2", "lane 3"]
@@ -71,6 +111,46 @@ def test_timeline_of_no_runs_says_so() -> None:
     empty = pd.DataFrame(columns=["name", "state", "scheduled", "started", "ended", "worker"])
     fig = views.plot_run_timeline(empty)
     assert "no runs yet" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def _flow_run(run_id: str, worker: str | None, start: float | None) -> Any:
+    """A stand-in for Prefect's FlowRun: id, labels, exact start and end."""
+    labels = {"prefect.worker.name": worker, "prefect.worker.type": "process"} if worker else {}
+    return types.SimpleNamespace(
+        id=run_id,
+        labels=labels,
+        start_time=None if start is None else s(start + 0.123),
+        end_time=None if start is None else s(start + 1.456),
+    )
+
+
+def test_runs_with_workers_reads_the_worker_label(
+    runs: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = list(runs["id"])
+    flow_runs = {
+        ids[0]: _flow_run(ids[0], "agent-1", 0),
+        ids[1]: _flow_run(ids[1], "agent-2", 1),
+        ids[2]: _flow_run(ids[2], None, 6),  # started, but no label: an older worker
+        ids[3]: _flow_run(ids[3], None, None),  # Late: no worker took it yet
+    }  # ids[4]: a run the server does not know
+    asked: list[list[str]] = []
+
+    def from_logs(run_ids: list[str]) -> dict[str, str]:
+        asked.append(list(run_ids))
+        return {ids[2]: "old-worker"}
+
+    monkeypatch.setattr(timeline, "read_flow_runs", lambda run_ids: flow_runs)
+    monkeypatch.setattr(timeline, "workers_from_run_logs", from_logs)
+    out = views.runs_with_workers(runs.drop(columns="worker"))
+    assert list(out["worker"][:3]) == ["agent-1", "agent-2", "old-worker"]
+    assert out["worker"][3:].isna().all()
+    assert asked == [[ids[2]]]  # the logs are read only for the started run without a label
+    # the exact times of the runs replace the table's, which stay for unknown runs
+    assert out["started"][0] == s(0.123) and out["ended"][1] == s(2.456)
+    assert pd.isna(out["started"][3]) and out["started"][4] == runs["started"][4]
+    assert views.worker_of(flow_runs[ids[0]]) == "agent-1"
+    assert views.worker_of(flow_runs[ids[3]]) is None
 
 
 def test_workers_come_from_the_submitting_log_line(runs: pd.DataFrame) -> None:
@@ -150,8 +230,10 @@ def test_runs_with_workers_reads_many_runs_without_hitting_the_api_limit(prefect
     """A queue with more than 50 runs once made read_logs ask for > 200 rows (HTTP 422)."""
     import uuid
 
-    from energy_flows.views import runs_with_workers
+    from energy_flows.views import runs_with_workers, workers_from_run_logs
 
     runs = pd.DataFrame({"id": [str(uuid.uuid4()) for _ in range(60)], "name": "r"})
     table = runs_with_workers(runs)
     assert len(table) == 60 and "worker" in table.columns
+    # the fallback (the workers' log lines) asks for many runs at once, too
+    assert workers_from_run_logs(list(runs["id"])) == {}
