@@ -321,9 +321,13 @@ def test_monitor_late_run_worker_and_timeline(
     assert history["late"].max() >= 1 and history["completed"].iloc[-1] >= 1
     views.plot_queue_counts(history)
 
-    # the timeline knows which worker ran the run, from the run's own log
+    # the timeline knows which worker ran the run: the worker labelled the run with its name
+    flow_run = views.read_flow_runs([str(run.id)])[str(run.id)]
+    assert flow_run.labels[views.WORKER_LABEL] == worker.name == views.worker_of(flow_run)
     runs = views.runs_with_workers(queue_runs(queue, pool))
     assert runs.loc[runs["id"] == str(run.id), "worker"].item() == worker.name
+    # the fallback for runs without the label finds the same name in the run's log
+    assert views.workers_from_run_logs([str(run.id)]) == {str(run.id): worker.name}
     # Exact start and end times (runs tables show whole seconds): the bar has a length.
     mine = runs.loc[runs["id"] == str(run.id)].iloc[0]
     assert mine["ended"] > mine["started"]
