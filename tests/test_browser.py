@@ -195,8 +195,10 @@ def test_prefect_ui_through_jupyter_server_proxy(
     root = tmp_path / "lab"
     root.mkdir()
     server = PrefectServer(home=tmp_path / "home", quiet=True).start()
+    # Read while it runs: a stopped server has no address.
+    ui_url = server.ui_url
     try:
-        assert server.ui_url == f"{prefix}proxy/absolute/{server.port}/"
+        assert ui_url == f"{prefix}proxy/absolute/{server.port}/"
         api.call("POST", f"{server.api_url}/work_pools/", {"name": "hub-pool", "type": "process"})
         with (
             jupyter_lab(
@@ -215,14 +217,14 @@ def test_prefect_ui_through_jupyter_server_proxy(
             page.on(
                 "response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None
             )
-            page.goto(f"{origin}{server.ui_url}work-pools?token={lab.token}")
+            page.goto(f"{origin}{ui_url}work-pools?token={lab.token}")
             page.wait_for_selector("text=hub-pool", timeout=60_000)
             page.screenshot(path=str(tmp_path / "ui-through-proxy.png"))
     finally:
         server.stop()
-    api_calls = [u for u in requests if f"{server.ui_url}api/" in u]
+    api_calls = [u for u in requests if f"{ui_url}api/" in u]
     assert api_calls, requests
-    assert all(u.startswith(origin + server.ui_url) for u in requests if u.startswith("http")), [
+    assert all(u.startswith(origin + ui_url) for u in requests if u.startswith("http")), [
         u for u in requests if not u.startswith(origin)
     ]
     assert not failed, failed
