@@ -33,8 +33,8 @@ lab: $(STAMP)
 # Style and complexity (ruff, C901), the layers and no import cycles (import-linter,
 # contracts in pyproject.toml), and types (mypy: the package ships py.typed).
 lint: $(STAMP)
-	$(BIN)/ruff check energy_flows tests benchmarks
-	$(BIN)/ruff format --check energy_flows tests benchmarks
+	$(BIN)/ruff check energy_flows tests benchmarks tools
+	$(BIN)/ruff format --check energy_flows tests benchmarks tools
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

@@ -23,8 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from energy_flows.lessons import execute_lesson, lesson_paths  # noqa: E402
 from energy_flows.settings import PREFECT_DEFAULTS_VARIABLE  # noqa: E402
+from tools.execute_lessons import execute_lesson, lesson_paths  # noqa: E402
 
 
 def run_copy(path: Path, defaults: bool) -> tuple[float, bool]:
