@@ -50,6 +50,10 @@ STATE_COLOURS: dict[str, str] = {
 #: The colour of a state this module does not know.
 UNKNOWN_COLOUR = "#bdbdbd"
 
+#: The background that marks Late counts in tables (light orange) and its text colour.
+LATE_BACKGROUND = "#fde0c5"
+LATE_TEXT = "#8a3b00"
+
 #: Text colours for "fine" and "needs attention" in the widgets and tables.
 OK_COLOUR = "#1b5e20"
 BAD_COLOUR = "#b71c1c"

@@ -17,7 +17,7 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from energy_flows.views.common import as_utc, clock_axis, finish
-from energy_flows.vocabulary import COUNT_COLUMNS, state_colour
+from energy_flows.vocabulary import COUNT_COLUMNS, LATE_BACKGROUND, state_colour
 
 __all__ = [
     "ACTUAL_COLOUR",
@@ -29,8 +29,6 @@ __all__ = [
     "style_runs",
 ]
 
-#: The background of a Late row: a light tint of the Late state's orange.
-LATE_BACKGROUND = "#fde0c5"
 #: The colours of :func:`plot_forecast`: what the meter read, and what the model predicted.
 ACTUAL_COLOUR = "#424242"
 PREDICTED_COLOUR = "#1e88e5"

@@ -20,12 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from energy_flows.vocabulary import BAD_COLOUR, OK_COLOUR
+from energy_flows.vocabulary import BAD_COLOUR, LATE_BACKGROUND, LATE_TEXT, OK_COLOUR
 
 #: The text colour of something that is neither fine nor wrong ("stopped").
 MUTED_COLOUR = "#616161"
 #: How a Late count or state stands out: the orange of the Late state, on a light tint of it.
-LATE_CELL_STYLE = "background:#fde0c5;color:#8a3b00;font-weight:bold"
+LATE_CELL_STYLE = f"background:{LATE_BACKGROUND};color:{LATE_TEXT};font-weight:bold"
 #: The style of a table's header cells.
 HEAD_STYLE = "text-align:left;padding:2px 8px"
 
