@@ -246,7 +246,7 @@ def run_lab(args: argparse.Namespace) -> int:
         # While JupyterLab opens: the empty database new homes copy (once per
         # Prefect version; `make setup` has usually built it already).
         database.ensure_template(say=print)
-        while process.is_alive(lab.pid, lab.create_time):
+        while lab.alive():
             time.sleep(0.5)
         code = 1
         print("JupyterLab stopped by itself; see its messages above.")
@@ -257,13 +257,7 @@ def run_lab(args: argparse.Namespace) -> int:
         # Ignore a second Ctrl-C while cleaning up: half a clean-up is worse.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        process.stop(
-            lab.pid,
-            lab.create_time,
-            lab.watchdog_pid,
-            lab.watchdog_create_time,
-            timeout=LAB_STOP_GRACE + 5,
-        )
+        lab.stop(timeout=LAB_STOP_GRACE + 5)
         # Give the kernels' watchdogs a moment, then stop what is left.
         try:
             wait_until(lambda: not _kernel_services_alive(home), 5, what="the lessons' services")

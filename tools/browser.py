@@ -139,7 +139,7 @@ def jupyter_lab(
     """
     from energy_flows.errors import ServiceError
     from energy_flows.lab import lab_command
-    from energy_flows.services.process import is_alive, spawn, stop, tail
+    from energy_flows.services.process import is_alive, spawn, tail
     from energy_flows.settings import classroom_env, ensure_home
     from energy_flows.waiting import wait_until
 
@@ -195,10 +195,4 @@ def jupyter_lab(
         )
         yield LabInfo(url=url, token=token, port=port, pid=spawned.pid, log_path=log)
     finally:
-        stop(
-            spawned.pid,
-            spawned.create_time,
-            spawned.watchdog_pid,
-            spawned.watchdog_create_time,
-            timeout=30,
-        )
+        spawned.stop(timeout=30)

@@ -66,6 +66,16 @@ class Spawned:
     log_path: Path | None
     tied: bool
 
+    def alive(self) -> bool:
+        """Whether the child still runs (and is this child, not a reused PID)."""
+        return is_alive(self.pid, self.create_time)
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the child and its watchdog (SIGTERM, then SIGKILL); True if it ran."""
+        return stop(
+            self.pid, self.create_time, self.watchdog_pid, self.watchdog_create_time, timeout
+        )
+
 
 def _start_watchdog(
     argv: Sequence[str],
