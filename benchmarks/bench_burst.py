@@ -128,7 +128,7 @@ def count_lines(path: Path) -> dict[str, int]:
 def deploy_nap(folder: Path) -> str:
     from prefect import flow
 
-    from energy_flows.services.worker import flow_run_command
+    from energy_flows.orchestration import flow_run_command
 
     (folder / "nap_flow.py").write_text(FLOW_SOURCE)
     flow.from_source(str(folder), "nap_flow.py:nap").deploy(
@@ -315,11 +315,14 @@ def main() -> int:
                 homes.append(folder / side)
                 print(f"burst {i + 1}/{args.repeat}, {side}: {args.runs} runs, "
                       f"{args.workers} workers{', loaded' if hog else ''} ...", flush=True)  # fmt: skip
-                results.append(
-                    one_side(
-                        side, folder, args.runs, args.workers, args.timeout, args.trigger_threads
-                    )
+                r = one_side(
+                    side, folder, args.runs, args.workers, args.timeout, args.trigger_threads
                 )
+                results.append(r)
+                print(f"  -> {r['states']}, refused {r['refused']}, wall {r['wall_s']:.0f} s, "
+                      f"one run {r['single_run_s']:.1f} s, server.log "
+                      f"{r['server_log']['tracebacks']} tracebacks / "
+                      f"{r['server_log']['bytes'] / 1000:.0f} kB", flush=True)  # fmt: skip
     except (KeyboardInterrupt, _Stop):
         print("interrupted: stopping what was started", file=sys.stderr)
         return 130
