@@ -33,13 +33,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run, task_run
 from prefect.utilities.annotations import unmapped
 
-from energy_flows.data import (
-    _date,
-    _whole_number,
-    clean_readings,
-    load_readings,
-    validate_readings,
-)
+from energy_flows.data import clean_readings, load_readings, validate_readings
+from energy_flows.data.arguments import check_date, check_whole_number
 from energy_flows.errors import DataError
 from energy_flows.forecasting import (
     ForecastModel,
@@ -254,8 +249,8 @@ def check_parameters(
         "seed": seed,
     }
     values = {k: defaults.get(k) if v is None else v for k, v in given.items()}
-    days = _whole_number(values["days"], "days", where=where, example="days=365", minimum=1)
-    test_days = _whole_number(
+    days = check_whole_number(values["days"], "days", where=where, example="days=365", minimum=1)
+    test_days = check_whole_number(
         values["test_days"], "test_days", where=where, example="test_days=28", minimum=1
     )
     if days < test_days + 21:
@@ -265,7 +260,7 @@ def check_parameters(
             f"3 weeks of training before the test days. Raise days to at least {test_days + 21} "
             f"or lower test_days{fewer}."
         )
-    horizon_hours = _whole_number(
+    horizon_hours = check_whole_number(
         values["horizon_hours"], "horizon_hours", where=where, example="horizon_hours=24"
     )
     if not 0 <= horizon_hours <= 24:
@@ -283,10 +278,10 @@ def check_parameters(
             f"flaky is a probability between 0 and 1, got {flaky!r}. Example: flaky=0.5 "
             "makes about one attempt in two fail (flaky=0 never fails)."
         )
-    seed = _whole_number(values["seed"], "seed", where=where, example="seed=42", minimum=0)
+    seed = check_whole_number(values["seed"], "seed", where=where, example="seed=42", minimum=0)
     start = values["start"]
     if start:
-        start = f"{_date(start, 'start', where=where, example='2024-01-01'):%Y-%m-%d}"
+        start = f"{check_date(start, 'start', where=where, example='2024-01-01'):%Y-%m-%d}"
     return {
         "days": days,
         "test_days": test_days,

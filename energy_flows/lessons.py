@@ -103,35 +103,16 @@ LESSON_DEPLOYMENT: dict[str, Any] = {"interval": 60, "parameters": {"days": 120}
 def wait_until_late(runs: Any, timeout: float = 60.0) -> Any:
     """Wait until each of ``runs`` (RunInfo objects from ``trigger()``) is Late; return their states.
 
-    A run that a worker picks up meanwhile never turns Late; it stops the
-    wait for that run too. Returns a DataFrame with the runs' ``name`` and
-    ``state`` in the order given. Raises ``WaitTimeout`` saying which runs
-    are still Scheduled, and why (``diagnose()``), after ``timeout`` seconds.
+    The lessons' name for ``wait_for(runs, until="late")``: a run that a
+    worker picks up meanwhile never turns Late, and stops the wait for that
+    run too. Returns a DataFrame with the runs' ``name`` and ``state`` in the
+    order given; on timeout the ``WaitTimeout`` says which runs are still
+    Scheduled, and why (``diagnose()``).
     """
-    import pandas as pd
-
-    from energy_flows.orchestration import diagnose, read_run
-    from energy_flows.waiting import wait_until
+    from energy_flows.orchestration import wait_for
 
     runs = list(runs) if isinstance(runs, list | tuple) else [runs]
-    latest: dict[str, Any] = {}
-
-    def all_late() -> bool:
-        for run in runs:
-            if run.id not in latest or latest[run.id].state == "Scheduled":
-                latest[run.id] = read_run(run)
-        return all(latest[r.id].state != "Scheduled" for r in runs)
-
-    def why() -> str:
-        waiting = [latest[r.id].name for r in runs if latest[r.id].state == "Scheduled"]
-        reason = diagnose()
-        return f"Still Scheduled: {', '.join(waiting)}." + (f" ({reason})" if reason else "")
-
-    wait_until(all_late, timeout, what="the runs to turn Late", missing=why, max_interval=1.0)
-    return pd.DataFrame(
-        [{"name": latest[r.id].name, "state": latest[r.id].state} for r in runs],
-        columns=["name", "state"],
-    )
+    return wait_for(runs, until="late", timeout=timeout, progress=False)
 
 
 # --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ folder). Skipped only when Debian's chromium is not installed, unless
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -26,6 +27,8 @@ from typing import Any
 import psutil
 import pytest
 
+from energy_flows.errors import WaitTimeout
+from energy_flows.waiting import wait_until
 from tools.browser import jupyter_lab, launch_chromium
 
 NOTEBOOK = Path(__file__).with_name("browser_notebooks") / "monitor.ipynb"
@@ -159,11 +162,9 @@ def test_queue_monitor_in_jupyterlab(tmp_path: Path, chromium: str) -> None:
         page.close()
 
     # JupyterLab is gone; its kernel, and the server and worker that kernel started, must follow.
-    deadline = time.monotonic() + 30
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not _processes_of(home), 30, what="the notebook's processes to end")
     survivors = _processes_of(home)
-    while survivors and time.monotonic() < deadline:
-        time.sleep(0.5)
-        survivors = _processes_of(home)
     described = [f"{p.pid}: {' '.join(p.cmdline())[:150]}" for p in survivors]
     for proc in survivors:
         try:

@@ -11,6 +11,7 @@ final, and nothing may be left running.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -20,7 +21,9 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.util import run_sync
 
+from energy_flows.errors import WaitTimeout
 from energy_flows.lessons import leftover_processes
+from energy_flows.waiting import wait_until
 from tools.execute_lessons import kernel_env, lesson_paths
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(1500)]
@@ -113,9 +116,8 @@ def test_lessons_in_order_in_one_home_with_a_restart(tmp_path):
     times["05 again"] = _run_all(lessons["05"], home)
     times["06"] = _run_all(lessons["06"], home)
     # Lesson 06 stopped everything; its kernel has ended.
-    deadline = time.monotonic() + 20
-    while leftover_processes(home) and time.monotonic() < deadline:
-        time.sleep(0.25)
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
     assert leftover_processes(home) == []
     assert _runs_not_final(home) == []
     assert set(_states(home, in_flight).values()) == {"Crashed"}, _states(home, in_flight)

@@ -24,6 +24,7 @@ import pytest
 import websocket
 
 from energy_flows.services.server import free_port
+from energy_flows.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = uuid.uuid4().hex
@@ -38,16 +39,15 @@ def _get(url: str, method: str = "GET", body: dict | None = None) -> dict:
 
 
 def _wait(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """``wait_until`` where a connection refused (JupyterLab still starting) means not yet."""
+
+    def attempt():
         try:
-            result = condition()
-            if result:
-                return result
+            return condition()
         except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            return None
+
+    return wait_until(attempt, timeout, what=what, interval=0.3, max_interval=0.3)
 
 
 def _execute(port: int, kernel_id: str, code: str, timeout: float = 90) -> str:

@@ -28,14 +28,7 @@ MAX_LINES = 650
 # their owners to move to public names. Each is (module file relative to
 # energy_flows/, "imported.module.name"). Empty these lists as they are fixed:
 # an entry that no longer offends only warns, a new offence fails.
-KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = {
-    # flows.py: use check_date / check_whole_number from energy_flows.data.arguments.
-    ("flows.py", "energy_flows.data._date"),
-    ("flows.py", "energy_flows.data._whole_number"),
-    # _common is now energy_flows.orchestration.common (same names); the alias
-    # orchestration/_common.py goes once these import common.
-    ("services/worker.py", "energy_flows.orchestration._common.flow_run_command"),
-}
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 KNOWN_LONG_MODULES: set[str] = set()
 
 

@@ -12,21 +12,26 @@ from pathlib import Path
 import psutil
 import pytest
 
-from energy_flows.errors import HomeNotWritableError, ServiceError
+from energy_flows.errors import HomeNotWritableError, ServiceError, WaitTimeout
 from energy_flows.services import api, control, registry
 from energy_flows.services import server as server_module
 from energy_flows.services.server import PrefectServer, start_server
+from energy_flows.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
 
 def _gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+    def ended() -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
             return True
-        time.sleep(0.1)
-    return False
+
+    try:
+        return wait_until(ended, timeout, what=f"process {pid} to end")
+    except WaitTimeout:
+        return False
 
 
 def test_session_server_is_healthy_and_the_client_points_at_it(prefect_server):

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from energy_flows.errors import EnergyFlowsError
 
 if TYPE_CHECKING:
-    from energy_flows.orchestration import RunInfo
+    pass
 
 #: One browser window size for every page, so images compare across runs.
 VIEWPORT = {"width": 1280, "height": 800}
@@ -342,26 +342,6 @@ def _own_environment() -> Iterator[None]:
             prefect.context.refresh_global_settings_context()
 
 
-def _wait_all_late(runs: list[RunInfo], timeout: float) -> None:
-    """Wait until every run of ``runs`` is Late (the server's late-runs service marks them)."""
-    from energy_flows import orchestration as orch
-    from energy_flows.waiting import wait_until
-
-    states: dict[str, str] = {}
-
-    def all_late() -> bool:
-        for run in runs:
-            states[run.name] = orch.read_run(run).state
-        return all(state == "Late" for state in states.values())
-
-    wait_until(
-        all_late,
-        timeout,
-        what="the missed runs to turn Late",
-        missing=lambda: f"States now: {states}",
-    )
-
-
 def _save_figure(fig: Any, target: Path, what: str) -> dict[str, Any]:
     fig.savefig(target, dpi=100, facecolor="white")
     return {"file": target.name, "kind": "figure", "what": what, "bytes": target.stat().st_size}
@@ -456,7 +436,9 @@ def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dic
             for name, meter, overdue in MISSED_RUNS
         ]
         _say(f"Waiting for {len(runs)} runs to turn Late (no worker yet)", quiet)
-        _wait_all_late(runs, timeout)
+        late = orch.wait_for(runs, until="late", timeout=timeout, progress=False)
+        if set(late["state"]) != {"Late"}:
+            raise RuntimeError(f"the missed runs did not all turn Late: {late.to_dict('records')}")
         context = {"pool": pool, "queue": queue, "run_id": runs[0].id}
 
         with launch_chromium() as browser:

@@ -30,7 +30,6 @@ The parts
 * :mod:`.arguments`: the checks behind every "x must be ..." sentence.
 """
 
-from energy_flows.data.arguments import check_date, check_whole_number
 from energy_flows.data.cleaning import (
     MAX_FILL_HOURS,
     MAX_PLAUSIBLE_KWH,
@@ -46,11 +45,6 @@ from energy_flows.data.simulation import (
 )
 from energy_flows.data.statistics import meter_statistics
 from energy_flows.data.uci import load_uci_household
-
-# The old private names, for energy_flows.flows until it imports the public ones
-# from energy_flows.data.arguments (tests/test_layout.py lists it as a known offender).
-_date = check_date
-_whole_number = check_whole_number
 
 __all__ = [
     "MAX_FILL_HOURS",

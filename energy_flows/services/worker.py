@@ -34,7 +34,7 @@ from typing import ClassVar
 
 from energy_flows import names, settings
 from energy_flows.errors import OrchestrationError, ServiceError, WaitTimeout
-from energy_flows.orchestration._common import flow_run_command
+from energy_flows.orchestration.common import flow_run_command
 from energy_flows.services import api, control, process, registry
 from energy_flows.services.base import ManagedService, launch
 from energy_flows.services.registry import ServiceRecord
