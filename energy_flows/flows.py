@@ -268,7 +268,7 @@ def check_parameters(
             f"horizon_hours must be between 0 and 24 (day-ahead), got {horizon_hours}. "
             "Example: horizon_hours=24 forecasts the next day."
         )
-    flaky = values["flaky"]
+    flaky = values["flaky"]  # type: ignore[assignment]  # any value may come in: checked here
     if (
         not isinstance(flaky, numbers.Real)
         or isinstance(flaky, bool)
@@ -331,7 +331,8 @@ def energy_usage_pipeline(
     check_parameters(days, test_days, horizon_hours, flaky, start=start, seed=seed)
     readings = ingest(meter_id, source, start, days, seed, flaky)
     validation = validate(readings)
-    clean_kwh = clean(readings)
+    # Prefect's types allow for async tasks: a sync task called in a flow returns its value.
+    clean_kwh: pd.DataFrame = clean(readings)
     features = build_features(clean_kwh, horizon_hours)
     model = train(features, test_days)
     comparison, metrics = evaluate_model(model, features, clean_kwh, test_days)

@@ -67,7 +67,7 @@ def check_whole_number(
         number = int(value)
     elif isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
         if math.isfinite(float(value)) and float(value).is_integer():
-            number = int(value)
+            number = int(float(value))
     if number is None:
         raise DataError(
             f"{message_prefix(where)}{name} must be a whole number, got {_given(value)}. Example: {example}."

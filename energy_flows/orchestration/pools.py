@@ -138,6 +138,11 @@ def _check_limit(limit: Limit, what: str) -> None:
         )
 
 
+def _limit_value(limit: Limit) -> int | None:
+    """What the server stores for a limit argument: a number, or None for "unlimited"."""
+    return None if limit is None or limit == UNLIMITED else int(limit)
+
+
 def read_pool(c: SyncPrefectClient, name: str) -> WorkPool:
     """Read a pool or raise an error that says how to create it."""
     from prefect.exceptions import ObjectNotFound
@@ -207,7 +212,7 @@ def ensure_work_pool(
         try:
             pool = c.read_work_pool(name)
         except ObjectNotFound:
-            limit = None if concurrency_limit == UNLIMITED else concurrency_limit
+            limit = _limit_value(concurrency_limit)
             template = _process_job_template() if type == "process" else {}
             c.create_work_pool(
                 WorkPoolCreate(
@@ -223,7 +228,7 @@ def ensure_work_pool(
             )
         changes: list[str] = []
         if concurrency_limit is not None:
-            new = None if concurrency_limit == UNLIMITED else concurrency_limit
+            new = _limit_value(concurrency_limit)
             if new != pool.concurrency_limit:
                 c.update_work_pool(name, WorkPoolUpdate(concurrency_limit=new))
                 changes.append(f"concurrency_limit {pool.concurrency_limit} → {new}")
@@ -267,7 +272,7 @@ def ensure_work_queue(
         try:
             queue = c.read_work_queue_by_name(name, work_pool_name=pool)
         except ObjectNotFound:
-            limit = None if concurrency_limit == UNLIMITED else concurrency_limit
+            limit = _limit_value(concurrency_limit)
             try:
                 queue = c.create_work_queue(
                     name=name, work_pool_name=pool, concurrency_limit=limit, priority=priority
@@ -279,7 +284,7 @@ def ensure_work_queue(
         updates: dict[str, object] = {}
         changes: list[str] = []
         if concurrency_limit is not None:
-            new = None if concurrency_limit == UNLIMITED else concurrency_limit
+            new = _limit_value(concurrency_limit)
             if new != queue.concurrency_limit:
                 updates["concurrency_limit"] = new
                 changes.append(f"concurrency_limit {queue.concurrency_limit} → {new}")

@@ -187,7 +187,8 @@ def run_result(run: Any) -> RunResult:
     elif state.is_completed():
         try:
             # `_sync=True`: in a notebook's event loop Prefect would hand back a coroutine.
-            result = state.result(raise_on_failure=False, _sync=True)
+            dual: Any = state  # Prefect types the dual (sync/async) `result` as async only
+            result = dual.result(raise_on_failure=False, _sync=True)
         except MissingResult:
             note = (
                 "The run completed but its result was not saved (result persistence was off "

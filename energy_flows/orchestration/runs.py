@@ -35,7 +35,7 @@ from energy_flows.orchestration.pools import read_pool, read_queue, status_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.objects import FlowRun
+    from prefect.client.schemas.objects import FlowRun, State
 
 
 @dataclass(frozen=True)
@@ -187,11 +187,16 @@ def read_queue_runs(
     run_filter = FlowRunFilter()
     if states:
         types = sorted({t for s in states for t in _TYPES[s]})
-        run_filter.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=types))
+        from prefect.client.schemas.objects import StateType
+
+        state_types = [StateType(t) for t in types]
+        run_filter.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=state_types))
         if set(states) & {"Scheduled", "Late"} == {"Late"} and types == ["SCHEDULED"]:
             run_filter.state.name = FlowRunFilterStateName(any_=["Late"])
     if scheduled_before is not None:
-        run_filter.expected_start_time = FlowRunFilterExpectedStartTime(before_=scheduled_before)
+        run_filter.expected_start_time = FlowRunFilterExpectedStartTime(
+            before_=scheduled_before  # type: ignore[arg-type]  # Prefect's DateTime is a datetime
+        )
     runs: list[FlowRun] = []
     while len(runs) < limit:  # the server answers at most 200 runs per request
         page = c.read_flow_runs(
@@ -299,6 +304,7 @@ def _counts(c: SyncPrefectClient, queue: str, pool: str) -> dict[str, int]:
         FlowRunFilterStateName,
         FlowRunFilterStateType,
     )
+    from prefect.client.schemas.objects import StateType
 
     def count(state: FlowRunFilterState) -> int:
         return c.count_flow_runs(
@@ -307,7 +313,9 @@ def _counts(c: SyncPrefectClient, queue: str, pool: str) -> dict[str, int]:
         )
 
     result = {
-        group: count(FlowRunFilterState(type=FlowRunFilterStateType(any_=list(types))))
+        group: count(
+            FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(t) for t in types]))
+        )
         for group, types in _TYPES.items()
         if group != "Late"
     }
@@ -423,7 +431,7 @@ def trigger(
         flow = c.read_flow(target.flow_id)
         full_name = f"{flow.name}/{target.name}"
         _check_parameters_against_schema(parameters, target.parameter_openapi_schema, full_name)
-        state = Scheduled(scheduled_time=scheduled_time) if scheduled_time else None
+        state: State | None = Scheduled(scheduled_time=scheduled_time) if scheduled_time else None
         try:
             run = c.create_flow_run_from_deployment(
                 target.id, parameters=parameters, name=flow_run_name, state=state

@@ -175,7 +175,11 @@ def _wanted(name: str, within: float) -> AutomationCore:
             threshold=1,
             within=dt.timedelta(seconds=within),
         ),
-        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=CRASH_MESSAGE)],
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED, name=None, message=CRASH_MESSAGE, force=False
+            )
+        ],
     )
 
 

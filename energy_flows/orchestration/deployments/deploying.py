@@ -217,7 +217,9 @@ def deploy(
             new_queue = True
 
     # `_sync=True`: Prefect would return an un-awaited coroutine inside a notebook's loop.
-    remote = PrefectFlow.from_source(str(folder), entrypoint, _sync=True)
+    # Prefect's "dual" functions are typed as async only; `_sync=True` runs them here.
+    dual: Any = PrefectFlow
+    remote = dual.from_source(str(folder), entrypoint, _sync=True)
     runner_deployment = remote.to_deployment(
         name,
         schedule=schedule,

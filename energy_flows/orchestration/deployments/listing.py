@@ -178,7 +178,9 @@ def list_deployments() -> pd.DataFrame:
                 ),
                 flow_run_filter=FlowRunFilter(
                     state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Scheduled"])),
-                    expected_start_time=FlowRunFilterExpectedStartTime(after_=now_utc()),
+                    expected_start_time=FlowRunFilterExpectedStartTime(
+                        after_=now_utc()  # type: ignore[arg-type]  # Prefect's DateTime is a datetime
+                    ),
                 ),
                 sort=FlowRunSort.EXPECTED_START_TIME_ASC,
                 limit=200,
