@@ -119,12 +119,15 @@ def client() -> Iterator[SyncPrefectClient]:
 
 
 def timestamp(value: dt.datetime | None) -> pd.Timestamp:
-    """A UTC pandas Timestamp rounded down to the second (NaT for None): stable to print."""
+    """The exact time as a UTC pandas Timestamp (NaT for None).
+
+    Tables keep the fractions of a second (a lesson's runs last about one);
+    how a time is shown is the display's business.
+    """
     if value is None:
         return pd.NaT
     ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.floor("s")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def now_utc() -> dt.datetime:

@@ -164,10 +164,7 @@ def runs_with_workers(runs: pd.DataFrame) -> pd.DataFrame:
     ``runs`` is a table from :func:`energy_flows.orchestration.queue_runs`
     (it needs an ``id`` column). The worker of each run is the run's label
     ``prefect.worker.name`` (:func:`worker_of`); runs no worker took yet get
-    a missing value. The ``started`` and ``ended`` columns get the exact
-    times of the flow runs read here: a lesson's runs last about a second,
-    so the timeline needs the fractions of a second to show which runs
-    overlapped (a runs table shows whole seconds).
+    a missing value.
     """
     out = runs.copy()
     if runs.empty:
@@ -187,13 +184,6 @@ def runs_with_workers(runs: pd.DataFrame) -> pd.DataFrame:
     if unlabelled:
         workers.update(workers_from_run_logs(unlabelled))
     out["worker"] = [workers.get(run_id) for run_id in ids]
-    for column, attribute in (("started", "start_time"), ("ended", "end_time")):
-        if column in out.columns:
-            values = [
-                getattr(flow_runs[run_id], attribute) if run_id in flow_runs else old
-                for run_id, old in zip(ids, out[column], strict=True)
-            ]
-            out[column] = pd.to_datetime(pd.Series(values, index=out.index, dtype=object), utc=True)
     return out
 
 
