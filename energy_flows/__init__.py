@@ -4,12 +4,15 @@ The public API is listed in ``_EXPORTS`` and imported lazily, so that
 ``import energy_flows`` (and the ``energy-flows`` command) stays fast: Prefect
 takes seconds to import and only the parts that need it pay that.
 
-Layers (imports go one way, top to bottom):
+Layers (imports go one way; ``make lint`` checks it, see docs/architecture.md):
 
+* lessons: :mod:`~energy_flows.lessons`, :mod:`~energy_flows.exercises`,
+  :mod:`~energy_flows.tour`, :mod:`~energy_flows.check`, :mod:`~energy_flows.lab`
+* views and widgets: :mod:`energy_flows.views`, :mod:`energy_flows.widgets`
+* classroom services: :mod:`energy_flows.services`
+* Prefect layer: :mod:`energy_flows.flows`, :mod:`energy_flows.orchestration`
 * energy core: :mod:`energy_flows.data`, :mod:`energy_flows.forecasting` (numpy + pandas)
-* prefect layer: :mod:`energy_flows.flows`, :mod:`energy_flows.orchestration`
-* classroom layer: :mod:`energy_flows.services`, :mod:`energy_flows.views`,
-  :mod:`energy_flows.widgets`, :mod:`energy_flows.settings`
+* shared by all: settings, waiting, names, vocabulary, errors (standard library)
 """
 
 from __future__ import annotations

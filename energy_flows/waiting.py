@@ -19,7 +19,10 @@ T = TypeVar("T")
 
 
 def quiet_by_default() -> bool:
-    """True when ``ENERGY_FLOWS_QUIET`` is set (tests, nbval runs): no progress lines."""
+    """True when ``ENERGY_FLOWS_QUIET`` is set (the test suite, benchmarks): no progress lines.
+
+    The lessons never set it: their stored outputs show what a learner sees.
+    """
     return os.environ.get("ENERGY_FLOWS_QUIET", "").lower() not in ("", "0", "false", "no")
 
 
