@@ -40,6 +40,7 @@ Only the standard library is imported here before Prefect itself.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -81,7 +82,9 @@ def preload(modules: Iterable[str], *, freeze: bool = True) -> None:
     gc.disable()
     try:
         for name in modules:
-            importlib.import_module(name)
+            # Only an optimisation: a module another Prefect release lacks is skipped.
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
     finally:
         if freeze:
             gc.freeze()
