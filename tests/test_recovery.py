@@ -377,3 +377,27 @@ def test_windows_is_told_where_to_go_instead_of_crashing():
     assert done.returncode == 1, done.stderr
     assert "Windows is not supported" in done.stdout and "WSL2" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_a_run_taken_before_its_time_keeps_the_queue_busy(prefect_server):
+    """A worker takes a run up to 10 s before it is due: Pending then counts, whenever scheduled.
+
+    Lesson 05 waits for the queue to be empty before it stops its workers; a run
+    set Pending ahead of its time must not slip through and be killed by stop().
+    """
+    import datetime as dt
+
+    from prefect import get_client
+    from prefect.states import Pending
+
+    from energy_flows.errors import WaitTimeout
+
+    pool = f"early-{uuid.uuid4().hex[:6]}"
+    orch.ensure_work_pool(pool)
+    orch.ensure_work_queue("q", pool=pool)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    run = orch.trigger(_deploy(pool, "q"), flow_run_name="taken-early", scheduled_time=soon)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(uuid.UUID(run.id), Pending(), force=True)
+    with pytest.raises(WaitTimeout, match="1 run is still Pending in q"):
+        orch.wait_for(until="empty", queue="q", pool=pool, timeout=1.5)

@@ -195,11 +195,20 @@ def _wait_queue_empty(queue: str, pool: str, timeout: float, report: _Reporter) 
     from energy_flows.waiting import wait_until
 
     def busy_runs() -> pd.DataFrame:
-        # Runs whose time has come and that are not finished; a schedule's future runs wait
-        # legitimately and do not count.
+        # Runs in flight (Pending, Running: a worker takes a run up to 10 s before its
+        # time, so these count whenever they were scheduled) and runs whose time has
+        # come; a schedule's future runs wait legitimately and do not count.
+        from prefect.client.schemas.objects import StateType
+
         with client() as c:
             read_queue(c, queue, pool)
-            runs = read_queue_runs(c, queue, pool, list(WAITING_STATES), scheduled_before=now_utc())
+            now = now_utc()
+            runs = [
+                run
+                for run in read_queue_runs(c, queue, pool, list(WAITING_STATES))
+                if run.state_type != StateType.SCHEDULED
+                or (run.expected_start_time is not None and run.expected_start_time <= now)
+            ]
             return runs_frame(runs, deployment_names(c, runs))
 
     def empty() -> tuple[pd.DataFrame] | None:
