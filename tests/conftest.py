@@ -84,15 +84,25 @@ def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     Whatever the test started for it is stopped afterwards.
     """
     home = tmp_path / "home"
-    saved = {k: v for k, v in os.environ.items() if k.startswith(_RESTORED_PREFIXES)}
     monkeypatch.setenv("ENERGY_FLOWS_HOME", str(home))
     yield home
     if (home / "state").is_dir():
         from energy_flows.services.control import stop_all
 
         stop_all(home, quiet=True)
-    # A server started in this home pointed this process's Prefect client at
-    # it: point it back at whatever it was (e.g. the session's server).
+
+
+@pytest.fixture(autouse=True)
+def _restore_prefect_settings() -> Iterator[None]:
+    """Undo what a test's ``PrefectServer().start()`` did to this process's settings.
+
+    Starting a server points the process's Prefect client at it (as it must in
+    a kernel). In the test process that would leave every later test talking
+    to a server that has since stopped: after each test, the variables and
+    Prefect's settings context are put back as they were.
+    """
+    saved = {k: v for k, v in os.environ.items() if k.startswith(_RESTORED_PREFIXES)}
+    yield
     for key in [k for k in os.environ if k.startswith(_RESTORED_PREFIXES)]:
         if key not in saved:
             del os.environ[key]
