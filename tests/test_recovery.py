@@ -401,3 +401,28 @@ def test_a_run_taken_before_its_time_keeps_the_queue_busy(prefect_server):
         client.set_flow_run_state(uuid.UUID(run.id), Pending(), force=True)
     with pytest.raises(WaitTimeout, match="1 run is still Pending in q"):
         orch.wait_for(until="empty", queue="q", pool=pool, timeout=1.5)
+
+
+def test_a_run_a_worker_may_take_now_keeps_the_queue_busy(prefect_server):
+    """A Scheduled run due within the worker's prefetch window (10 s) counts; a later one not.
+
+    Between ``wait_for(until="empty")`` and ``worker.stop()`` a worker may take any
+    run due in the next 10 s; stop() would then kill it.
+    """
+    import datetime as dt
+
+    from energy_flows.errors import WaitTimeout
+
+    pool = f"soon-{uuid.uuid4().hex[:6]}"
+    orch.ensure_work_pool(pool)
+    orch.ensure_work_queue("q", pool=pool)
+    deployment = _deploy(pool, "q")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    orch.trigger(deployment, flow_run_name="due-later", scheduled_time=later)
+    assert orch.wait_for(until="empty", queue="q", pool=pool, timeout=5)["name"].tolist() == [
+        "due-later"
+    ]
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    orch.trigger(deployment, flow_run_name="due-soon", scheduled_time=soon)
+    with pytest.raises(WaitTimeout, match="1 run is still Scheduled in q"):
+        orch.wait_for(until="empty", queue="q", pool=pool, timeout=1.5)

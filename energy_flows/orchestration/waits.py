@@ -12,6 +12,7 @@ rather than waited on forever.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from typing import Any, Literal
@@ -90,8 +91,9 @@ def wait_for(
       and ``state``; with a queue name (or nothing: ``queue``), wait until the queue holds
       at least one Late run and return those runs (like :func:`queue_runs`).
     * ``until="empty"``: wait until no run of the queue is due or busy (nothing
-      Late, Pending, Running, and no Scheduled run whose time has come; future
-      runs of a schedule do not count); return the queue's runs.
+      Late, Pending, Running, and no Scheduled run a worker could take now, i.e. due
+      within ``PREFECT_WORKER_PREFETCH_SECONDS``; a schedule's later runs do not
+      count); return the queue's runs.
 
     ``progress=True`` prints one line each time the picture changes. On timeout a
     :class:`~energy_flows.errors.WaitTimeout` says what is still missing and why, e.g.
@@ -195,19 +197,22 @@ def _wait_queue_empty(queue: str, pool: str, timeout: float, report: _Reporter) 
     from energy_flows.waiting import wait_until
 
     def busy_runs() -> pd.DataFrame:
-        # Runs in flight (Pending, Running: a worker takes a run up to 10 s before its
-        # time, so these count whenever they were scheduled) and runs whose time has
-        # come; a schedule's future runs wait legitimately and do not count.
+        # Runs in flight (Pending, Running) count whenever they were scheduled, and
+        # so do Scheduled runs a worker may take now: a worker takes a run up to
+        # PREFECT_WORKER_PREFETCH_SECONDS (10 s) before its time. A schedule's later
+        # runs wait legitimately and do not count.
         from prefect.client.schemas.objects import StateType
+        from prefect.settings import get_current_settings
 
+        soon = dt.timedelta(seconds=get_current_settings().worker.prefetch_seconds + 1)
         with client() as c:
             read_queue(c, queue, pool)
-            now = now_utc()
+            horizon = now_utc() + soon
             runs = [
                 run
                 for run in read_queue_runs(c, queue, pool, list(WAITING_STATES))
                 if run.state_type != StateType.SCHEDULED
-                or (run.expected_start_time is not None and run.expected_start_time <= now)
+                or (run.expected_start_time is not None and run.expected_start_time <= horizon)
             ]
             return runs_frame(runs, deployment_names(c, runs))
 
