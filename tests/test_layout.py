@@ -14,6 +14,7 @@ too); nothing is imported.
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,3 +180,32 @@ def test_no_module_is_longer_than_max_lines() -> None:
             f"short now, remove from KNOWN_LONG_MODULES in {Path(__file__).name}: {sorted(fixed)}",
             stacklevel=1,
         )
+
+
+#: Uses of Prefect's private parts that remain, each guarded and listed in
+#: docs/prefect-facts.md ("Prefect's private parts"): (file, the private name).
+ALLOWED_PRIVATE_PREFECT = {
+    # Imported ahead of time to start the server faster; a module missing from a
+    # release is skipped (tests/test_recovery.py checks it), never stops a start.
+    ("services/launch.py", "prefect.cli._server_utils"),
+}
+_PREFECT_PRIVATE = re.compile(r"prefect(\.[A-Za-z0-9]+)*\._[A-Za-z]\w*")
+
+
+def test_prefect_private_parts_are_only_the_listed_guarded_ones() -> None:
+    """``grep -rn "prefect\\._\\|\\._vendor\\|cli\\._" energy_flows/`` finds only the listed uses."""
+    found = {
+        (path.relative_to(PACKAGE).as_posix(), match.group(0))
+        for path in _modules()
+        for match in _PREFECT_PRIVATE.finditer(path.read_text(encoding="utf-8"))
+    }
+    assert found <= ALLOWED_PRIVATE_PREFECT, (
+        "Use Prefect's public API, or guard the private use with a fallback and a test, "
+        "then list it here and in docs/prefect-facts.md:\n"
+        + "\n".join(
+            f"energy_flows/{f}: {name}" for f, name in sorted(found - ALLOWED_PRIVATE_PREFECT)
+        )
+    )
+    docs = (PACKAGE.parent / "docs" / "prefect-facts.md").read_text(encoding="utf-8")
+    assert all(name in docs for _, name in ALLOWED_PRIVATE_PREFECT)
+    assert _PREFECT_PRIVATE.search("from prefect._vendor.croniter import croniter")

@@ -78,7 +78,9 @@ def test_interval_in_words(seconds, text):
     ("kwargs", "message"),
     [
         ({"cron": "*/5 * *"}, "has 5 fields"),
-        ({"cron": "61 * * * *"}, "Invalid cron '61 * * * *'"),
+        ({"cron": "61 * * * *"}, "Invalid cron '61 * * * *': the minute field is 61"),
+        ({"cron": "0 25 * * *"}, "the hour field is 25, outside its range 0-23"),
+        ({"cron": "0 6 * * fry"}, "the day of week field 'fry' contains 'fry'"),
         ({"cron": "H * * * *"}, "hashed"),
         ({"interval": 0}, "more than 0 seconds"),
         ({"interval": -5}, "more than 0 seconds"),

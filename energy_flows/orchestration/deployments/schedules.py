@@ -11,6 +11,7 @@ import datetime as dt
 import math
 from typing import Any
 
+from energy_flows.cron import cron_problem
 from energy_flows.errors import OrchestrationError
 
 __all__ = [
@@ -64,8 +65,13 @@ _CRON_FIELDS = "minute hour day-of-month month day-of-week"
 
 
 def validate_cron(cron: str) -> str:
-    """Check a cron string the way the server will, and say why it is wrong."""
-    from prefect._vendor.croniter import croniter
+    """Check a cron string the way the server will, and say why it is wrong.
+
+    Prefect's own schedule schema (``CronSchedule``, public) decides; when it
+    refuses, the message names the field to fix (:func:`energy_flows.cron.cron_problem`).
+    """
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
 
     if not isinstance(cron, str) or not cron.strip():
         raise OrchestrationError(
@@ -81,15 +87,15 @@ def validate_cron(cron: str) -> str:
         raise OrchestrationError(
             f"Invalid cron {cron!r}: random (R) and hashed (H) fields are not supported."
         )
+    problem = cron_problem(cron)
     try:
-        croniter(cron)
-    except Exception as exc:  # croniter's errors name the bad field
+        CronSchedule(cron=cron)
+    except ValidationError:
+        reason = problem or "Prefect's schedule check refuses it"
         raise OrchestrationError(
-            f"Invalid cron {cron!r}: {exc}. The fields are {_CRON_FIELDS}, "
+            f"Invalid cron {cron!r}: {reason} The fields are {_CRON_FIELDS}, "
             "e.g. '0 6 * * 1-5' is 06:00 on weekdays."
         ) from None
-    if not croniter.is_valid(cron):
-        raise OrchestrationError(f"Invalid cron {cron!r} (fields: {_CRON_FIELDS}).")
     return cron
 
 
