@@ -22,14 +22,8 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-#: Packages the lessons import, with the lowest version they were tested with.
-REQUIRED_PACKAGES: dict[str, str] = {
-    "prefect": "3.9.1",
-    "jupyterlab": "4.5",
-    "ipywidgets": "8.1",
-    "pandas": "3.0",
-    "matplotlib": "3.10",
-}
+#: The distribution whose metadata declares the tested versions (pyproject.toml).
+DISTRIBUTION = "energy-flows"
 
 #: The port Prefect's server uses by default; another free one works too.
 SERVER_PORT = 4200
@@ -46,16 +40,6 @@ class Check:
     ok: bool
     found: str
     fix: str = ""
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
 
 
 #: Where to run the course on Windows, which the package does not support.
@@ -79,17 +63,52 @@ def check_python() -> Check:
 
 
 def check_packages() -> list[Check]:
+    """Each package the lessons need, against the versions this release was tested with.
+
+    The tested ranges are read from the installed package's own metadata (the
+    ``dependencies`` of ``pyproject.toml``), so there is no second list to keep
+    in step. A version outside its range gets a row to fix: it may work, but
+    nobody has run the lessons with it.
+    """
+    from packaging.requirements import Requirement
+
+    try:
+        declared = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        return [Check(f"{DISTRIBUTION} installed", False, "missing", "make lab (installs it)")]
     rows = []
-    for name, minimum in REQUIRED_PACKAGES.items():
-        try:
-            version = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            rows.append(Check(f"{name} installed", False, "missing", "make lab (installs it)"))
+    for text in declared:
+        req = Requirement(text)
+        if req.marker is not None:  # the test extra, or a platform-specific need
             continue
-        ok = _version_tuple(version) >= _version_tuple(minimum)
-        fix = "" if ok else f"make lab (upgrades {name} to the tested version)"
-        rows.append(Check(f"{name} >= {minimum}", ok, version, fix))
+        # Lower bound first: ">=3.9.1,<4" reads as a range.
+        parts = sorted((str(spec) for spec in req.specifier), key=lambda t: t.startswith("<"))
+        rows.append(_check_requirement(req.name, ",".join(parts)))
     return rows
+
+
+def _check_requirement(name: str, tested: str) -> Check:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    what = f"{name} {tested}"
+    try:
+        version = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return Check(what, False, "missing", "make lab (installs the tested versions)")
+    try:
+        inside = Version(version) in SpecifierSet(tested)
+    except InvalidVersion:
+        inside = False
+    if inside:
+        return Check(what, True, version)
+    return Check(
+        what,
+        False,
+        f"{version}: untested (tested: {tested})",
+        f"make lab, or pip install '{name}{tested}' (the tested range); "
+        "other versions may work but nobody ran the lessons with them",
+    )
 
 
 def check_port(port: int = SERVER_PORT) -> Check:
