@@ -35,6 +35,7 @@ from prefect.utilities.annotations import unmapped
 
 from energy_flows.data import clean_readings, load_readings, validate_readings
 from energy_flows.data.arguments import check_date, check_whole_number
+from energy_flows.data.uci import HOUSEHOLD_SOURCE, check_household_period
 from energy_flows.errors import DataError
 from energy_flows.forecasting import (
     ForecastModel,
@@ -213,6 +214,7 @@ def check_parameters(
     *,
     start: str | None = None,
     seed: int | None = None,
+    source: str | None = None,
     flow: Flow[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Refuse parameters with which no run of the energy flow can succeed, before any work.
@@ -226,14 +228,19 @@ def check_parameters(
     * ``horizon_hours`` is between 0 and 24 (a day-ahead forecast);
     * ``flaky`` is a probability between 0 and 1;
     * ``seed`` is a whole number ≥ 0; ``start`` is a date (``YYYY-MM-DD``) or
-      empty (the last ``days`` days of a file).
+      empty (the last ``days`` days of a file);
+    * with ``source="uci"`` (the real household shipped with the package),
+      the ``days`` days from ``start`` lie between 2006-12-16 and 2010-11-26
+      (:func:`~energy_flows.data.uci.check_household_period`). Other sources
+      are not judged here: a file is only read by the run.
 
     Both flows call it first thing in a run. Deploying calls it too
     (:func:`energy_flows.orchestration.deploy_energy_flow` and the
     ``DeploymentBuilder`` form), so a deployment whose every run would be
     refused is refused at once, with the same sentence.
 
-    Returns the checked values, defaults filled in. Raises
+    Returns the checked values, defaults filled in (``source`` is judged,
+    not returned). Raises
     :class:`~energy_flows.errors.DataError` that names the parameter, the
     value given and what to change.
     """
@@ -282,6 +289,8 @@ def check_parameters(
     start = values["start"]
     if start:
         start = f"{check_date(start, 'start', where=where, example='2024-01-01'):%Y-%m-%d}"
+    if (defaults.get("source") if source is None else source) == HOUSEHOLD_SOURCE:
+        check_household_period(values["start"], days, where=where)
     return {
         "days": days,
         "test_days": test_days,
@@ -317,8 +326,11 @@ def energy_usage_pipeline(
     Parameters
     ----------
     meter_id: which household (for simulated data, it fixes the household's habits).
-    source: ``"simulated"``, a CSV file path (columns timestamp, kwh), or the
-        path or http(s) address of the raw UCI household file.
+    source: ``"simulated"``; ``"uci"``, the real household shipped with the
+        package (offline; 2006-12-16 to 2010-11-26, so pass a start inside,
+        e.g. ``start="2010-01-01", days=120``); a CSV file path (columns
+        timestamp, kwh); or the path or http(s) address of the raw UCI
+        household file.
     start: first day of the period, ``YYYY-MM-DD``; empty for the last ``days``
         days of a file.
     days: length of the period in days.
@@ -328,7 +340,7 @@ def energy_usage_pipeline(
         turn it up to watch the ingest task retry.
     seed: the random seed of the simulation and of the flaky source.
     """
-    check_parameters(days, test_days, horizon_hours, flaky, start=start, seed=seed)
+    check_parameters(days, test_days, horizon_hours, flaky, start=start, seed=seed, source=source)
     readings = ingest(meter_id, source, start, days, seed, flaky)
     validation = validate(readings)
     # Prefect's types allow for async tasks: a sync task called in a flow returns its value.
@@ -420,7 +432,14 @@ def energy_usage_batch(
     and publishes the same rows as the table artifact ``energy-batch-summary``.
     """
     check_parameters(
-        days, test_days, horizon_hours, flaky, start=start, seed=seed, flow=energy_usage_batch
+        days,
+        test_days,
+        horizon_hours,
+        flaky,
+        start=start,
+        seed=seed,
+        source=source,
+        flow=energy_usage_batch,
     )
     ids = list(meter_ids) if meter_ids else [f"home-{i:03d}" for i in range(1, n_meters + 1)]
     futures = meter_pipeline.map(

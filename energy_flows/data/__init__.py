@@ -24,7 +24,8 @@ The parts
 ---------
 * :mod:`.simulation`: :func:`simulate_meter`, :func:`meter_traits`;
 * :mod:`.loading`: :func:`load_meter_csv`, :func:`load_readings` (any source by name);
-* :mod:`.uci`: :func:`load_uci_household`, the real household's file;
+* :mod:`.uci`: :func:`load_uci_household`, the real household: shipped with the
+  package as hours (offline, ``source="uci"``), or read from its original minute file;
 * :mod:`.cleaning`: :func:`validate_readings`, :func:`clean_readings`;
 * :mod:`.statistics`: :func:`meter_statistics`;
 * :mod:`.arguments`: the checks behind every "x must be ..." sentence.

@@ -17,7 +17,7 @@ import pandas as pd
 
 from energy_flows.data.arguments import check_date, check_whole_number
 from energy_flows.data.simulation import MAX_SIMULATED_DAYS, simulate_meter
-from energy_flows.data.uci import load_uci_household
+from energy_flows.data.uci import HOUSEHOLD_SOURCE, check_household_period, load_uci_household
 from energy_flows.errors import DataError
 
 __all__ = ["load_meter_csv", "load_readings"]
@@ -227,10 +227,22 @@ def load_readings(
 ) -> pd.DataFrame:
     """One entry point for every source: what the pipeline's ingest step calls.
 
-    ``source`` is ``"simulated"``, the path of a CSV file (columns
-    ``timestamp`` and ``kwh``), or the path or http(s) address of a UCI raw
-    file (``.txt`` or ``.zip``). For a file, ``start`` and ``days`` select the
-    period; an empty ``start`` takes the last ``days`` days of the file.
+    ``source`` is one of:
+
+    * ``"simulated"``: :func:`simulate_meter` makes ``days`` days of
+      ``meter_id`` from ``start``, with ``seed``;
+    * ``"uci"``: the real household shipped with the package
+      (:func:`load_uci_household` without an argument; offline), which covers
+      2006-12-16 17:00 to 2010-11-26 21:00. The whole period must lie inside
+      it, or a :class:`DataError` gives the range and the starts that work
+      (:func:`~energy_flows.data.uci.check_household_period`);
+    * the path of a CSV file (columns ``timestamp`` and ``kwh``), or the path
+      or http(s) address of a UCI raw file (``.txt`` or ``.zip``).
+
+    For a file, ``start`` and ``days`` select the period (cut to what the
+    file holds; refused when it holds none of it); an empty ``start`` takes
+    the last ``days`` days of the file. ``meter_id`` and ``seed`` only
+    matter for ``"simulated"``.
     """
     where = "load_readings"
     days = check_whole_number(
@@ -238,6 +250,11 @@ def load_readings(
     )
     if source == "simulated":
         return simulate_meter(meter_id, start=start or "2024-01-01", days=days, seed=seed)
+    if source == HOUSEHOLD_SOURCE:
+        # The range is known without reading the file: refuse a bad period first.
+        first = check_household_period(start, days, where=where)
+        household = load_uci_household()
+        return household.loc[first : first + pd.Timedelta(days=days) - pd.Timedelta(seconds=1)]
     first = check_date(start, "start", where=where, example="2024-01-01") if start else None
     text = str(source)
     lowered = text.lower()
@@ -247,7 +264,8 @@ def load_readings(
         readings = load_meter_csv(text)
     else:
         raise DataError(
-            f"Unknown source {source!r}. Use 'simulated', the path of a .csv file "
+            f"Unknown source {source!r}. Use 'simulated', 'uci' (the real household shipped "
+            "with the package), the path of a .csv file "
             "(columns timestamp, kwh), or the path or http(s) address of a UCI raw "
             "file (.txt or .zip)."
         )
