@@ -1,13 +1,14 @@
 """Is the simulated meter a believable household? Compared with the real one.
 
 The real household is the UCI "Individual household electric power
-consumption" data, aggregated to hours in ``../shared/data`` (see
-PROVENANCE.md there). Each statistic is checked twice:
+consumption" data, summed into hours and shipped with the package
+(``energy_flows/data/household/``, read by ``load_uci_household()`` without
+any network). Each statistic is checked twice:
 
-* against the value measured on the real file, hardcoded below from
-  ``uci_household_stats.json`` (so the test runs without the data), and
-* against the same statistic computed from the real file with the same code
-  (:func:`energy_flows.data.meter_statistics`), when the file is there.
+* against the value measured on the real file, hardcoded below (so a broken
+  simulator and a changed file fail different tests), and
+* against the same statistic computed from the shipped file with the same
+  code (:func:`energy_flows.data.meter_statistics`).
 
 The tolerances are wide enough for what legitimately differs (a simulated
 household is *a* household like the real one, not a copy: its routine may be
@@ -19,19 +20,14 @@ autocorrelated noise, the outages) fails the test.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from energy_flows.data import clean_readings, load_meter_csv, meter_statistics, simulate_meter
+from energy_flows.data import clean_readings, load_uci_household, meter_statistics, simulate_meter
 from energy_flows.forecasting import run_core_pipeline
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-REAL_FILE = DATA / "uci_household_hourly.csv.gz"
-
-# Real values (uci_household_stats.json / PROVENANCE.md) and the tolerance of each.
+# Real values (measured on the shipped file) and the tolerance of each.
 REAL = {
     # Weekend days use 1.19x weekdays. +-0.12: each household's weekend ratio
     # varies by ~5 % (meter_traits) and day-to-day moods add ~5 % over two years.
@@ -81,9 +77,8 @@ def simulated() -> dict:
 
 @pytest.fixture(scope="module")
 def real_readings() -> pd.DataFrame:
-    if not REAL_FILE.exists():
-        pytest.skip(f"the real household data is not at {REAL_FILE} (../shared/data)")
-    return load_meter_csv(REAL_FILE)
+    """The real household shipped with the package: always there, read offline."""
+    return load_uci_household()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +109,7 @@ def test_missing_fraction_near_the_published_value(simulated: dict) -> None:
 
 
 def test_the_hardcoded_values_are_those_of_the_real_file(real: dict) -> None:
-    """Guards the numbers above: they must be what the shared file really gives."""
+    """Guards the numbers above: they must be what the shipped file really gives."""
     for name, (value, _) in REAL.items():
         assert real[name] == pytest.approx(value, abs=0.01), name
     np.testing.assert_allclose(real["weekday_profile"], REAL_WEEKDAY_PROFILE, atol=0.01)
@@ -147,8 +142,8 @@ def test_other_meters_are_plausible_too() -> None:
 def test_model_on_the_real_household(real_readings: pd.DataFrame) -> None:
     """The day-ahead model on the last 365 days of the real file.
 
-    PROVENANCE.md: same hour yesterday MAE 0.57, same hour last week 0.58, a
-    linear model on lags 24/48/168 plus calendar 0.47 kWh.
+    Measured when the file was made: same hour yesterday MAE 0.57, same hour
+    last week 0.58, a linear model on lags 24/48/168 plus calendar 0.47 kWh.
     """
     result = run_core_pipeline(real_readings[["kwh"]], "uci-household", test_days=365)
     metrics = result.metrics
