@@ -151,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     exit_with_parent()
     block_optional_modules()
-    preload(PRELOAD[process_kind(args)])
+    kind = process_kind(args)
+    if kind == "server":
+        from energy_flows.services.serverlog import shorten_busy_database_tracebacks
+
+        shorten_busy_database_tracebacks()
+    preload(PRELOAD[kind])
     if args[0] == "engine":
         sys.argv = [sys.argv[0], *args[1:]]
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
