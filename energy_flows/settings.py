@@ -4,14 +4,18 @@ Every process the package starts (the Prefect server, workers, the flow runs
 that workers launch, JupyterLab) receives the environment built by
 :func:`classroom_env`, and the notebook kernel adopts the same settings with
 :func:`apply_to_current_process`. Each setting below exists for a reason that
-a workshop has run into; the comment next to it says which.
+a workshop has run into; the comment next to it says which. Where the state
+lives is decided here too: :func:`home_dir`, one home per checkout.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 from energy_flows.errors import HomeNotWritableError
@@ -59,16 +63,82 @@ _SPEED_SETTINGS = (
 _COLOUR_VARIABLES = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS")
 
 
-def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    """Return the folder that holds all of this package's state.
+#: The state folder's name, at the top of a checkout or in the user's home directory.
+HOME_FOLDER_NAME = ".energy_flows"
 
-    The order is: the ``home`` argument, then ``ENERGY_FLOWS_HOME``, then
-    ``.energy_flows/`` in the current directory. The path is made absolute
-    (child processes run in other directories) but not created.
+#: The ``[project] name`` in ``pyproject.toml`` that marks a folder as this course's checkout.
+PROJECT_NAME = "energy-flows"
+
+
+def checkout_root(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The course checkout that contains ``start`` (default: the current directory), or None.
+
+    A checkout is a folder that holds a ``notebooks/`` folder and a
+    ``pyproject.toml`` naming the project ``energy-flows``. The nearest such
+    folder, ``start`` itself included, wins: a kernel whose working directory
+    is ``notebooks/`` or ``my-lessons/`` and a terminal at the top of the
+    repository find the same one.
+    """
+    try:
+        here = Path(start) if start is not None else Path.cwd()
+        here = here.expanduser().resolve()
+    except OSError:  # the current directory was deleted under this process
+        return None
+    for folder in (here, *here.parents):
+        if (folder / "notebooks").is_dir() and _names_this_project(folder / "pyproject.toml"):
+            return folder
+    return None
+
+
+def user_home_dir() -> Path:
+    """``~/.energy_flows``: the home of a process that runs outside any checkout."""
+    return Path.home() / HOME_FOLDER_NAME
+
+
+def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Return the folder that holds all of this package's state: one home per checkout.
+
+    The first of these wins:
+
+    1. the ``home`` argument (``energy-flows --home``);
+    2. ``$ENERGY_FLOWS_HOME``;
+    3. ``.energy_flows/`` at the top of the checkout that contains the current
+       directory (see :func:`checkout_root`), so lessons (whose kernels run in
+       ``notebooks/`` or ``my-lessons/``) and a terminal anywhere in the
+       repository share one server, one database and one ``energy-flows status``;
+    4. ``~/.energy_flows`` (:func:`user_home_dir`) outside any checkout.
+
+    The path is made absolute (child processes run in other directories) but
+    not created.
     """
     if home is None:
-        home = os.environ.get("ENERGY_FLOWS_HOME") or Path.cwd() / ".energy_flows"
+        home = os.environ.get("ENERGY_FLOWS_HOME") or None
+    if home is None:
+        root = checkout_root()
+        home = root / HOME_FOLDER_NAME if root is not None else user_home_dir()
     return Path(home).expanduser().resolve()
+
+
+def _names_this_project(pyproject: Path) -> bool:
+    """True when ``pyproject`` exists and its ``[project] name`` is this course's."""
+    try:
+        stat = pyproject.stat()
+    except OSError:
+        return False
+    return _project_name(str(pyproject), stat.st_mtime_ns, stat.st_size) == PROJECT_NAME
+
+
+@functools.lru_cache(maxsize=16)
+def _project_name(path: str, mtime_ns: int, size: int) -> str | None:
+    """The normalised project name a ``pyproject.toml`` declares (cached per file version)."""
+    try:
+        with open(path, "rb") as file:
+            project = tomllib.load(file).get("project")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    name = project.get("name") if isinstance(project, dict) else None
+    # PEP 503: Energy_Flows, energy.flows and energy-flows are one name.
+    return re.sub(r"[-_.]+", "-", name).lower() if isinstance(name, str) else None
 
 
 def ensure_home(home: str | os.PathLike[str] | None = None) -> Path:

@@ -98,7 +98,8 @@ def tour(home: str | os.PathLike[str] | None = None, out: Out = print, timeout: 
     """Run the walkthrough end to end against a real server and worker; return 0 on success.
 
     Args:
-        home: the state folder (default ``$ENERGY_FLOWS_HOME`` or ``./.energy_flows``).
+        home: the state folder (default :func:`energy_flows.settings.home_dir`:
+            ``$ENERGY_FLOWS_HOME``, else ``.energy_flows/`` of this checkout).
         out: where lines go (``print`` by default).
         timeout: the longest any one wait may take, in seconds.
     """

@@ -136,7 +136,8 @@ class PrefectServer(ManagedService):
     """A Prefect server for one home folder, started (or reused) on demand.
 
     Args:
-        home: the state folder; default ``$ENERGY_FLOWS_HOME`` or ``./.energy_flows``.
+        home: the state folder; default :func:`energy_flows.settings.home_dir`
+            (``$ENERGY_FLOWS_HOME``, else ``.energy_flows/`` of this checkout).
         port: preferred port; default 4200. When it is taken by another
             program, a free port is used and the message says which.
         timeout: seconds to wait for the server to become healthy.

@@ -81,7 +81,8 @@ class Worker(ManagedService):
             ``start()`` with the same name reuses the running worker. Letters,
             digits, ``_ . -`` (it also names the worker's log and state files).
         limit: at most this many flow runs at once (default: no limit).
-        home: the state folder; default ``$ENERGY_FLOWS_HOME`` or ``./.energy_flows``.
+        home: the state folder; default :func:`energy_flows.settings.home_dir`
+            (``$ENERGY_FLOWS_HOME``, else ``.energy_flows/`` of this checkout).
         timeout: seconds to wait until the worker is ONLINE.
         quiet: no progress lines.
         detached: terminal mode (``energy-flows up --worker``): it keeps running
