@@ -4,6 +4,7 @@
 #   make notebooks   re-execute every lesson with a fresh home and store its outputs
 #   make screenshots regenerate the images in output/ (needs Debian's chromium)
 #   make bench       run the benchmarks (plain Prefect vs the classroom set-up, as ratios)
+#   make student     write the lessons without their solutions to student-edition/ (instructors)
 
 PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
@@ -13,7 +14,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lab test lint unit notebooks-test notebooks screenshots bench clean
+.PHONY: setup lab test lint unit notebooks-test notebooks screenshots bench clean student
 
 setup: $(STAMP)
 
@@ -29,6 +30,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 lab: $(STAMP)
 	$(BIN)/energy-flows lab $(LAB_ARGS)
+
+# The hand-out: every lesson without its solution cells and outputs (energy_flows/student.py).
+# Another folder: make student STUDENT_DIR=../handout/notebooks
+STUDENT_DIR ?= student-edition
+student: $(STAMP)
+	$(BIN)/energy-flows student "$(STUDENT_DIR)"
 
 # Style and complexity (ruff, C901), the layers and no import cycles (import-linter,
 # contracts in pyproject.toml), and types (mypy: the package ships py.typed).

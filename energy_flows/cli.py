@@ -51,6 +51,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "run the original walkthrough headless (instructor check)",
     ),
     "check": ("energy_flows.check", "run_check", "check this machine is ready for the lessons"),
+    "student": (
+        "energy_flows.student",
+        "run_student",
+        "write the lessons without their solutions into DIR, to hand out (instructors)",
+    ),
 }
 
 
@@ -114,6 +119,18 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     elif name == "tour":
         p.add_argument("--timeout", type=float, default=120.0, help="overall limit in seconds")
+    elif name == "student":
+        p.add_argument(
+            "folder",
+            metavar="DIR",
+            help="folder to write the lessons into (new, empty, or an earlier student edition)",
+        )
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="write into a folder that is not empty anyway (only the lessons' files are "
+            "replaced; nothing is deleted)",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

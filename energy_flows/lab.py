@@ -48,8 +48,12 @@ WORKING_COPY_VARIABLE = "ENERGY_FLOWS_MY_LESSONS"
 BACKUPS_NAME = "backups"
 
 
-def _repo_notebooks() -> Path:
-    """``notebooks/`` next to the package when run from a checkout, else the cwd's."""
+def lessons_dir() -> Path:
+    """The original lessons: ``notebooks/`` next to the package in a checkout, else the cwd's.
+
+    The one place the package looks for the lessons (``energy-flows lab``, the
+    working copy, ``energy-flows student``).
+    """
     here = Path(__file__).resolve().parents[1] / "notebooks"
     return here if here.is_dir() else Path.cwd() / "notebooks"
 
@@ -63,7 +67,7 @@ def working_copy_dir(source: Path | None = None) -> Path:
     configured = os.environ.get(WORKING_COPY_VARIABLE, "").strip()
     if configured:
         return Path(configured).expanduser().resolve()
-    return (source or _repo_notebooks()).resolve().parent / WORKING_COPY_NAME
+    return (source or lessons_dir()).resolve().parent / WORKING_COPY_NAME
 
 
 def _originals(source: Path) -> list[Path]:
@@ -126,7 +130,7 @@ def reset_lesson(
     """
     from energy_flows.lessons import lesson_number
 
-    source = (source or _repo_notebooks()).resolve()
+    source = (source or lessons_dir()).resolve()
     copy = (copy or working_copy_dir(source)).resolve()
     number = lesson_number(lesson)
     matches = [p for p in _originals(source) if p.suffix == ".ipynb" and p.name[:2] == number]
@@ -213,7 +217,7 @@ def run_lab(args: argparse.Namespace) -> int:
     if args.notebook_dir:
         notebook_dir = Path(args.notebook_dir).resolve()
     else:
-        source = _repo_notebooks()
+        source = lessons_dir()
         notebook_dir = working_copy_dir(source)
         sync_working_copy(source, notebook_dir)
         reset = getattr(args, "reset", None)  # `energy-flows lab --reset 05`, where offered
