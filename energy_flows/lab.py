@@ -22,11 +22,15 @@ original of one lesson back and keeps the learner's copy in
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import shutil
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -173,13 +177,63 @@ def free_port(preferred: int, host: str = "127.0.0.1") -> int:
     raise OSError(f"No free port between {preferred} and {preferred + 99}.")
 
 
+#: JupyterLab's own defaults that ``energy-flows lab`` changes, per plugin (the schemas are in
+#: ``share/jupyter/lab/schemas/``). JupyterLab 4 asks "Would you like to get notified about
+#: official Jupyter news?" on the first start while ``fetchNews`` is ``"none"`` (its default);
+#: ``"false"`` is the "No" answer. ``--LabApp.news_url=None`` alone stops the fetching,
+#: not the question.
+LAB_DEFAULTS: dict[str, dict[str, object]] = {
+    "@jupyterlab/apputils-extension:notification": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+#: The folder of the home that holds JupyterLab's application settings for ``energy-flows lab``.
+LAB_SETTINGS_NAME = "jupyterlab-settings"
+#: The file in that folder's ``overrides.d/`` with :data:`LAB_DEFAULTS`.
+LAB_DEFAULTS_FILE = "energy-flows.json"
+
+
+def lab_settings_dir(home: Path) -> Path:
+    """Make the application settings folder ``energy-flows lab`` gives JupyterLab; return it.
+
+    JupyterLab reads *overrides* of its settings' defaults from its application
+    settings folder (``--LabApp.app_settings_dir``). This one is a fresh copy of
+    the installation's (``$JUPYTERLAB_DIR/settings``, else
+    ``<environment>/share/jupyter/lab/settings``; usually absent) with
+    :data:`LAB_DEFAULTS` added as ``overrides.d/energy-flows.json``; an
+    ``overrides.json`` of the installation is read after it and wins. The
+    learner's own settings (``~/.jupyter/lab/user-settings``) are never
+    touched, and win over both: a learner can still turn the news on.
+    """
+    # JupyterLab's rule (jupyterlab.commands.get_app_dir), for a virtualenv or
+    # conda environment; importing jupyterlab here would cost seconds.
+    app_dir = os.environ.get("JUPYTERLAB_DIR") or str(Path(sys.prefix, "share", "jupyter", "lab"))
+    installed = Path(app_dir) / "settings"
+    target = home / LAB_SETTINGS_NAME
+    if target.exists():
+        shutil.rmtree(target)
+    if installed.is_dir():
+        shutil.copytree(installed, target, copy_function=shutil.copyfile)
+    overrides = target / "overrides.d"
+    overrides.mkdir(parents=True, exist_ok=True)
+    (overrides / LAB_DEFAULTS_FILE).write_text(json.dumps(LAB_DEFAULTS, indent=2) + "\n")
+    return target
+
+
 def lab_command(
-    port: int, notebook_dir: Path, open_browser: bool, token: str | None = None
+    port: int,
+    notebook_dir: Path,
+    open_browser: bool,
+    token: str | None = None,
+    settings_dir: Path | None = None,
 ) -> list[str]:
     """The ``jupyter lab`` command line: loopback only, offline, ``notebook_dir`` as root.
 
     ``token`` fixes the access token (a browser test needs to know it);
     otherwise JupyterLab makes one (or takes ``JUPYTER_TOKEN``).
+    ``settings_dir`` is the application settings folder (:func:`lab_settings_dir`).
     """
     argv = [
         sys.executable,
@@ -194,6 +248,8 @@ def lab_command(
         "--LabApp.news_url=None",
         "--LabApp.extension_manager=readonly",
     ]
+    if settings_dir is not None:
+        argv.append(f"--LabApp.app_settings_dir={settings_dir}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Containers and CI machines often run as root; Jupyter refuses that by default.
         argv.append("--allow-root")
@@ -202,6 +258,64 @@ def lab_command(
     if token is not None:
         argv.append(f"--IdentityProvider.token={token}")
     return argv
+
+
+def lab_url(port: int, token: str) -> str:
+    """The address a learner opens: JupyterLab on loopback, logged in by its token."""
+    return f"http://127.0.0.1:{port}/lab?token={token}"
+
+
+def lab_answers(port: int, token: str) -> bool | None:
+    """Whether JupyterLab on ``port`` has started, and takes ``token``.
+
+    ``True``: it answers and the token works. ``None``: it answers, but not
+    to this token (a token or password set in the learner's own Jupyter
+    configuration wins). ``False``: not yet (still starting).
+
+    JupyterLab answers only once it has written its start-up messages, but for
+    one: jupyter-lsp looks for language servers in the background and says what
+    it skipped in one more line. Its ``/lsp/status`` answers once that is done,
+    so this waits for it too (up to 30 s; a JupyterLab without it answers 404).
+    """
+    # No proxy: a classroom's http_proxy must not catch a loopback address.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    headers = {"Authorization": f"token {token}"}
+
+    def get(path: str, timeout: float) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    status = get("/api/status", 2)
+    if status in (401, 403):
+        return None
+    if status != 200:
+        return False
+    get("/lsp/status", 30)
+    return True
+
+
+def ready_message(port: int, token: str, token_works: bool = True) -> list[str]:
+    """What ``energy-flows lab`` prints once JupyterLab answers; the address is the last line."""
+    lines = [
+        "",
+        "JupyterLab is ready. Ctrl-C here stops it and everything the lessons started.",
+    ]
+    if token_works:
+        lines += ["Open your lessons in a browser (copy the whole line, token included):", ""]
+        lines.append("    " + lab_url(port, token))
+    else:
+        lines += [
+            "Your Jupyter configuration sets its own token or password; log in with it at:",
+            "",
+            f"    http://127.0.0.1:{port}/lab",
+        ]
+    return lines
 
 
 def stop_kernel_services(home: Path) -> list[str]:
@@ -229,11 +343,18 @@ def run_lab(args: argparse.Namespace) -> int:
     if port != args.port:
         print(f"Port {args.port} is taken by another program; JupyterLab uses {port}.")
     # Kernels inherit this environment: they find the home, stay offline and
-    # write no colour codes into the logs of what they start.
-    env = settings.classroom_env(home)
-    argv = lab_command(port, notebook_dir, open_browser=not args.no_browser)
-    print(f"Starting JupyterLab on http://127.0.0.1:{port}/lab (home: {home})")
-    print("Press Ctrl-C to stop JupyterLab and everything the lessons started.")
+    # write no colour codes into the logs of what they start. The token goes
+    # to JupyterLab in its environment (not on its command line, which every
+    # user of the machine can read), so this command can print the address.
+    token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
+    env = settings.classroom_env(home, extra={"JUPYTER_TOKEN": token})
+    argv = lab_command(
+        port,
+        notebook_dir,
+        open_browser=not args.no_browser,
+        settings_dir=lab_settings_dir(home),
+    )
+    print(f"Starting JupyterLab on http://127.0.0.1:{port}/lab (home: {home}) ...")
     sys.stdout.flush()
 
     # SIGTERM (e.g. from a process manager) means the same as Ctrl-C. Ctrl-C
@@ -250,7 +371,17 @@ def run_lab(args: argparse.Namespace) -> int:
         # While JupyterLab opens: the empty database new homes copy (once per
         # Prefect version; `make setup` has usually built it already).
         database.ensure_template(say=print)
+        announced = False
         while lab.alive():
+            if not announced:
+                # JupyterLab serves requests only after its own start-up messages:
+                # the address printed now is the last thing in the terminal.
+                answer = lab_answers(port, token)
+                if answer is not False:
+                    print("\n".join(ready_message(port, token, token_works=bool(answer))))
+                    sys.stdout.flush()
+                    announced = True
+                    continue
             time.sleep(0.5)
         code = 1
         print("JupyterLab stopped by itself; see its messages above.")

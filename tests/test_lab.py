@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,13 @@ import psutil
 import pytest
 import websocket
 
+from energy_flows.lab import (
+    LAB_DEFAULTS,
+    LAB_DEFAULTS_FILE,
+    LAB_SETTINGS_NAME,
+    lab_settings_dir,
+    ready_message,
+)
 from energy_flows.services.server import free_port
 from energy_flows.waiting import wait_until
 
@@ -130,6 +138,12 @@ def test_make_lab_serves_and_stops_everything(tmp_path: Path, how: str) -> None:
             lambda: _get(f"http://127.0.0.1:{port}/api/status"), 60, "JupyterLab's /api/status"
         )
         assert "started" in status
+        # No "Would you like to get notified about official Jupyter news?" on the first start:
+        # the launcher's settings make "Never" the default of JupyterLab's fetchNews.
+        notification = _get(
+            f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification"
+        )
+        assert notification["schema"]["properties"]["fetchNews"]["default"] == "false"
         # JupyterLab listens on loopback only.
         listening = {
             c.laddr.ip
@@ -171,6 +185,12 @@ def test_make_lab_serves_and_stops_everything(tmp_path: Path, how: str) -> None:
         # JupyterLab and this kernel share the home, but only the server is the lessons'.
         assert "left ['Prefect server', 'watchdog of a Prefect server']" in out, out
 
+        address = f"    http://127.0.0.1:{port}/lab?token={TOKEN}"
+        _wait(
+            lambda: address in (tmp_path / "make-lab.log").read_text(errors="replace"),
+            30,
+            "the address with its token",
+        )
         if how == "ctrl-c":
             os.killpg(make.pid, signal.SIGINT)  # the terminal sends SIGINT to the whole group
         else:
@@ -186,6 +206,12 @@ def test_make_lab_serves_and_stops_everything(tmp_path: Path, how: str) -> None:
         text = (tmp_path / "make-lab.log").read_text(errors="replace")
         assert "Everything is stopped." in text, text[-2000:]
         assert f"Made your copy of the lessons in {copy}" in text, text[-2000:]
+        # The address with its token comes after JupyterLab's own start-up messages.
+        lines = text.splitlines()
+        address_line = lines.index(address)
+        startup = ("is running at:", "Use Control-C to stop this server", "Skipped non-installed")
+        last_startup = max(i for i, line in enumerate(lines) if any(s in line for s in startup))
+        assert address_line > last_startup, "\n".join(lines[last_startup - 5 : address_line + 2])
         original = json.loads((ROOT / "notebooks" / lesson).read_text())
         assert len(original["cells"]) == len(json.loads(originals[lesson])["cells"]) > 3
         # The template new homes copy was built once, completely, and no scratch is left.
@@ -350,3 +376,125 @@ def test_run_lab_resets_instead_of_starting_when_asked(tmp_path: Path, monkeypat
     out = capsys.readouterr().out
     assert f"Made your copy of the lessons in {copy}" in out
     assert "nothing to reset" in out
+
+
+# --------------------------------------------------------------------------- what a learner sees
+
+#: Stands in for JupyterLab: listens first, then writes its start-up messages, then
+#: serves; jupyter-lsp's late line comes when /lsp/status is first asked, as in JupyterLab.
+FAKE_JUPYTERLAB = r"""
+import http.server, os, sys, time
+port = int(next(a for a in sys.argv if a.startswith("--ServerApp.port=")).split("=")[1])
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/lsp/status":
+            print("[I fake ServerApp] Skipped non-installed server(s): ...", file=sys.stderr, flush=True)
+        ok = self.headers.get("Authorization") == "token " + os.environ["JUPYTER_TOKEN"]
+        self.send_response(200 if ok else 403)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+for line in ("Jupyter Server 2.x is running at:", f"http://127.0.0.1:{port}/lab?token=...",
+             "Use Control-C to stop this server and shut down all kernels."):
+    print("[I fake ServerApp]", line, file=sys.stderr, flush=True)
+    time.sleep(0.3)
+server.serve_forever()
+"""
+
+#: `energy-flows lab` with the fake JupyterLab (its real command line printed first).
+LAB_WITH_FAKE = r"""
+import sys
+import energy_flows.lab as lab
+
+real = lab.lab_command
+
+def fake(*args, **kwargs):
+    argv = real(*args, **kwargs)
+    print("argv:", " ".join(argv), flush=True)
+    return [sys.executable, "-c", sys.argv[1], *argv[3:]]
+
+lab.lab_command = fake
+lab.database.ensure_template = lambda say=None: None
+from energy_flows.cli import main
+sys.exit(main(["lab", "--no-browser", "--port", sys.argv[2], "--notebook-dir", sys.argv[3]]))
+"""
+
+
+def test_the_address_with_its_token_is_the_last_thing_printed(tmp_path: Path):
+    """After JupyterLab's start-up messages, `make lab` prints the address to open, token included."""
+    port = free_port()
+    env = {**os.environ, "ENERGY_FLOWS_HOME": str(tmp_path / "home")}
+    env.pop("JUPYTER_TOKEN", None)
+    command = [sys.executable, "-c", LAB_WITH_FAKE, FAKE_JUPYTERLAB, str(port), str(tmp_path)]
+    log = tmp_path / "lab.log"
+    with open(log, "wb") as out:
+        lab = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(
+            lambda: "/lab?token=" in log.read_text().partition("JupyterLab is ready.")[2],
+            60,
+            what="the address",
+            interval=0.2,
+        )
+        time.sleep(0.5)  # nothing more comes
+        lab.send_signal(signal.SIGINT)
+        assert lab.wait(timeout=30) == 0
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+    lines = log.read_text().splitlines()
+    stopping = lines.index("Stopping JupyterLab and its kernels ...")
+    address = [line for line in lines[:stopping] if line.strip()][-1]
+    assert re.fullmatch(rf"    http://127\.0\.0\.1:{port}/lab\?token=[0-9a-f]{{48}}", address), (
+        lines
+    )
+    assert any(
+        line.startswith("[I fake ServerApp] Skipped") for line in lines[: lines.index(address)]
+    )
+    # The token goes to JupyterLab in its environment, not on its command line;
+    # the launcher's settings folder is passed, with the news question answered "Never".
+    argv = next(line for line in lines if line.startswith("argv: "))
+    assert "token" not in argv.lower()
+    settings_dir = tmp_path / "home" / LAB_SETTINGS_NAME
+    assert f"--LabApp.app_settings_dir={settings_dir}" in argv.split()
+    assert "--LabApp.news_url=None" in argv.split()
+    overrides = json.loads((settings_dir / "overrides.d" / LAB_DEFAULTS_FILE).read_text())
+    assert overrides == LAB_DEFAULTS
+
+
+def test_the_news_setting_is_one_the_installed_jupyterlab_has(tmp_path: Path, monkeypatch):
+    """JupyterLab's own schema names fetchNews, with "false" as its "Never" (an upgrade may not)."""
+    schema_file = (
+        Path(sys.prefix)
+        / "share/jupyter/lab/schemas/@jupyterlab/apputils-extension"
+        / "notification.json"
+    )
+    schema = json.loads(schema_file.read_text())
+    [(plugin, defaults)] = LAB_DEFAULTS.items()
+    assert plugin == "@jupyterlab/apputils-extension:notification"
+    properties = schema["properties"]
+    assert schema["properties"]["fetchNews"]["default"] == "none"  # "none" asks the question
+    assert {"const": "false", "title": "Never"} in properties["fetchNews"]["oneOf"]
+    assert properties["checkForUpdates"]["type"] == "boolean"
+    assert set(defaults) <= set(properties)
+
+    # An installation's own overrides are kept, and read after the launcher's (they win).
+    app_dir = tmp_path / "app"
+    (app_dir / "settings").mkdir(parents=True)
+    (app_dir / "settings" / "overrides.json").write_text('{"a": {"b": 1}}')
+    monkeypatch.setenv("JUPYTERLAB_DIR", str(app_dir))
+    made = lab_settings_dir(tmp_path / "home")
+    assert (made / "overrides.json").read_text() == '{"a": {"b": 1}}'
+    assert sorted(p.name for p in (made / "overrides.d").iterdir()) == [LAB_DEFAULTS_FILE]
+    (app_dir / "settings" / "overrides.json").unlink()
+    assert not (lab_settings_dir(tmp_path / "home") / "overrides.json").exists()
+
+
+def test_the_ready_message_ends_with_the_address():
+    assert ready_message(8899, "abc")[-1] == "    http://127.0.0.1:8899/lab?token=abc"
+    assert ready_message(8899, "abc", token_works=False)[-1] == "    http://127.0.0.1:8899/lab"
