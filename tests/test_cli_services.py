@@ -42,9 +42,15 @@ def test_up_status_logs_down(tmp_path):
         (worker,) = registry.worker_records(home)
         assert worker.pool == "cli-pool" and worker.queues == ["cli-queue"]
 
+        # Reuse costs little beyond starting the interpreter and importing the CLI:
+        # timed against a command that does nothing else, so a busy machine slows both.
+        started = time.monotonic()
+        assert cli(home, "--help").returncode == 0
+        baseline = time.monotonic() - started
         started = time.monotonic()
         again = cli(home, "up")
-        assert time.monotonic() - started < 2.0  # includes interpreter start; reuse itself ≪ 0.5 s
+        reuse = time.monotonic() - started
+        assert reuse < baseline + 1.5, f"reuse took {reuse:.1f} s, --help {baseline:.1f} s"
         assert again.returncode == 0 and "Reusing" in again.stdout
         assert registry.server_record(home).pid == server.pid
 

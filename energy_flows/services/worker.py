@@ -34,7 +34,6 @@ from typing import ClassVar
 
 from energy_flows import names, settings
 from energy_flows.errors import OrchestrationError, ServiceError, WaitTimeout
-from energy_flows.orchestration.common import flow_run_command
 from energy_flows.services import api, control, process, registry
 from energy_flows.services.base import ManagedService, launch
 from energy_flows.services.registry import ServiceRecord
@@ -268,6 +267,10 @@ class Worker(ManagedService):
 
     def _use_fast_command(self, rec: ServiceRecord) -> None:
         """Make :func:`flow_run_command` the pool's default, unless it has one."""
+        # Imported here: orchestration.common brings pandas, which `energy-flows up`
+        # (reusing a server) and `status` should not pay for.
+        from energy_flows.orchestration.common import flow_run_command
+
         url = f"{rec.api_url}/work_pools/{_quote(self.pool)}"
         try:
             pool = api.call("GET", url, timeout=5)
