@@ -133,6 +133,52 @@ def test_attached_owner_keeps_child_alive_until_it_ends_too(fresh_home, env):
     _wait_gone(pids["pid"], pids["watchdog"], timeout=3)
 
 
+ATTACH_TWICE = textwrap.dedent(
+    """
+    import sys, time
+    from energy_flows.services import process
+    print(process.attach(sys.argv[1]), flush=True)
+    sys.stdin.readline()
+    print(process.attach(sys.argv[1]), flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_attach_after_the_service_was_replaced_ties_to_the_new_one(fresh_home, env):
+    """A process attached to a home's first server, then attaching to its next one, holds the next.
+
+    Both servers' watchdogs listen at the same socket path; the old connection
+    must not be taken for a tie to the new watchdog.
+    """
+    sock = process.socket_path_for(fresh_home, "test")
+    first, pids1 = _owner("tied", fresh_home / "child1.log", sock)
+    wait_until(lambda: os.path.exists(sock), 5, what="the first watchdog's socket")
+    attacher = subprocess.Popen(
+        [sys.executable, "-c", ATTACH_TWICE, sock], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert attacher.stdout.readline().strip() == process.ATTACHED
+        assert process.stop(pids1["pid"], None, pids1["watchdog"], None, timeout=5)
+        _wait_gone(pids1["pid"], pids1["watchdog"])
+        first.kill()
+        first.wait()
+        second, pids2 = _owner("tied", fresh_home / "child2.log", sock)
+        wait_until(lambda: os.path.exists(sock), 5, what="the second watchdog's socket")
+        attacher.stdin.write("again\n")
+        attacher.stdin.flush()
+        assert attacher.stdout.readline().strip() == process.ATTACHED
+        second.kill()
+        second.wait()
+        time.sleep(1)
+        assert not _gone(pids2["pid"]), "the attacher should keep the second child alive"
+    finally:
+        attacher.kill()
+        attacher.wait()
+    _wait_gone(pids2["pid"], pids2["watchdog"], timeout=5)
+
+
 def test_child_gets_default_sigint_even_if_the_caller_ignores_it(fresh_home, env):
     log = fresh_home / "child.log"
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -226,8 +226,14 @@ def attach(socket_path: str | None) -> str:
     """
     if not socket_path or not os.path.exists(socket_path):
         return ABSENT
-    if socket_path in _HELD_SOCKETS:
-        return ATTACHED
+    held = _HELD_SOCKETS.get(socket_path)
+    if held is not None:
+        if _still_open(held):
+            return ATTACHED
+        # That watchdog has gone and another now listens at the same path (the
+        # home's next server): the old connection ties this process to nothing.
+        held.close()
+        del _HELD_SOCKETS[socket_path]
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(2)
@@ -243,6 +249,20 @@ def attach(socket_path: str | None) -> str:
     conn.settimeout(None)
     _HELD_SOCKETS[socket_path] = conn
     return ATTACHED
+
+
+def _still_open(conn: socket.socket) -> bool:
+    """True while the watchdog at the other end of ``conn`` holds it open."""
+    try:
+        conn.setblocking(False)
+        return conn.recv(1, socket.MSG_PEEK) != b""  # b"": the other end closed it
+    except BlockingIOError:
+        return True  # open, nothing to read
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            conn.setblocking(True)
 
 
 def private_open(path: str | os.PathLike[str], mode: str = "a") -> Any:
