@@ -1,8 +1,8 @@
 """The project's set-up files agree with each other.
 
-A workshop installs with pip (pyproject.toml + constraints.txt) or with conda
-(environment.yml); both must name the same packages, and the pinned versions
-must satisfy the declared ranges, or one of the two set-ups drifts.
+The pinned versions (constraints.txt) must satisfy pyproject.toml's declared
+ranges. That make, conda (environment.yml) and Binder (binder/) install
+exactly those pins is checked in tests/test_install_routes.py.
 """
 
 from __future__ import annotations
@@ -24,42 +24,6 @@ def _name(requirement: str) -> str:
 
 def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
-
-
-def _environment_packages() -> dict[str, str]:
-    """conda package name -> its spec line, from environment.yml's dependencies."""
-    packages = {}
-    in_deps = False
-    for line in (ROOT / "environment.yml").read_text().splitlines():
-        if line.startswith("dependencies:"):
-            in_deps = True
-            continue
-        if in_deps:
-            m = re.match(r"^  - ([A-Za-z0-9_.\-]+)(.*)$", line)
-            if m and m.group(1) not in ("pip", "python"):
-                packages[m.group(1).lower().replace("_", "-")] = m.group(2).strip()
-    return packages
-
-
-def test_environment_yml_names_the_same_packages_as_pyproject():
-    project = _pyproject()["project"]
-    declared = {_name(r): r for r in project["dependencies"]}
-    declared |= {_name(r): r for r in project["optional-dependencies"]["test"]}
-    conda = _environment_packages()
-    assert set(conda) == set(declared), (
-        f"only in pyproject: {sorted(set(declared) - set(conda))}; "
-        f"only in environment.yml: {sorted(set(conda) - set(declared))}"
-    )
-    for name, requirement in declared.items():
-        bounds = requirement[len(name) :].replace(" ", "")
-        assert conda[name].replace(" ", "") == bounds, (
-            f"{name}: pyproject {bounds}, conda {conda[name]}"
-        )
-
-
-def test_environment_yml_installs_the_package_itself():
-    text = (ROOT / "environment.yml").read_text()
-    assert "- pip:" in text and "- -e ." in text
 
 
 def test_constraints_pin_every_dependency_within_its_declared_range():

@@ -1,0 +1,186 @@
+"""make, conda and Binder install one tested set, on one Python minor.
+
+``constraints.txt`` pins every package ``make`` installs
+(``pip install -c constraints.txt -e '.[test]'``); it is the set the tests run
+on. ``environment.yml`` (conda) must hand pip the same two arguments, and
+``binder/`` (repo2docker) must install the same versions; all three name the
+same Python minor. The last test replays what conda does with
+``environment.yml``'s ``pip:`` list and checks that pip would install exactly
+the pinned versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from tests.wheelhouse import CONSTRAINTS, ROOT, ensure_wheelhouse, offline_pip_env, pins
+
+BINDER = ROOT / "binder"
+REFRESH_BINDER = (
+    "{ grep '^#' binder/requirements.txt; grep -v '^#' constraints.txt; } > binder/r.new "
+    "&& mv binder/r.new binder/requirements.txt"
+)
+
+
+def frozen_python_minor() -> str:
+    """The Python minor constraints.txt was frozen on (its first line says it)."""
+    header = CONSTRAINTS.read_text().splitlines()[0]
+    match = re.search(r"Python (\d+\.\d+)", header)
+    assert match, f"constraints.txt's first line names no Python version: {header!r}"
+    return match.group(1)
+
+
+def make_install_arguments() -> list[str]:
+    """The arguments after ``pip install`` in the Makefile's setup recipe, options aside."""
+    (line,) = [x for x in (ROOT / "Makefile").read_text().splitlines() if "pip install" in x]
+    words = shlex.split(line.split("pip install", 1)[1])
+    return [w for w in words if w.startswith(("-c", "-e", ".")) or not w.startswith("-")]
+
+
+def environment_yml() -> dict:
+    return yaml.safe_load((ROOT / "environment.yml").read_text())
+
+
+def conda_pip_section() -> list[str]:
+    (section,) = [d["pip"] for d in environment_yml()["dependencies"] if isinstance(d, dict)]
+    return section
+
+
+def test_every_route_names_the_same_python_minor() -> None:
+    minor = frozen_python_minor()
+    assert minor == "3.11"
+    conda = [d for d in environment_yml()["dependencies"] if str(d).startswith("python")]
+    assert conda == [f"python={minor}"], "environment.yml pins Python to the tested minor"
+    assert (BINDER / "runtime.txt").read_text().strip() == f"python-{minor}"
+    # make takes the first Python it finds, in this order: the tested one first.
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(rf"for p in python{re.escape(minor)} ", makefile)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["mypy"]["python_version"] == minor
+
+
+def test_conda_hands_pip_what_make_does() -> None:
+    """The same constraints file and the same target: the package with its test extra."""
+    assert make_install_arguments() == ["-c", "constraints.txt", "-e", ".[test]"]
+    assert [shlex.split(line) for line in conda_pip_section()] == [
+        ["-c", "constraints.txt"],
+        ["-e", ".[test]"],
+    ]
+    # Nothing else from conda: any other package would come from conda-forge, unpinned.
+    conda_packages = [d for d in environment_yml()["dependencies"] if isinstance(d, str)]
+    assert sorted(re.split(r"[=<>! ]", d)[0] for d in conda_packages) == ["pip", "python"]
+
+
+def test_binder_pins_exactly_the_tested_set() -> None:
+    binder = pins(BINDER / "requirements.txt")
+    tested = pins(CONSTRAINTS)
+    differ = {n: (binder.get(n), tested.get(n)) for n in binder.keys() | tested.keys()}
+    differ = {n: pair for n, pair in differ.items() if pair[0] != pair[1]}
+    assert not differ, (
+        f"binder/requirements.txt and constraints.txt differ (binder, tested): {differ}. "
+        f"Refresh it from the top of the repository with: {REFRESH_BINDER}"
+    )
+
+
+def test_binder_requirements_have_no_local_reference() -> None:
+    """repo2docker caches the install only when requirements.txt names no local file."""
+    for line in (BINDER / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        assert not line or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+", line), line
+
+
+def test_binder_scripts_install_nothing_else_and_wrap_the_command() -> None:
+    post_build = (BINDER / "postBuild").read_text()
+    start = (BINDER / "start").read_text()
+    for script in ("postBuild", "start"):
+        assert os.access(BINDER / script, os.X_OK), f"binder/{script} is not executable"
+    (install,) = [line for line in post_build.splitlines() if "pip install" in line]
+    # Only the package, not editable: the pinned set stays as requirements.txt installed it.
+    assert shlex.split(install)[-1] == "." and "--no-deps" in install
+    assert " -e " not in install and "--editable" not in install
+    assert "energy_flows.services.database" in post_build
+    assert "ENERGY_FLOWS_HOME" in start and "ENERGY_FLOWS_CACHE" in start
+    assert start.rstrip().endswith('exec "$@"')
+
+
+def _checkout_for_pip(target: Path) -> Path:
+    """What pip needs of the checkout to install it: pyproject, README, the package."""
+    for name in ("pyproject.toml", "README.md", "constraints.txt", "environment.yml"):
+        shutil.copy2(ROOT / name, target / name)
+    shutil.copytree(
+        ROOT / "energy_flows",
+        target / "energy_flows",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    return target
+
+
+def test_condas_pip_step_installs_exactly_the_pinned_versions(tmp_path: Path) -> None:
+    """Replay conda's pip step (conda/env/installers/pip.py) as a dry run.
+
+    conda writes the ``pip:`` list to ``condaenv.*.requirements.txt`` next to
+    environment.yml and runs ``python -m pip install -U -r <that file>
+    --exists-action=b`` in that folder; ``--ignore-installed`` makes pip
+    resolve for an empty environment.
+    """
+    wheels = ensure_wheelhouse()
+    checkout = _checkout_for_pip(tmp_path)
+    requirements = checkout / "condaenv.test.requirements.txt"
+    requirements.write_text("\n".join(conda_pip_section()))
+    report = tmp_path / "report.json"
+    argv = [sys.executable, "-m", "pip", "install", "-U", "-r", requirements.name]
+    argv += ["--exists-action=b", "--dry-run", "--ignore-installed", "--quiet"]
+    argv += ["--report", str(report)]
+    result = subprocess.run(
+        argv,
+        cwd=checkout,
+        env=offline_pip_env(dict(os.environ), wheels),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    would_install = {
+        item["metadata"]["name"]: item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert pins_of(would_install) == {**pins(CONSTRAINTS), "energy-flows": _project_version()}
+
+
+def test_condas_pip_step_needs_its_file_next_to_environment_yml(tmp_path: Path) -> None:
+    """What environment.yml's comment warns about: written elsewhere (conda does that when
+    the folder is read-only), the file's ``-c constraints.txt`` points at nothing."""
+    elsewhere = tmp_path / "tmp"
+    elsewhere.mkdir()
+    requirements = elsewhere / "condaenv.test.requirements.txt"
+    requirements.write_text("\n".join(conda_pip_section()))
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "-r", str(requirements)],
+        cwd=elsewhere,
+        env=offline_pip_env(dict(os.environ), tmp_path / "no-index"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert str(elsewhere / "constraints.txt") in result.stderr
+
+
+def pins_of(installed: dict[str, str]) -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    return {canonicalize_name(name): version for name, version in installed.items()}
+
+
+def _project_version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
