@@ -36,7 +36,7 @@ def test_prefect_reads_them(tmp_path, monkeypatch):
     assert read.client.max_retries == 8
     assert read.client.retry_jitter_factor == 0.5
     assert read.server.services.event_persister.batch_size == 200
-    # Written as ISO 8601 ("PT5S"), which every Prefect 3 release parses.
+    # The late threshold, in seconds, reads as a duration.
     assert (
         read.server.services.late_runs.after_seconds.total_seconds() == settings.LATE_AFTER_SECONDS
     )
