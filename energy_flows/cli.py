@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prefect orchestration lessons on energy data. All commands honour ENERGY_FLOWS_HOME.",
     )
     parser.add_argument(
-        "--home", help="state folder (default: $ENERGY_FLOWS_HOME or ./.energy_flows)"
+        "--home",
+        help="state folder (default: $ENERGY_FLOWS_HOME, else .energy_flows/ of this checkout, "
+        "else ~/.energy_flows)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_module, _func, help_text) in _COMMANDS.items():
