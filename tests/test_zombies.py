@@ -252,3 +252,15 @@ def test_a_run_of_a_killed_outside_worker_ends_crashed(fresh_home, tmp_path):
         assert took <= bound, f"Crashed {took:.0f} s after the kill; promised {bound:g} s"
     finally:
         _kill_tree(worker)
+
+
+def test_two_equal_triggers_compare_equal_whatever_their_sets_order():
+    """The server sends ``expect`` back in another order: that is not a change."""
+    from energy_flows.orchestration.zombies import _trigger_key, _wanted
+
+    wanted = _wanted("z", 90).trigger
+    events = sorted(wanted.expect)
+    for order in (events, events[::-1], events[1:] + events[:1]):
+        read_back = wanted.model_copy(update={"expect": set(order)})
+        assert _trigger_key(read_back) == _trigger_key(wanted)
+    assert _trigger_key(wanted.model_copy(update={"threshold": 2})) != _trigger_key(wanted)

@@ -184,8 +184,21 @@ def _wanted(name: str, within: float) -> AutomationCore:
 
 
 def _trigger_key(trigger: Any) -> Any:
-    """What makes two triggers the same (their generated ids aside)."""
-    return trigger.model_dump(mode="json", exclude={"id"})
+    """What makes two triggers the same (their generated ids aside).
+
+    ``after``, ``expect`` and ``for_each`` are sets: dumped, their order is
+    the set's iteration order, which differs between two equal sets built in
+    another order (the one read back from the server). Lists are compared sorted.
+    """
+    return _unordered(trigger.model_dump(mode="json", exclude={"id"}))
+
+
+def _unordered(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _unordered(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return sorted((_unordered(item) for item in value), key=repr)
+    return value
 
 
 def _actions_key(actions: Any) -> Any:
