@@ -15,6 +15,7 @@ in the user's cache folder). Deleting it is safe; the next test run fills it aga
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -64,6 +65,13 @@ def ensure_wheelhouse() -> Path:
     """The wheelhouse, with a wheel of every pin and setuptools (downloaded when missing)."""
     folder = wheelhouse_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    # Tests run in parallel (pytest-xdist): one process fills the folder, the others wait.
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fill(folder)
+
+
+def _fill(folder: Path) -> Path:
     have = _wheels(folder)
     missing = [n for n, v in pins(CONSTRAINTS).items() if v not in have.get(n, set())]
     if missing or "setuptools" not in have:
