@@ -4,6 +4,7 @@
 #   make notebooks   re-execute every lesson with a fresh home and store its outputs
 #   make screenshots regenerate the images in output/ (needs Debian's chromium)
 #   make bench       run the benchmarks (plain Prefect vs the classroom set-up, as ratios)
+#   make compat      the tests on another Prefect release (PREFECT=3.x.y)
 #   make student     write the lessons without their solutions to student-edition/ (instructors)
 
 PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
@@ -14,7 +15,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lab test lint unit notebooks-test notebooks screenshots bench clean student
+.PHONY: setup lab test lint unit notebooks-test notebooks screenshots bench clean student compat
 
 setup: $(STAMP)
 
@@ -54,6 +55,13 @@ notebooks-test: $(STAMP)
 		--nbval-sanitize-with tests/notebooks/sanitize.cfg --nbval-cell-timeout 240 notebooks
 
 test: lint unit notebooks-test
+
+# The unit tests and nbval on another Prefect, in .compat/prefect-<version>/ (tools/compat.py):
+#   make compat PREFECT=3.8.8    one release
+#   make compat                  the oldest and the newest the declared range accepts
+PREFECT ?=
+compat: $(STAMP)
+	$(BIN)/python -m tools.compat $(PREFECT)
 
 notebooks: $(STAMP)
 	$(BIN)/python -m tools.execute_lessons execute

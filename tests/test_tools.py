@@ -162,3 +162,33 @@ def test_executor_runs_lesson_00_into_another_folder(tmp_path: Path):
     code = [c for c in executed.cells if c.cell_type == "code"]
     assert code and all(c.outputs for c in code), "a code cell has no stored output"
     assert all("execution" not in c.metadata for c in executed.cells)
+
+
+def test_compat_runs_the_oldest_and_newest_release_the_declared_range_accepts():
+    """`make compat` alone: releases read from the package index, inside pyproject's range."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    prefect = next(Requirement(r) for r in project["dependencies"] if r.startswith("prefect"))
+    out = subprocess.run(
+        [sys.executable, "-m", "tools.compat", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.split()
+    assert 1 <= len(out) <= 2, out
+    assert all(Version(v) in prefect.specifier for v in out), (out, str(prefect))
+    assert out == sorted(out, key=Version)
+
+
+def test_compat_caps_name_a_minor_and_give_a_reason():
+    """Each tools/compat-<minor>.txt says why it holds a library back."""
+    caps = sorted((ROOT / "tools").glob("compat-*.txt"))
+    assert caps, "tools/compat-3.8.txt caps FastAPI for Prefect 3.8"
+    for path in caps:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        assert any(line.startswith("#") for line in lines), f"{path.name}: no reason given"
+        assert all(line.startswith("#") or "<" in line for line in lines), path.name
