@@ -89,10 +89,13 @@ def _start_watchdog(
     cwd: str | os.PathLike[str] | None = None,
     hold: str | None = None,
     on_exit: Sequence[str] | None = None,
+    stop_signal: signal.Signals = signal.SIGTERM,
 ) -> subprocess.Popen[bytes]:
     """Start the watchdog that runs ``argv`` (see :func:`spawn` for the arguments)."""
     # -I: no PYTHONPATH or user site; the environment's site-packages stay (psutil).
     cmd = [sys.executable, "-I", str(WATCHDOG_SCRIPT), "--grace", f"{grace:g}"]
+    if stop_signal != signal.SIGTERM:
+        cmd += ["--stop-signal", stop_signal.name]
     if not tied:
         cmd.append("--detached")
     if socket_path:
@@ -142,6 +145,7 @@ def spawn(
     cwd: str | os.PathLike[str] | None = None,
     hold: str | None = None,
     on_exit: Sequence[str] | None = None,
+    stop_signal: signal.Signals = signal.SIGTERM,
 ) -> Spawned:
     """Start ``argv`` under a watchdog and return its process ids.
 
@@ -166,6 +170,9 @@ def spawn(
         on_exit: a command the watchdog runs once the child has stopped, with
             ``ENERGY_FLOWS_STOP_REASON`` and ``ENERGY_FLOWS_EXIT_CODE`` set
             (a worker's marks the runs it had taken as Crashed).
+        stop_signal: the signal that asks the child to stop (PostgreSQL takes
+            SIGINT, its "fast shutdown"; SIGTERM would wait for every client
+            to disconnect). SIGKILL still follows after ``grace``.
     """
     popen = _start_watchdog(
         argv,
@@ -178,6 +185,7 @@ def spawn(
         cwd=cwd,
         hold=hold,
         on_exit=on_exit,
+        stop_signal=stop_signal,
     )
     log_path = Path(log_path) if log_path is not None else None
 
@@ -202,6 +210,37 @@ def spawn(
         log_path=log_path,
         tied=tied,
     )
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on ``host:port`` (a bind test, as uvicorn binds)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the operating system says is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def listens_on(pid: int, port: int | None) -> bool:
+    """Whether process ``pid`` (or one of its children) listens on ``port``."""
+    try:
+        proc = psutil.Process(pid)
+        for p in (proc, *proc.children(recursive=True)):
+            for conn in p.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                    return True
+    except psutil.Error:
+        return False
+    return False
 
 
 def socket_path_for(home: str | os.PathLike[str], name: str) -> str:

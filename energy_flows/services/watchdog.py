@@ -28,7 +28,8 @@ watchdog holds its server's, so when a kernel ends, the server stays up
 until its workers have stopped and their runs are recorded (workers before
 the server, in every exit mode).
 
-Stopping sends SIGTERM to the child, waits ``--grace`` seconds, then
+Stopping sends SIGTERM (or ``--stop-signal``, e.g. SIGINT for PostgreSQL's
+fast shutdown) to the child, waits ``--grace`` seconds, then
 SIGKILLs the child's process group and any descendant it saw. Then the
 ``--on-exit`` command runs (a JSON list; ``ENERGY_FLOWS_STOP_REASON``,
 ``ENERGY_FLOWS_EXIT_CODE`` and ``ENERGY_FLOWS_CHILD_PID`` in its environment): for a worker, it marks the
@@ -238,7 +239,7 @@ class Watchdog:
     def _stop_child(self) -> int:
         assert self.child is not None
         with contextlib.suppress(OSError):
-            self.child.send_signal(signal.SIGTERM)
+            self.child.send_signal(signal.Signals[self.args.stop_signal])
         deadline = time.monotonic() + self.args.grace
         while time.monotonic() < deadline:
             if self.child.poll() is not None:
@@ -286,6 +287,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--hold", help="another watchdog's socket to hold as its owner")
     p.add_argument("--watch-pid", type=int, help="stop when this process ends")
     p.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    p.add_argument(
+        "--stop-signal",
+        default="SIGTERM",
+        choices=["SIGTERM", "SIGINT", "SIGQUIT"],
+        help="the signal that asks the child to stop (default SIGTERM)",
+    )
     p.add_argument("--on-exit", help="JSON list: a command to run once the child has stopped")
     p.add_argument("argv", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
