@@ -141,6 +141,19 @@ def _project_name(path: str, mtime_ns: int, size: int) -> str | None:
     return re.sub(r"[-_.]+", "-", name).lower() if isinstance(name, str) else None
 
 
+def cache_dir() -> Path:
+    """Where the empty database templates live: ``$ENERGY_FLOWS_CACHE``, else the user's cache.
+
+    (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``energy-flows``.) Shared by every
+    home of the user; deleting it is safe (see ``services/database.py``).
+    """
+    configured = os.environ.get("ENERGY_FLOWS_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "energy-flows"
+
+
 def ensure_home(home: str | os.PathLike[str] | None = None) -> Path:
     """Create the home folder (and its sub-folders), private to its user, and check it is writable.
 
