@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import html
 import os
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,7 +71,10 @@ def html_rows(title: str, rows: Sequence[tuple[str, str]]) -> str:
 
 
 def log_path(home: Path, kind: str, name: str) -> Path:
-    return home / "logs" / ("server.log" if kind == "server" else f"worker-{name}.log")
+    """``logs/server.log``, ``logs/postgres.log`` or ``logs/worker-<name>.log``."""
+    return (
+        home / "logs" / (f"{kind}.log" if kind in ("server", "postgres") else f"worker-{name}.log")
+    )
 
 
 def launch(
@@ -85,20 +89,21 @@ def launch(
     watch_pid: int | None = None,
     hold: str | None = None,
     on_exit: Sequence[str] | None = None,
+    stop_signal: signal.Signals = signal.SIGTERM,
     **fields: Any,
 ) -> ServiceRecord:
-    """Start a server or worker with :func:`process.spawn` and record it in its state file.
+    """Start a service with :func:`process.spawn` and record it in its state file.
 
     Marks the start in its log (``log_offset``, so errors show only this
     start's lines). ``fields`` fill the record's service-specific fields
-    (port and URLs, or pool and queues).
+    (port and URLs, pool and queues, or the database).
     """
     log = log_path(home, kind, name)
     with process.private_open(log, "a") as f:
         f.write("\n")
         offset = f.tell()
         f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
-    sock = process.socket_path_for(home, name if kind == "server" else f"worker-{name}")
+    sock = process.socket_path_for(home, f"worker-{name}" if kind == "worker" else name)
     spawned = process.spawn(
         argv,
         env,
@@ -110,6 +115,7 @@ def launch(
         cwd=home,
         hold=hold,
         on_exit=on_exit,
+        stop_signal=stop_signal,
     )
     rec = ServiceRecord(
         kind=kind,
@@ -133,7 +139,7 @@ def launch(
 
 
 class ManagedService:
-    """The common part of :class:`PrefectServer` and :class:`Worker`.
+    """The common part of :class:`PrefectServer`, :class:`PostgresServer` and :class:`Worker`.
 
     Subclasses set ``kind`` and ``title`` and implement :meth:`start`,
     :meth:`stop` and :meth:`_rows` (their lines of the HTML table).

@@ -1,7 +1,7 @@
 """What runs for a home, stopping it all, and putting things right after a crash.
 
 * :func:`running`: what the package runs for a home, as a table (reads only).
-* :func:`stop_all`: every worker, then the server.
+* :func:`stop_all`: every worker, then the server, then its PostgreSQL.
 * :func:`reconcile`: finish what ended services left behind. A worker that
   ended without finishing its runs (its server was down, its watchdog was
   killed) gets them marked Crashed now; a state file that cannot be read is
@@ -38,6 +38,9 @@ WORKER_STOP_TIMEOUT = 15.0
 #: Seconds a server gets to stop (uvicorn finishes its requests, then exits).
 SERVER_STOP_TIMEOUT = 15.0
 
+#: Seconds a managed PostgreSQL gets to stop (fast shutdown writes a checkpoint).
+POSTGRES_STOP_TIMEOUT = 15.0
+
 #: The command-line mark of the processes the package starts for Prefect.
 LAUNCHER = "energy_flows.services.launch"
 
@@ -55,8 +58,14 @@ def _options(argv: list[str], name: str) -> list[str]:
     return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
 
 
+def _postgres_of(argv: list[str], home: str) -> bool:
+    """Whether ``argv`` is a managed PostgreSQL of ``home`` (its data folder is in the home)."""
+    data = _option(argv, "-D") or ""
+    return Path(argv[0]).name == "postgres" and data == str(Path(home) / "postgres" / "data")
+
+
 def discover(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
-    """Servers and workers of ``home`` found in the process table, as records.
+    """Servers, workers and the managed PostgreSQL of ``home`` found in the process table.
 
     For when a state file is missing or damaged: the processes themselves say
     what they are (their command line) and whose they are (their
@@ -67,12 +76,9 @@ def discover(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
     for proc in psutil.process_iter(["pid", "cmdline", "create_time", "status"]):
         try:
             argv = proc.info["cmdline"] or []
-            # The launcher itself (not a watchdog, whose command line contains it too).
-            if argv[1:3] != ["-m", LAUNCHER] or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            if not argv or proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            kind = {"server": "server", "worker": "worker"}.get(argv[4] if len(argv) > 5 else "")
-            if argv[3:4] != ["prefect"] or argv[5:6] != ["start"]:
-                kind = None
+            kind = _kind_of(argv, home_path)
             env = proc.environ()
             if kind is None or env.get("ENERGY_FLOWS_HOME") != home_path:
                 continue
@@ -85,6 +91,16 @@ def discover(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def _kind_of(argv: list[str], home: str) -> str | None:
+    """ "server", "worker" or "postgres" for a process the package started; else None."""
+    if _postgres_of(argv, home):
+        return "postgres"
+    # The launcher itself (not a watchdog, whose command line contains it too).
+    if argv[1:3] != ["-m", LAUNCHER] or argv[3:4] != ["prefect"] or argv[5:6] != ["start"]:
+        return None
+    return {"server": "server", "worker": "worker"}.get(argv[4] if len(argv) > 5 else "")
 
 
 def _rebuild(
@@ -105,7 +121,13 @@ def _rebuild(
             "api_url": urls.api_url_for(port, prefix),
             "ui_url": urls.ui_url_for(port, prefix),
         }
+        url = env.get("PREFECT_API_DATABASE_CONNECTION_URL")
+        fields["database"] = urls.redact(url) if url else "sqlite"
         name, log = "server", Path(home) / "logs" / "server.log"
+    elif kind == "postgres":
+        port = int(_option(argv, "-p") or 0)
+        fields = {"port": port, "database": urls.postgres_url_for(port)}
+        name, log = "postgres", Path(home) / "logs" / "postgres.log"
     else:
         name = _option(argv, "--name") or "worker"
         limit = _option(argv, "--limit")
@@ -146,12 +168,13 @@ def unrecorded(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord
 
 
 def running(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """What the package runs for a home: the server and its workers, as a table.
+    """What the package runs for a home: the server, its PostgreSQL and workers, as a table.
 
     Works from any kernel or terminal: it reads the state files in the home
     (and the process table, for a service whose state file was damaged).
     Changes nothing. Columns: ``kind``, ``name``, ``state``, ``pid``, ``url``
-    (the UI for the server), ``pool``, ``queues``, ``owner``, ``uptime``, ``log``.
+    (the UI for the server, the address for PostgreSQL), ``pool``, ``queues``,
+    ``owner``, ``uptime``, ``log``.
     """
     import pandas as pd
 
@@ -170,7 +193,7 @@ def running(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
                 "name": rec.name,
                 "state": state + note,
                 "pid": rec.pid,
-                "url": rec.ui_url or "",
+                "url": rec.ui_url or (rec.database if rec.kind == "postgres" else "") or "",
                 "pool": rec.pool or "",
                 "queues": ", ".join(rec.queues),
                 "owner": rec.owner,
@@ -239,9 +262,9 @@ def reconcile(home: str | os.PathLike[str] | None = None, quiet: bool = False) -
         return messages
     with registry.locked(home):
         messages += _repair_damaged(home)
-        server = registry.server_record(home)
-        if server is not None and not server.alive():
-            server.remove()  # its watchdog stops itself once the server is gone
+        for single in (registry.server_record(home), registry.postgres_record(home)):
+            if single is not None and not single.alive():
+                single.remove()  # its watchdog stops itself once its process is gone
         for rec in registry.worker_records(home):
             if rec.alive() or rec.watchdog_alive():
                 continue  # still running, or its watchdog is finishing its runs right now
@@ -332,14 +355,24 @@ def stop_server(rec: ServiceRecord, quiet: bool = False) -> str:
     return message
 
 
+def stop_postgres(rec: ServiceRecord, quiet: bool = False) -> str:
+    """Stop a managed PostgreSQL (fast shutdown) and remove its state file; returns a sentence."""
+    rec.stop(timeout=POSTGRES_STOP_TIMEOUT)
+    rec.remove()
+    message = f"Stopped PostgreSQL (pid {rec.pid}, 127.0.0.1:{rec.port})."
+    say(message, quiet)
+    return message
+
+
 def stop_all(
     home: str | os.PathLike[str] | None = None, quiet: bool = False, owners: tuple[str, ...] = ()
 ) -> list[str]:
-    """Stop every worker, then the server, of a home. Returns what was stopped.
+    """Stop every worker, then the server, then its PostgreSQL, of a home. Returns what was stopped.
 
     Workers go first: a worker whose server has gone takes ~8 s to stop and
-    would leave its runs Running. ``owners`` limits it to services of those
-    owners (``("kernel",)`` leaves what ``energy-flows up`` started alone).
+    would leave its runs Running. PostgreSQL goes last: the server writes to
+    it until it ends. ``owners`` limits it to services of those owners
+    (``("kernel",)`` leaves what ``energy-flows up`` started alone).
     """
     stopped: list[str] = []
     with registry.locked(home):
@@ -351,6 +384,8 @@ def stop_all(
             stopped.append(stop_worker(rec, quiet=quiet))
         for rec in [r for r in live if r.kind == "server"]:
             stopped.append(stop_server(rec, quiet=quiet))
+        for rec in [r for r in live if r.kind == "postgres"]:
+            stopped.append(stop_postgres(rec, quiet=quiet))
     if not stopped:
         say("Nothing was running for this home.", quiet)
     return stopped

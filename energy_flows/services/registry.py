@@ -3,6 +3,7 @@
 Each service the package starts has one JSON file::
 
     <home>/state/server.json
+    <home>/state/postgres.json          (when the server runs on a managed PostgreSQL)
     <home>/state/worker-<name>.json
 
 with the PIDs of the real process and of its watchdog, their psutil
@@ -40,16 +41,16 @@ try:  # POSIX; on Windows the package is not supported (see `energy-flows check`
 except ImportError:  # pragma: no cover - exercised by the Windows import test
     fcntl = None  # type: ignore[assignment]
 
-#: Service kinds with a state file.
-KINDS = ("server", "worker")
+#: Service kinds with a state file, in the order they are listed (and started).
+KINDS = ("server", "postgres", "worker")
 
 
 @dataclass
 class ServiceRecord:
     """One state file: a server or a worker the package started for a home."""
 
-    kind: str  # "server" or "worker"
-    name: str  # "server", or the worker's name
+    kind: str  # "server", "postgres" or "worker"
+    name: str  # "server", "postgres", or the worker's name
     home: str
     pid: int  # the Prefect process itself
     create_time: float
@@ -69,6 +70,9 @@ class ServiceRecord:
     limit: int | None = None
     server_pid: int | None = None
     log_offset: int = 0  # where this start's lines begin in the log
+    #: The server's database ("sqlite", or a PostgreSQL URL without its password);
+    #: for a managed PostgreSQL, its own address (again without the password).
+    database: str | None = None
 
     @property
     def path(self) -> Path:
@@ -128,8 +132,8 @@ def state_dir(home: str | os.PathLike[str] | None = None) -> Path:
 
 
 def state_path(home: str | os.PathLike[str] | None, kind: str, name: str) -> Path:
-    if kind == "server":
-        return state_dir(home) / "server.json"
+    if kind in ("server", "postgres"):  # one of each per home
+        return state_dir(home) / f"{kind}.json"
     return state_dir(home) / f"worker-{name}.json"
 
 
@@ -164,12 +168,13 @@ def locked(home: str | os.PathLike[str] | None = None) -> Iterator[None]:
 
 
 def records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
-    """Every readable state file of a home, server first, live or not. Changes nothing."""
+    """Every readable state file of a home, live or not: server, PostgreSQL, workers. Changes nothing."""
     folder = state_dir(home)
     if not folder.is_dir():
         return []
     found = [rec for path in folder.glob("*.json") if (rec := ServiceRecord.load(path))]
-    found.sort(key=lambda r: (r.kind != "server", r.name))
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    found.sort(key=lambda r: (order.get(r.kind, len(KINDS)), r.name))
     return found
 
 
@@ -202,6 +207,17 @@ def server_record(home: str | os.PathLike[str] | None = None) -> ServiceRecord |
 def live_server(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:
     """The server of a home if its process runs, else None. Changes nothing."""
     rec = server_record(home)
+    return rec if rec is not None and rec.alive() else None
+
+
+def postgres_record(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:
+    """The managed PostgreSQL's state file, live or not (None when there is none)."""
+    return ServiceRecord.load(state_path(home, "postgres", "postgres"))
+
+
+def live_postgres(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:
+    """The managed PostgreSQL of a home if its process runs, else None. Changes nothing."""
+    rec = postgres_record(home)
     return rec if rec is not None and rec.alive() else None
 
 

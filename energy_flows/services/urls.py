@@ -1,4 +1,4 @@
-"""Where the server's API and UI are reached: on this machine, or through JupyterHub.
+"""Where the server's API and UI are reached (here or through JupyterHub), and its database.
 
 On a JupyterHub, a browser cannot reach ``127.0.0.1:<port>`` of the user's
 server: it goes through jupyter-server-proxy. Only the non-stripping path
@@ -9,6 +9,13 @@ server told its own path prefix (``docs/prefect-facts.md``).
 from __future__ import annotations
 
 import os
+import urllib.parse
+
+#: The scheme of the PostgreSQL URLs Prefect takes (its asyncpg driver).
+ASYNCPG_SCHEME = "postgresql+asyncpg"
+
+#: The superuser and database of a managed PostgreSQL (``services/postgres.py``).
+POSTGRES_USER, POSTGRES_DATABASE = "postgres", "prefect"
 
 
 def hub_prefix(port: int) -> str | None:
@@ -42,3 +49,18 @@ def ui_url_for(port: int, prefix: str | None) -> str:
         return f"http://127.0.0.1:{port}"
     public = os.environ.get("JUPYTERHUB_PUBLIC_URL", "").rstrip("/")
     return f"{public}{prefix}/"
+
+
+def postgres_url_for(port: int, password: str | None = None) -> str:
+    """A managed PostgreSQL's URL (``password=None``: the one to show and record)."""
+    secret = f":{password}" if password else ""
+    return f"{ASYNCPG_SCHEME}://{POSTGRES_USER}{secret}@127.0.0.1:{port}/{POSTGRES_DATABASE}"
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, to show or record (``user:***@host``)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
