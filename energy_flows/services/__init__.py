@@ -2,6 +2,10 @@
 
 * :mod:`~energy_flows.services.server`: :class:`PrefectServer`, ``start_server()``
 * :mod:`~energy_flows.services.worker`: :class:`Worker`
+* :mod:`~energy_flows.services.postgres`: :class:`PostgresServer`, the server's
+  database when it runs on PostgreSQL (``PrefectServer(database="postgres")``)
+* :mod:`~energy_flows.services.pgdata`: a managed PostgreSQL's binaries, data
+  folder and template
 * :mod:`~energy_flows.services.base`: :class:`ManagedService`, the shape both share,
   and ``launch()``, which starts a service and records it
 * :mod:`~energy_flows.services.control`: ``running()``, ``stop_all()``, ``reconcile()``

