@@ -32,7 +32,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "down": (
         "energy_flows.services.commands",
         "down",
-        "stop every worker, then the server, of this home",
+        "stop every worker, then the server (then its PostgreSQL), of this home",
     ),
     "status": ("energy_flows.services.commands", "status", "show what runs for this home"),
     "logs": (
@@ -109,12 +109,26 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
             help="also start a worker for this pool and queue (repeatable)",
         )
         p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for health")
+        p.add_argument(
+            "--database",
+            default=None,
+            metavar="sqlite|postgres|URL",
+            help="the server's database: sqlite (default), postgres (a PostgreSQL started for "
+            "this home), or the postgresql+asyncpg:// URL of an existing one (default: "
+            "$ENERGY_FLOWS_DATABASE_URL, else sqlite)",
+        )
+        p.add_argument(
+            "--postgres-port",
+            type=int,
+            default=None,
+            help="port of the PostgreSQL started with --database postgres (default: a free one)",
+        )
     elif name == "logs":
         p.add_argument(
             "which",
             nargs="?",
             default="server",
-            help="'server' or a worker's name (default: server)",
+            help="'server', 'postgres' or a worker's name (default: server)",
         )
         p.add_argument("-n", "--tail", type=int, default=40, help="number of lines (default 40)")
     elif name == "reset":

@@ -23,7 +23,11 @@ def up(args: argparse.Namespace) -> int:
 
     workers = [_parse_worker(spec) for spec in getattr(args, "worker", []) or []]
     server = PrefectServer(
-        port=getattr(args, "port", None), timeout=getattr(args, "timeout", 90.0), detached=True
+        port=getattr(args, "port", None),
+        timeout=getattr(args, "timeout", 90.0),
+        detached=True,
+        database=getattr(args, "database", None),
+        postgres_port=getattr(args, "postgres_port", None),
     ).start()
     rec = server.record
     if server.reused and rec is not None and rec.owner == "kernel":
@@ -35,6 +39,8 @@ def up(args: argparse.Namespace) -> int:
         Worker(pool=pool, queues=[queue], detached=True).start()
     print(f"Prefect UI:  {server.ui_url}")
     print(f"Prefect API: {server.api_url}  (export PREFECT_API_URL={server.api_url})")
+    if server.database != "sqlite":
+        print(f"Database:    {server.database}")
     print("Stop everything with: energy-flows down")
     return 0
 
@@ -49,7 +55,7 @@ def _parse_worker(spec: str) -> tuple[str, str]:
 
 
 def down(args: argparse.Namespace) -> int:
-    """Stop every worker, then the server, of this home."""
+    """Stop every worker, then the server, then its PostgreSQL, of this home."""
     control.stop_all()
     return 0
 
@@ -63,7 +69,7 @@ def status(args: argparse.Namespace) -> int:
         return 0
     rows = [("KIND", "NAME", "STATE", "PID", "WHERE", "OWNER", "UPTIME")]
     for rec in table.itertuples():
-        where = rec.url if rec.kind == "server" else f"{rec.pool}: {rec.queues}"
+        where = rec.url if rec.kind in ("server", "postgres") else f"{rec.pool}: {rec.queues}"
         rows.append((rec.kind, rec.name, rec.state, str(rec.pid), where, rec.owner, rec.uptime))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(f"Home: {home}")
@@ -73,11 +79,13 @@ def status(args: argparse.Namespace) -> int:
 
 
 def logs(args: argparse.Namespace) -> int:
-    """Print the last lines of the server's or a worker's log."""
+    """Print the last lines of the server's, PostgreSQL's or a worker's log."""
     home = settings.home_dir()
     which = getattr(args, "which", "server") or "server"
-    name = "server" if which == "server" else which.removeprefix("worker-")
-    path = home / "logs" / ("server.log" if name == "server" else f"worker-{name}.log")
+    if which in ("server", "postgres"):
+        path = home / "logs" / f"{which}.log"
+    else:
+        path = home / "logs" / f"worker-{which.removeprefix('worker-')}.log"
     if not path.exists():
         available = sorted(p.stem for p in (home / "logs").glob("*.log"))
         raise EnergyFlowsError(
@@ -88,9 +96,9 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def reset(args: argparse.Namespace) -> int:
-    """Stop everything, then delete the home's Prefect database, state, logs and results."""
+    """Stop everything, then delete the home's Prefect database (SQLite or PostgreSQL), state, logs and results."""
     home = settings.home_dir()
-    targets = [home / sub for sub in ("prefect", "state", "logs", "results")]
+    targets = [home / sub for sub in ("prefect", "postgres", "state", "logs", "results")]
     if not getattr(args, "yes", False):
         answer = input(f"Stop everything and delete {', '.join(map(str, targets))}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
