@@ -46,8 +46,11 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# Two test processes (pytest-xdist): the tests mostly wait for servers, workers and
+# kernels, so two share 2 cores well. JOBS=0 runs them in this process, one by one.
+JOBS ?= 2
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests --ignore=tests/notebooks
+	$(BIN)/python -m pytest tests --ignore=tests/notebooks -n $(JOBS)
 
 # nbval in strict mode on the stored outputs; the plugin gives every lesson's kernel a fresh home.
 notebooks-test: $(STAMP)
