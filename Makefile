@@ -50,7 +50,7 @@ lint: $(STAMP)
 # kernels, so two share 2 cores well. JOBS=0 runs them in this process, one by one.
 JOBS ?= 2
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests --ignore=tests/notebooks -n $(JOBS)
+	$(BIN)/python -m pytest tests --ignore=tests/notebooks -n $(JOBS) --dist worksteal
 
 # nbval in strict mode on the stored outputs; the plugin gives every lesson's kernel a fresh home.
 notebooks-test: $(STAMP)

@@ -44,6 +44,34 @@ def package_processes(root: Path) -> list[psutil.Process]:
     return found
 
 
+#: The longest tests (``--durations``, 2 cores), started first: with two test processes
+#: (``make unit`` runs pytest-xdist) the run then ends when the short ones run out, not
+#: minutes after, with one process left waiting for a long test that started last.
+LONGEST_FIRST = (
+    "tests/test_journey.py",
+    "tests/test_recovery.py::test_starting_the_instant_the_previous_owner_exits_works_20_times",
+    "tests/test_binder.py",
+    "tests/test_kernel_lifecycle.py::test_restart_with_runs_in_flight_leaves_no_zombie",
+    "tests/test_zombies.py",
+    "tests/test_postgres.py",
+    "tests/test_browser.py",
+    "tests/test_lab.py",
+    "tests/test_screenshots.py",
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if item.nodeid.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest tests first (a stable sort: the rest keep their order)."""
+    items.sort(key=_rank)
+
+
 @pytest.fixture(scope="session")
 def test_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder under which every home of this test session lives."""
