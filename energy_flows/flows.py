@@ -30,6 +30,7 @@ import pandas as pd
 from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run, task_run
 from prefect.utilities.annotations import unmapped
 
@@ -430,6 +431,17 @@ def energy_usage_batch(
     ``home-<n_meters>``. The tasks run concurrently (Prefect's thread pool task
     runner): watch them overlap in the UI's timeline. Returns one row per meter
     and publishes the same rows as the table artifact ``energy-batch-summary``.
+
+    The same flow runs on a Dask cluster of processes when given another task
+    runner (lesson 07, ``docs/dask.md``)::
+
+        from energy_flows.services.cluster import dask_runner
+        energy_usage_batch.with_options(task_runner=dask_runner(n_workers=2))(n_meters=8)
+
+    The result's ``attrs`` say where the tasks ran: ``summary.attrs["task_runner"]``
+    (the runner's class) and ``summary.attrs["dashboard_link"]`` (the Dask
+    dashboard's address while the run was on, also in the run's logs; ``None``
+    without one).
     """
     check_parameters(
         days,
@@ -442,6 +454,7 @@ def energy_usage_batch(
         flow=energy_usage_batch,
     )
     ids = list(meter_ids) if meter_ids else [f"home-{i:03d}" for i in range(1, n_meters + 1)]
+    runner, dashboard_link = _task_runner_and_dashboard()
     futures = meter_pipeline.map(
         ids,
         unmapped(source),
@@ -459,7 +472,26 @@ def energy_usage_batch(
         table=[{"meter_id": i, **row} for i, row in summary.round(4).iterrows()],
         description=f"Day-ahead forecast of {len(ids)} meters",
     )
+    summary.attrs["task_runner"] = runner
+    summary.attrs["dashboard_link"] = dashboard_link
     return summary
+
+
+def _task_runner_and_dashboard() -> tuple[str, str | None]:
+    """The name of the running flow's task runner, and its dashboard link if it has one.
+
+    A task runner that offers a dashboard (the package's Dask runner,
+    ``services/cluster.py``) says where in its ``dashboard_link`` attribute;
+    this layer reads the attribute and never imports the runner's module.
+    """
+    context = FlowRunContext.get()
+    runner = context.task_runner if context is not None else None
+    link = getattr(runner, "dashboard_link", None)
+    if isinstance(link, str) and link:
+        get_run_logger().info("tasks run on a Dask cluster; its dashboard: %s", link)
+    else:
+        link = None
+    return type(runner).__name__, link
 
 
 # --------------------------------------------------------------------------
