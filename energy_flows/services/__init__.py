@@ -8,6 +8,8 @@
   folder and template
 * :mod:`~energy_flows.services.base`: :class:`ManagedService`, the shape both share,
   and ``launch()``, which starts a service and records it
+* :mod:`~energy_flows.services.cluster`: ``dask_runner()``, a Dask cluster of
+  processes for one flow run (the batch flow on Dask, lesson 07), and its dashboard link
 * :mod:`~energy_flows.services.control`: ``running()``, ``stop_all()``, ``reconcile()``
 * :mod:`~energy_flows.services.recovery`: the runs an ended worker leaves behind end Crashed
 * :mod:`~energy_flows.services.registry`: the state files in ``<home>/state/``
