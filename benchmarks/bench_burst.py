@@ -13,9 +13,7 @@ and the messages of Crashed runs.
 
 The two sides:
 
-* ``before``: the classroom environment without :data:`BURST_SETTINGS` and
-  with Prefect's own ``BEGIN DEFERRED`` on SQLite (``ENERGY_FLOWS_SQLITE_IMMEDIATE=0``,
-  see ``energy_flows/services/sqlitelock.py``) (what
+* ``before``: the classroom environment without :data:`BURST_SETTINGS` (what
   the "Recovery" issue measured: 59/60 Completed, one run Crashed at
   submission on ``503 ... /flow_runs/<id>/labels``, a 10.8 MB server log);
 * ``after``: the classroom environment as it is (``energy_flows/settings.py``).
@@ -47,7 +45,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from energy_flows import settings  # noqa: E402
-from energy_flows.services.sqlitelock import SWITCH  # noqa: E402
 
 #: The entries of ``prefect_settings()`` that answer the burst issue; the
 #: ``before`` side leaves them out.
@@ -101,10 +98,6 @@ def _use_settings(side: str) -> None:
     """Make this process and every process it starts use one side's settings."""
     for key in BURST_SETTINGS:  # a previous side's server put them into os.environ
         os.environ.pop(key, None)
-    if side == "before":
-        os.environ[SWITCH] = "0"  # the server keeps Prefect's BEGIN DEFERRED
-    else:
-        os.environ.pop(SWITCH, None)
     settings.prefect_settings = _SIDES[side]
     if "prefect.context" in sys.modules:
         import prefect.context

@@ -157,10 +157,6 @@ def main(argv: list[str] | None = None) -> int:
 
         shorten_busy_database_tracebacks()
     preload(PRELOAD[kind])
-    if kind == "server":
-        from energy_flows.services.sqlitelock import begin_sqlite_transactions_immediately
-
-        begin_sqlite_transactions_immediately()
     if args[0] == "engine":
         sys.argv = [sys.argv[0], *args[1:]]
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
