@@ -18,9 +18,8 @@
 * :mod:`~energy_flows.services.launch`: starts Prefect processes (and a kernel's
   own import of Prefect) without the slow optional import and collector pauses
 * :mod:`~energy_flows.services.database`: new homes copy a migrated empty database
-* :mod:`~energy_flows.services.serverlog`, :mod:`~energy_flows.services.sqlitelock`: in the
-  server process, one log line per busy-database refusal, and SQLite writers that wait
-  their turn (``BEGIN IMMEDIATE``) instead of being refused
+* :mod:`~energy_flows.services.serverlog`: in the server process, one log line per
+  busy-database refusal instead of a traceback
 * :mod:`~energy_flows.services.api`: the few REST calls made without importing Prefect
 * :mod:`~energy_flows.services.urls`: the server's addresses, here or behind JupyterHub
 * :mod:`~energy_flows.services.commands`: ``energy-flows up | down | status | logs | reset``
