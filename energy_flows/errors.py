@@ -23,6 +23,13 @@ class ServiceError(EnergyFlowsError, RuntimeError):
     """A server or worker that could not start, or stopped unexpectedly."""
 
 
+class PortTakenError(ServiceError):
+    """A service could not listen: another program took its port after it was checked free.
+
+    Starting again on another free port fixes it; the services retry by themselves.
+    """
+
+
 class OrchestrationError(EnergyFlowsError, ValueError):
     """Invalid deployment, schedule, pool or queue input, checked before Prefect sees it."""
 

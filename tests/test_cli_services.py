@@ -91,47 +91,82 @@ def test_reset_removes_state(tmp_path):
     assert not (home / "prefect").exists() and (home / "cache").exists()
 
 
-def _hold_port(port: int) -> socket.socket | None:
-    """Listen on ``port`` as another program would (None if one already does)."""
+def _hold_free_port() -> tuple[socket.socket, int]:
+    """Listen on a free port as another program would; returns the socket and its port."""
     blocker = socket.socket()
-    try:
-        blocker.bind(("127.0.0.1", port))
-    except OSError:
-        blocker.close()
-        return None
+    blocker.bind(("127.0.0.1", 0))
     blocker.listen()
-    return blocker
+    return blocker, blocker.getsockname()[1]
+
+
+def _up_processes(homes: list[Path], *args: str) -> list[subprocess.Popen]:
+    """``energy-flows up ARGS`` for each home, all started at once."""
+    processes = []
+    for home in homes:
+        env = dict(os.environ, ENERGY_FLOWS_HOME=str(home))
+        env.pop("ENERGY_FLOWS_QUIET", None)
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "energy_flows.cli", "up", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    return processes
+
+
+def _servers_of(home: Path) -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "server" in (p.info["cmdline"] or [])
+        and "energy_flows.services.launch" in (p.info["cmdline"] or [])
+        and not any("watchdog" in part for part in p.info["cmdline"])
+        and p.environ().get("ENERGY_FLOWS_HOME") == str(home)
+    ]
 
 
 @pytest.mark.parametrize("attempt", range(3))
 def test_two_concurrent_ups_share_one_server(tmp_path, attempt):
-    """Two `energy-flows up` at once, with 4200 held by another program: one server."""
-    blocker = _hold_port(4200)
+    """Two `energy-flows up` at once, their port held by another program: one server."""
+    # The port is this test's own, not 4200: tests in the other process
+    # start servers on 4200 when it is free, and must not be disturbed.
+    blocker, port = _hold_free_port()
     home = tmp_path / "home"
-    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home))
-    env.pop("ENERGY_FLOWS_QUIET", None)
-    command = [sys.executable, "-m", "energy_flows.cli", "up"]
     try:
-        first, second = (
-            subprocess.Popen(
-                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-            for _ in range(2)
-        )
+        first, second = _up_processes([home, home], "--port", str(port))
         outputs = [p.communicate(timeout=120)[0] for p in (first, second)]
         assert first.returncode == 0 and second.returncode == 0, outputs
         assert sum("Reusing" in out for out in outputs) == 1, outputs
-        servers = [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if "server" in (p.info["cmdline"] or [])
-            and "energy_flows.services.launch" in (p.info["cmdline"] or [])
-            and not any("watchdog" in part for part in p.info["cmdline"])
-            and p.environ().get("ENERGY_FLOWS_HOME") == str(home)
-        ]
-        assert len(servers) == 1
-        assert all("4200 is taken" in out or "Reusing" in out for out in outputs), outputs
+        assert len(_servers_of(home)) == 1
+        assert all(f"{port} is taken" in out or "Reusing" in out for out in outputs), outputs
     finally:
         control.stop_all(home, quiet=True)
-        if blocker is not None:
-            blocker.close()
+        blocker.close()
+
+
+def test_two_homes_starting_on_one_free_port_at_once_both_start(tmp_path):
+    """Two learners' servers check the same free port, one binds it first: the other retries.
+
+    Both see the port free (a server binds it only seconds after the check),
+    so one of them fails to bind. It must start again on another free port and
+    say so, not fail with the shutdown traceback Prefect logs after the bind.
+    """
+    blocker, port = _hold_free_port()
+    blocker.close()  # free now, and both servers will want it
+    homes = [tmp_path / "a", tmp_path / "b"]
+    try:
+        processes = _up_processes(homes, "--port", str(port))
+        outputs = [p.communicate(timeout=180)[0] for p in processes]
+        assert [p.returncode for p in processes] == [0, 0], outputs
+        ports = [registry.live_server(home).port for home in homes]
+        assert sorted(ports)[0] != sorted(ports)[1] and port in ports, (ports, outputs)
+        retried = [out for out in outputs if f"Port {port} was taken meanwhile" in out]
+        assert len(retried) == 1, outputs
+        for home in homes:
+            assert api.healthy(registry.live_server(home).api_url), home
+    finally:
+        for home in homes:
+            control.stop_all(home, quiet=True)

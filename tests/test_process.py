@@ -274,3 +274,23 @@ def test_launcher_says_how_to_use_it():
         text=True,
     )
     assert out.returncode == 2 and "usage:" in out.stderr
+
+
+def test_a_failed_bind_is_found_under_the_shutdown_traceback_that_follows_it(tmp_path):
+    """Uvicorn logs the bind error, then ~20 lines of shutdown traceback: both are shown."""
+    log = tmp_path / "server.log"
+    earlier = "00:10:00.000 | ERROR   | an earlier start's error\n"
+    bind = (
+        "00:20:26.743 | ERROR   | uvicorn.error - [Errno 98] error while attempting "
+        "to bind on address ('127.0.0.1', 4200): address already in use\n"
+    )
+    shutdown = "".join(f'  File "x.py", line {n}, in lifespan\n' for n in range(24))
+    log.write_text(earlier + bind + shutdown + "AssertionError: Reactive triggers not started\n")
+    text, port_taken = process.failed_start_log(log, 20, start=len(earlier))
+    assert port_taken
+    assert text.splitlines()[0] == bind.rstrip("\n")
+    assert text.splitlines()[-1] == "AssertionError: Reactive triggers not started"
+    assert "an earlier start" not in text
+    # Another failure is not taken for a port problem.
+    log.write_text(earlier + shutdown)
+    assert process.failed_start_log(log, 20)[1] is False

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from energy_flows import settings
-from energy_flows.errors import ServiceError, WaitTimeout
+from energy_flows.errors import PortTakenError, ServiceError, WaitTimeout
 from energy_flows.services import control, pgdata, process, registry, urls
 from energy_flows.services.base import ManagedService, Status
 from energy_flows.services.base import launch as launch_service
@@ -304,11 +304,10 @@ class PostgresServer(ManagedService):
                 break
             except _GoneMeanwhile:
                 continue
-            except ServiceError as exc:
+            except PortTakenError:
                 # Another program took the port between our check and PostgreSQL's bind:
                 # a free port again (a port asked for is the learner's to change).
-                taken = fresh and "already in use" in str(exc).lower()
-                if not taken or self.requested_port or port_retries == 2:
+                if not fresh or self.requested_port or port_retries == 2:
                     raise
                 port_retries += 1
                 self._say(f"Port {rec.port} was taken meanwhile by another program; retrying.")
@@ -390,11 +389,12 @@ class PostgresServer(ManagedService):
             raise
 
     def _failed(self, rec: ServiceRecord, what: str) -> ServiceError:
-        lines = process.tail(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
+        lines, port_taken = process.failed_start_log(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
         hint = "Fix the cause shown above, then run the cell again."
-        if "already in use" in lines.lower():
+        if port_taken:
             hint = "Another program took the port (already in use): run the cell again."
-        return ServiceError(
+        error = PortTakenError if port_taken else ServiceError
+        return error(
             f"PostgreSQL {what}. Nothing is left running.\n"
             f"Last {ERROR_LOG_LINES} lines of {rec.log}:\n{lines}\n{hint}"
         )

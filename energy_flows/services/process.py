@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -423,6 +424,40 @@ def tail(path: str | os.PathLike[str] | None, lines: int = 20, start: int = 0) -
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
+
+
+#: How a failed bind reads in the logs of uvicorn (Prefect) and of PostgreSQL.
+PORT_TAKEN = re.compile(r"address already in use|port \d+ is already in use", re.IGNORECASE)
+
+
+def failed_start_log(
+    path: str | os.PathLike[str] | None, lines: int = 20, start: int = 0
+) -> tuple[str, bool]:
+    """What a service that failed to start logged: an excerpt, and whether its port was taken.
+
+    The excerpt is the last ``lines`` lines from byte ``start`` on (this start's
+    part of the log), preceded by this start's first error line when the tail
+    does not hold it: a server that cannot bind its port logs that cause
+    first and then a long shutdown traceback, which alone would hide it.
+    """
+    if path is None:
+        return "", False
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(start, size - (1 << 20)))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return "", False
+    all_lines = text.splitlines()
+    last = all_lines[-lines:]
+    first_error = next(
+        (line for line in all_lines if "| ERROR" in line or PORT_TAKEN.search(line)), None
+    )
+    if first_error is not None and first_error not in last:
+        last = [first_error, "  ...", *last[1:]]
+    return "\n".join(last), PORT_TAKEN.search(text) is not None
 
 
 def uptime(create_time: float) -> str:

@@ -41,7 +41,7 @@ import time
 from typing import ClassVar
 
 from energy_flows import settings
-from energy_flows.errors import ServiceError, WaitTimeout
+from energy_flows.errors import PortTakenError, ServiceError, WaitTimeout
 from energy_flows.services import api, control, database, launch, postgres, process, registry, urls
 from energy_flows.services.base import LogText, ManagedService, Status
 from energy_flows.services.base import launch as launch_service
@@ -220,10 +220,11 @@ class PrefectServer(ManagedService):
                 break
             except _GoneMeanwhile:
                 continue
-            except ServiceError as exc:
-                # Another program took the port between our check and the
+            except PortTakenError:
+                # Another program (or another home's server starting at the
+                # same moment) took the port between our check and the
                 # server's bind: try again on a free port, and say so.
-                if not (fresh and "already in use" in str(exc).lower()) or port_retries == 2:
+                if not fresh or port_retries == 2:
                     raise
                 port_retries += 1
                 self._say(f"Port {rec.port} was taken meanwhile by another program; retrying.")
@@ -398,9 +399,9 @@ class PrefectServer(ManagedService):
             raise
 
     def _failed(self, rec: ServiceRecord, what: str, left: bool = False) -> ServiceError:
-        lines = process.tail(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
+        lines, port_taken = process.failed_start_log(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
         hint = "Fix the cause shown above, then run the cell again."
-        if "already in use" in lines.lower():
+        if port_taken:
             hint = "Another program took the port meanwhile: run the cell again to use a free port."
         state = (
             f"It still runs (pid {rec.pid}): `energy-flows status` shows it, "
@@ -408,7 +409,8 @@ class PrefectServer(ManagedService):
             if left
             else "Nothing is left running."
         )
-        return ServiceError(
+        error = PortTakenError if port_taken else ServiceError
+        return error(
             f"The Prefect server {what}. {state}\n"
             f"Last {ERROR_LOG_LINES} lines of {rec.log}:\n{lines}\n{hint}"
         )
