@@ -117,11 +117,9 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, tuple[float, float, int]]
         pd.testing.assert_frame_equal(threads, dask)
         where += f"; dashboard while it ran: {dask.attrs['dashboard_link']}"
 
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
+        from energy_flows.prefect_internals import flush_to_server
 
-        APILogWorker.drain_all(timeout=10)
-        EventsWorker.drain_all(timeout=10)
+        flush_to_server()
     finally:
         if server is not None:
             server.stop()

@@ -89,11 +89,9 @@ def bench_flow(repeat: int, api_url: str | None) -> tuple[dict[str, float], str]
 
         first = _median_seconds(run, 1)[0]  # first run registers the flow, imports tasks
         median = _median_seconds(run, repeat)[0]
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
+        from energy_flows.prefect_internals import flush_to_server
 
-        APILogWorker.drain_all(timeout=10)
-        EventsWorker.drain_all(timeout=10)
+        flush_to_server()
     finally:
         if server is not None:
             server.stop()

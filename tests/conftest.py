@@ -174,15 +174,9 @@ def _drain_prefect_senders() -> None:
     Prefect ships them from background threads; left queued, they retry
     against a stopped server at exit and add about a minute to the session.
     """
-    import sys
+    from energy_flows.prefect_internals import flush_to_server
 
-    if "prefect" not in sys.modules:
-        return
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
+    flush_to_server()
 
 
 @pytest.fixture

@@ -139,11 +139,9 @@ def server(prefect_server: Any) -> Iterator[Any]:
     the server is still up, or they retry against a stopped server at exit.
     """
     yield prefect_server
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
+    from energy_flows.prefect_internals import flush_to_server
 
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
+    flush_to_server()
 
 
 def _task_runs(flow_run_id: Any) -> list[Any]:

@@ -185,11 +185,9 @@ def test_the_flow_and_a_deployment_refuse_it_before_any_work() -> None:
 def server(prefect_server: Any) -> Iterator[Any]:
     """The session's server; this module's run logs and events sent before it stops."""
     yield prefect_server
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
+    from energy_flows.prefect_internals import flush_to_server
 
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
+    flush_to_server()
 
 
 @pytest.mark.server

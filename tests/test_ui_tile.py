@@ -49,13 +49,11 @@ SEED = """
 from energy_flows import PrefectServer
 from energy_flows.flows import energy_usage_pipeline
 from energy_flows.orchestration import ensure_work_pool
-from prefect.events.worker import EventsWorker
-from prefect.logging.handlers import APILogWorker
+from energy_flows.prefect_internals import flush_to_server
 server = PrefectServer(quiet=True).start()
 ensure_work_pool("energy-pool")
 energy_usage_pipeline(meter_id="tile-check", days=30, test_days=7)
-APILogWorker.drain_all(timeout=10)
-EventsWorker.drain_all(timeout=10)
+flush_to_server()
 """
 
 #: The flow run SEED makes (the flow's run name is ``energy-{meter_id}-{start}``).

@@ -42,6 +42,7 @@ from typing import ClassVar
 
 from energy_flows import settings
 from energy_flows.errors import PortTakenError, ServiceError, WaitTimeout
+from energy_flows.prefect_internals import flush_to_server
 from energy_flows.services import api, control, database, launch, postgres, process, registry, urls
 from energy_flows.services.base import LogText, ManagedService, Status
 from energy_flows.services.base import launch as launch_service
@@ -419,8 +420,13 @@ class PrefectServer(ManagedService):
         """Stop this home's workers, then its server. Returns what was stopped.
 
         Safe to call twice. Note that another notebook reusing the same
-        server loses it too.
+        server loses it too. The run logs and events this process has not
+        sent yet (a flow run in this kernel) are sent first, while the server
+        still answers.
         """
+        rec = registry.live_server(self.home)
+        if rec is not None and rec.api_url and api.healthy(rec.api_url):
+            flush_to_server(timeout=5)
         stopped = control.stop_all(self.home, quiet=self.quiet)
         self._record = None
         PrefectServer._instances.pop(self.home, None)

@@ -1,0 +1,47 @@
+"""The one place where energy-flows reaches past Prefect's public API, each use guarded.
+
+Everything else in the package uses Prefect's public API only. What is here
+has no public equivalent in Prefect 3; each use is guarded, so a Prefect
+release that moves or renames it costs a feature its speed or tidiness, never
+a lesson. ``docs/prefect-versions.md`` lists these uses; ``make compat``
+checks them on another Prefect.
+
+* :func:`flush_to_server`: send the run logs and events this process has
+  queued (``APILogWorker`` and ``EventsWorker``, Prefect's background
+  senders, have ``drain_all`` but no public wrapper).
+* ``energy_flows.services.launch`` preloads ``prefect.cli._server_utils``
+  with the server's modules (an import that may fail: it is only a preload).
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["flush_to_server"]
+
+
+def flush_to_server(timeout: float = 10.0) -> bool:
+    """Send the run logs and events this process still has queued; True if it could.
+
+    Prefect ships a flow run's logs and events from background threads, in
+    batches. Left queued when the server stops, they are retried against a
+    stopped server when the process exits, which adds up to a minute to its
+    exit and loses them anyway. Call this while the server still runs: before
+    stopping it, or at the end of a test. Does nothing when Prefect was never
+    imported here; waits at most ``timeout`` seconds for each sender.
+    """
+    if "prefect" not in sys.modules:
+        return True
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+    except ImportError:  # moved in a later Prefect: nothing is flushed early
+        return False
+    done = True
+    for sender in (APILogWorker, EventsWorker):
+        drain_all = getattr(sender, "drain_all", None)
+        if drain_all is None:
+            done = False
+            continue
+        drain_all(timeout=timeout)
+    return done
