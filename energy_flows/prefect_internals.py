@@ -15,7 +15,9 @@ checks them on another Prefect.
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import threading
 
 __all__ = ["flush_to_server"]
 
@@ -37,11 +39,22 @@ def flush_to_server(timeout: float = 10.0) -> bool:
         from prefect.logging.handlers import APILogWorker
     except ImportError:  # moved in a later Prefect: nothing is flushed early
         return False
-    done = True
-    for sender in (APILogWorker, EventsWorker):
-        drain_all = getattr(sender, "drain_all", None)
-        if drain_all is None:
-            done = False
-            continue
-        drain_all(timeout=timeout)
-    return done
+    drains = [getattr(sender, "drain_all", None) for sender in (APILogWorker, EventsWorker)]
+    available = [drain for drain in drains if drain is not None]
+
+    def drain() -> None:
+        for drain_all in available:
+            drain_all(timeout=timeout)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        drain()
+    else:
+        # In a notebook kernel an event loop runs in this thread, and there
+        # drain_all() only returns a coroutine. In a thread of its own, without
+        # a loop, it waits for the senders as it should.
+        helper = threading.Thread(target=drain, name="flush-to-server", daemon=True)
+        helper.start()
+        helper.join(len(available) * timeout + 1)
+    return len(available) == len(drains)
