@@ -99,6 +99,8 @@ def test_worker_online_runs_a_flow_and_stops_fast(worker_factory, prefect_server
     deployment = _deploy(nap_flow_dir, "test-pool", "q2")
     run = _run(deployment, 0)
     wait_until(lambda: _state(run.id) == "COMPLETED", 60, what="the run to complete")
+    # The fast launcher's preload is silent: no RuntimeWarning per run in the worker's log.
+    assert "found in sys.modules" not in worker.logs(tail=200)
 
     again = Worker(pool="test-pool", queues=["q1", "q2"], limit=2, home=prefect_server.home)
     assert again.start().reused and again.pid == worker.pid

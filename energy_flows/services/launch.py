@@ -49,6 +49,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 
 #: Optional modules kept out of the processes the package starts.
@@ -159,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     preload(PRELOAD[kind])
     if args[0] == "engine":
         sys.argv = [sys.argv[0], *args[1:]]
+        # prefect.engine was preloaded above; runpy warns that it then runs a module
+        # already imported, once per flow run in the worker's log. That is the point.
+        warnings.filterwarnings(
+            "ignore", message="'prefect.engine' found in sys.modules", category=RuntimeWarning
+        )
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
         return 0
     from prefect.cli import app
