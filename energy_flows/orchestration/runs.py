@@ -438,6 +438,15 @@ def trigger(
             )
         except PrefectHTTPStatusError as exc:
             detail = _detail(exc)
+            if exc.response.status_code >= 500:
+                # Not the request's fault: the server could not write it, even after
+                # the client's retries (on SQLite: "database is locked" in a burst).
+                raise OrchestrationError(
+                    f"The server could not record a run of {full_name!r} "
+                    f"(HTTP {exc.response.status_code}: {detail}), even after retrying: it is "
+                    "too busy. Run the cell again; for many runs at once, "
+                    "run the server on PostgreSQL (lesson 07)."
+                ) from None
             raise OrchestrationError(
                 f"The server refused a run of {full_name!r}: {detail}. Check the parameter "
                 "values against the flow's signature."
