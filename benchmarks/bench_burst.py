@@ -1,6 +1,7 @@
-"""A burst of runs on SQLite: the classroom settings without and with the burst fix, side by side.
+"""A burst of runs: SQLite without and with the burst fix, or SQLite against PostgreSQL, side by side.
 
     .venv/bin/python benchmarks/bench_burst.py [--runs 100] [--workers 2] [--load] [--repeat 1]
+    .venv/bin/python benchmarks/bench_burst.py --sides after postgres --runs 200 --workers 4
 
 Each side starts a ``PrefectServer`` in a fresh temporary home, ``--workers``
 ``Worker`` processes on one queue, deploys a flow that returns at once, times a
@@ -16,7 +17,13 @@ The two sides:
 * ``before``: the classroom environment without :data:`BURST_SETTINGS` (what
   the "Recovery" issue measured: 59/60 Completed, one run Crashed at
   submission on ``503 ... /flow_runs/<id>/labels``, a 10.8 MB server log);
-* ``after``: the classroom environment as it is (``energy_flows/settings.py``).
+* ``after``: the classroom environment as it is (``energy_flows/settings.py``), on SQLite;
+* ``postgres``: the same on PostgreSQL (``PrefectServer(database="postgres")``,
+  lesson 07), to compare with ``after``.
+
+Besides the runs' states and the logs, each side reports the peak memory of
+what serves the burst: the server, PostgreSQL (with its backends) and the
+workers with their flow-run processes, sampled every half second.
 
 ``--load`` keeps one CPU busy with a spinning process during both sides, like
 a 2-core laptop with something else running. ``--only after`` runs one side.
@@ -38,6 +45,7 @@ import tempfile
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +114,48 @@ def _use_settings(side: str) -> None:
 
 
 _ORIGINAL, _WITHOUT = classroom_without_burst_fix()
-_SIDES = {"before": _WITHOUT, "after": _ORIGINAL}
+_SIDES = {"before": _WITHOUT, "after": _ORIGINAL, "postgres": _ORIGINAL}
+#: The database each side's server runs on.
+_DATABASE = {"before": "sqlite", "after": "sqlite", "postgres": "postgres"}
+
+
+class PeakMemory:
+    """Samples, in a thread, the memory of a home's services and all their children.
+
+    ``peak_mb`` is the largest sum of resident memory seen (MB): the server,
+    PostgreSQL and its backends, the workers and their flow-run processes.
+    """
+
+    def __init__(self, home: Path, interval: float = 0.5) -> None:
+        import threading
+
+        self.home, self.interval, self.peak_mb = home, interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psutil
+
+        from energy_flows.services import registry
+
+        while not self._stop.wait(self.interval):
+            total = 0
+            for rec in registry.live_records(self.home):
+                try:
+                    top = psutil.Process(rec.pid)
+                    for proc in (top, *top.children(recursive=True)):
+                        total += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak_mb = max(self.peak_mb, total / 1e6)
 
 
 def count_lines(path: Path) -> dict[str, int]:
@@ -156,7 +205,13 @@ def crash_messages(run_ids: list[str]) -> dict[str, int]:
 
 
 def one_side(
-    side: str, root: Path, runs: int, workers: int, timeout: float, trigger_threads: int
+    side: str,
+    root: Path,
+    runs: int,
+    workers: int,
+    timeout: float,
+    trigger_threads: int,
+    worker_limit: int | None = None,
 ) -> dict[str, Any]:
     from energy_flows import PrefectServer, Worker, trigger, wait_for
     from energy_flows.errors import OrchestrationError, WaitTimeout
@@ -165,11 +220,13 @@ def one_side(
     _use_settings(side)
     home = root / side
     result: dict[str, Any] = {"side": side, "home": str(home)}
-    server = PrefectServer(home=home, quiet=True)
+    server = PrefectServer(home=home, quiet=True, database=_DATABASE[side])
     try:
         server.start()
         for i in range(workers):
-            Worker(POOL, [QUEUE], name=f"burst-{i + 1}", home=home, quiet=True).start()
+            Worker(
+                POOL, [QUEUE], name=f"burst-{i + 1}", limit=worker_limit, home=home, quiet=True
+            ).start()
         flows = root / f"{side}-flows"
         flows.mkdir()
         deployment = deploy_nap(flows)
@@ -191,17 +248,24 @@ def one_side(
                 return exc
 
         started = time.monotonic()
-        with ThreadPoolExecutor(trigger_threads) as pool:  # at once, as a class would
-            answers = list(pool.map(one, range(runs)))
-        result["trigger_s"] = time.monotonic() - started
-        refused = [str(a) for a in answers if isinstance(a, Exception)]
-        result["refused"] = len(refused)
-        triggered = [a for a in answers if not isinstance(a, Exception)]
-        try:
-            final = wait_for(triggered, timeout=timeout, progress=False)
-        except WaitTimeout:
-            final = [read_run(r) for r in triggered]
-        result["wall_s"] = time.monotonic() - started
+        with PeakMemory(home) as memory:
+            with ThreadPoolExecutor(trigger_threads) as pool:  # at once, as a class would
+                answers = list(pool.map(one, range(runs)))
+            result["trigger_s"] = time.monotonic() - started
+            refused = [str(a) for a in answers if isinstance(a, Exception)]
+            result["refused"] = len(refused)
+            triggered = [a for a in answers if not isinstance(a, Exception)]
+            try:
+                final = wait_for(triggered, timeout=timeout, progress=False)
+            except WaitTimeout:
+                from energy_flows.services import api
+
+                if api.healthy(server.api_url, timeout=10):
+                    final = [read_run(r) for r in triggered]
+                else:  # the server stopped answering: nothing more can be read
+                    final = [replace(r, state="server not answering") for r in triggered]
+            result["wall_s"] = time.monotonic() - started
+        result["peak_mb"] = memory.peak_mb
         states: dict[str, int] = {}
         for r in final:
             states[r.state] = states.get(r.state, 0) + 1
@@ -244,6 +308,7 @@ ROWS = [
     ("burst wall time (s)", lambda r: r["wall_s"], ".1f"),
     ("triggering the runs (s)", lambda r: r["trigger_s"], ".1f"),
     ("one run to Completed, median of 3 (s)", lambda r: r["single_run_s"], ".2f"),
+    ("peak memory, server+db+workers (MB)", lambda r: r["peak_mb"], ".0f"),
     ("server.log: 'database is locked' lines", lambda r: r["server_log"]["locked"], "d"),
     ("server.log: lines with 503", lambda r: r["server_log"]["http_503"], "d"),
     ("server.log: tracebacks", lambda r: r["server_log"]["tracebacks"], "d"),
@@ -292,14 +357,27 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="workers on the queue")
     parser.add_argument("--load", action="store_true", help="keep one CPU busy meanwhile")
     parser.add_argument("--repeat", type=int, default=1, help="bursts per side")
-    parser.add_argument("--only", choices=["before", "after"], help="run one side only")
+    parser.add_argument("--only", choices=list(_SIDES), help="run one side only")
+    parser.add_argument(
+        "--sides",
+        nargs=2,
+        choices=list(_SIDES),
+        default=["before", "after"],
+        help="the two sides to compare (default: before after; lesson 07: after postgres)",
+    )
     parser.add_argument(
         "--trigger-threads", type=int, default=10, help="trigger() calls in flight at once"
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for a burst")
+    parser.add_argument(
+        "--worker-limit",
+        type=int,
+        default=None,
+        help="runs one worker starts at once (default: no limit; 200 at once swamp 2 cores)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the homes (and their logs)")
     args = parser.parse_args()
-    sides = [args.only] if args.only else ["before", "after"]
+    sides = [args.only] if args.only else list(args.sides)
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     os.environ["ENERGY_FLOWS_QUIET"] = "1"
@@ -316,7 +394,13 @@ def main() -> int:
                 print(f"burst {i + 1}/{args.repeat}, {side}: {args.runs} runs, "
                       f"{args.workers} workers{', loaded' if hog else ''} ...", flush=True)  # fmt: skip
                 r = one_side(
-                    side, folder, args.runs, args.workers, args.timeout, args.trigger_threads
+                    side,
+                    folder,
+                    args.runs,
+                    args.workers,
+                    args.timeout,
+                    args.trigger_threads,
+                    args.worker_limit,
                 )
                 results.append(r)
                 print(f"  -> {r['states']}, refused {r['refused']}, wall {r['wall_s']:.0f} s, "
