@@ -548,3 +548,69 @@ __all__ = [
     "check_late_run",
     "check_no_late_runs",
 ]
+
+
+# --------------------------------------------------------------------------- lesson 07
+
+
+def check_dask_batch(
+    scaled: Any,
+    meters: int = 6,
+    dask_workers: int = 3,
+    flow_name: str = "energy-usage-batch",
+) -> CheckResult:
+    """Lesson 07: ``scaled`` is the table ``energy_usage_batch`` returned from a run on Dask.
+
+    Judges that table and the flow run it came from (by the id in its
+    ``attrs``): it has one row per meter, ``meters`` of them; its tasks ran on
+    the package's Dask runner with ``dask_workers`` worker processes (not on
+    Prefect's default threads); and that flow run is Completed on the server.
+    """
+    import pandas as pd
+
+    check = CheckResult(f"Exercise: {meters} meters on a Dask cluster of {dask_workers} workers")
+    call = (
+        f"energy_usage_batch.with_options(task_runner=dask_runner(n_workers={dask_workers}))"
+        f"(n_meters={meters}, days=60)"
+    )
+    if scaled is None:
+        return _nothing_yet(check, "scaled", call)
+    if not isinstance(scaled, pd.DataFrame) or "task_runner" not in scaled.attrs:
+        return _wrong_type(
+            check, "scaled", scaled, f"keep the table the batch flow returns: scaled = {call}."
+        )
+    if len(scaled) == meters:
+        check.right.append(f"one row per meter, {meters} meters")
+    else:
+        check.missing.append(
+            f"`scaled` has {len(scaled)} row(s), one per meter: ask for {meters} meters "
+            f"(n_meters={meters})."
+        )
+    runner = scaled.attrs.get("task_runner")
+    workers = scaled.attrs.get("dask_workers")
+    if runner != "ClassroomDaskRunner":
+        check.missing.append(
+            f"its tasks ran on {runner}, Prefect's default threads in the kernel's process: "
+            f"give the flow the Dask runner, scaled = {call}."
+        )
+    elif workers != dask_workers:
+        check.missing.append(
+            f"its tasks ran on Dask, but on {workers} worker process(es): "
+            f"dask_runner(n_workers={dask_workers})."
+        )
+    else:
+        check.right.append(f"its tasks ran on a Dask cluster of {workers} worker processes")
+    run = _flow_run(scaled.attrs.get("flow_run_id") or "")
+    if run is None:
+        check.missing.append(
+            "the flow run of `scaled` is not on this server: run the cell again with the "
+            "server of this lesson running."
+        )
+    elif _flow_name(run.flow_id) != flow_name:
+        check.missing.append(f"`scaled` comes from a run of {_flow_name(run.flow_id)!r}: {call}.")
+    elif run.state is None or run.state.name != "Completed":
+        state = run.state.name if run.state else "no state"
+        check.missing.append(f"its flow run {run.name!r} is {state}, not Completed.")
+    else:
+        check.right.append(f"its flow run {run.name!r} is Completed on the server")
+    return check

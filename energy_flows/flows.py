@@ -439,9 +439,10 @@ def energy_usage_batch(
         energy_usage_batch.with_options(task_runner=dask_runner(n_workers=2))(n_meters=8)
 
     The result's ``attrs`` say where the tasks ran: ``summary.attrs["task_runner"]``
-    (the runner's class) and ``summary.attrs["dashboard_link"]`` (the Dask
+    (the runner's class), ``summary.attrs["dashboard_link"]`` (the Dask
     dashboard's address while the run was on, also in the run's logs; ``None``
-    without one).
+    without one), ``summary.attrs["dask_workers"]`` (the cluster's worker
+    processes, ``None`` without Dask) and ``summary.attrs["flow_run_id"]``.
     """
     check_parameters(
         days,
@@ -454,7 +455,7 @@ def energy_usage_batch(
         flow=energy_usage_batch,
     )
     ids = list(meter_ids) if meter_ids else [f"home-{i:03d}" for i in range(1, n_meters + 1)]
-    runner, dashboard_link = _task_runner_and_dashboard()
+    runner, dashboard_link, dask_workers = _task_runner_and_dashboard()
     futures = meter_pipeline.map(
         ids,
         unmapped(source),
@@ -474,15 +475,21 @@ def energy_usage_batch(
     )
     summary.attrs["task_runner"] = runner
     summary.attrs["dashboard_link"] = dashboard_link
+    summary.attrs["dask_workers"] = dask_workers
+    context = FlowRunContext.get()
+    summary.attrs["flow_run_id"] = (
+        str(context.flow_run.id) if context and context.flow_run else None
+    )
     return summary
 
 
-def _task_runner_and_dashboard() -> tuple[str, str | None]:
-    """The name of the running flow's task runner, and its dashboard link if it has one.
+def _task_runner_and_dashboard() -> tuple[str, str | None, int | None]:
+    """The running flow's task runner: its class name, dashboard link and Dask workers.
 
     A task runner that offers a dashboard (the package's Dask runner,
-    ``services/cluster.py``) says where in its ``dashboard_link`` attribute;
-    this layer reads the attribute and never imports the runner's module.
+    ``services/cluster.py``) says where in its ``dashboard_link`` attribute,
+    and how many worker processes it has in ``n_workers``; this layer reads
+    the attributes and never imports the runner's module.
     """
     context = FlowRunContext.get()
     runner = context.task_runner if context is not None else None
@@ -491,7 +498,8 @@ def _task_runner_and_dashboard() -> tuple[str, str | None]:
         get_run_logger().info("tasks run on a Dask cluster; its dashboard: %s", link)
     else:
         link = None
-    return type(runner).__name__, link
+    n_workers = getattr(runner, "n_workers", None)
+    return type(runner).__name__, link, n_workers if isinstance(n_workers, int) else None
 
 
 # --------------------------------------------------------------------------

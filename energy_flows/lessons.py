@@ -33,6 +33,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "04": ("server", "pool", "deployment"),
     "05": ("server", "pool", "queue", "deployment"),
     "06": ("server", "pool", "queue", "deployment"),
+    "07": ("server", "pool", "queue", "deployment", "postgres"),
 }
 
 
@@ -65,6 +66,12 @@ def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | No
       marks Crashed the runs of a worker that died, whoever started it
       (:func:`~energy_flows.orchestration.ensure_zombie_automation`, lesson 06).
 
+    Lesson 07 runs the server on PostgreSQL: a PostgreSQL started for this
+    home, or the instructor's when ``ENERGY_FLOWS_DATABASE_URL`` names one.
+    If this home's server still runs on SQLite (lesson 06 was not finished),
+    it is stopped, with its workers, and started again on PostgreSQL; the
+    SQLite database stays in the home for the earlier lessons.
+
     Running it twice, or after the earlier lessons, changes nothing.
     Lesson 00 needs no server and gets ``None``.
     """
@@ -73,9 +80,20 @@ def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | No
     if "server" not in needs:
         return None
 
+    from energy_flows.services.postgres import DATABASE_VARIABLE
     from energy_flows.services.server import PrefectServer
 
-    server = PrefectServer().start()
+    database = None
+    if "postgres" in needs and not os.environ.get(DATABASE_VARIABLE):
+        database = "postgres"
+    server = PrefectServer(database=database).start()
+    if "postgres" in needs and server.database == "sqlite":
+        print(
+            "This home's Prefect server runs on SQLite: stopping it (and its workers) "
+            "to start it again on PostgreSQL."
+        )
+        server.stop()
+        server = PrefectServer(database=database).start()
 
     from energy_flows import orchestration as orch
 

@@ -175,12 +175,18 @@ def test_each_run_gets_its_own_runner_with_the_same_settings() -> None:
 
 
 def test_batch_on_dask_gives_the_same_rows_and_leaves_nothing(
-    on_dask: Callable[..., Any],
+    on_dask: Callable[..., Any], capfd: pytest.CaptureFixture[str]
 ) -> None:
     from energy_flows.flows import energy_usage_batch
 
     with ClusterWatch() as watch:
         summary = on_dask(**BATCH)
+    # What a notebook shows of it: the flow's own lines, not the workers' (child
+    # processes writing into the kernel's stderr) nor the cluster's INFO chatter.
+    printed = capfd.readouterr().err
+    assert "tasks run on a Dask cluster; its dashboard" in printed
+    assert "Task run 'pipeline-home-001'" not in printed, printed
+    assert "distributed.scheduler" not in printed and "distributed.nanny" not in printed, printed
     assert len(watch.workers) >= 2, f"no Dask worker processes seen: {watch.workers}"
     assert watch.left_behind() == []
     ports = {port for _, port in watch.listening}
@@ -193,8 +199,24 @@ def test_batch_on_dask_gives_the_same_rows_and_leaves_nothing(
     assert {ip for ip, _ in watch.listening} == {"127.0.0.1"}
 
     threads = energy_usage_batch(**BATCH)
-    assert threads.attrs == {"task_runner": "ThreadPoolTaskRunner", "dashboard_link": None}
+    assert threads.attrs["task_runner"] == "ThreadPoolTaskRunner"
+    assert threads.attrs["dashboard_link"] is None and threads.attrs["dask_workers"] is None
+    assert summary.attrs["dask_workers"] == 2
+    assert summary.attrs["flow_run_id"] != threads.attrs["flow_run_id"]
     pd.testing.assert_frame_equal(summary, threads, check_like=True)
+
+    # Lesson 07's self-check judges these very tables, by what they are and where they ran.
+    from energy_flows.exercises import check_dask_batch
+
+    good = check_dask_batch(summary, meters=4, dask_workers=2)
+    assert good.ok, good
+    assert "Completed on the server" in repr(good)
+    on_threads = check_dask_batch(threads, meters=4, dask_workers=2)
+    assert not on_threads.ok and "ran on ThreadPoolTaskRunner" in repr(on_threads), on_threads
+    other = check_dask_batch(summary, meters=6, dask_workers=3)
+    assert "has 4 row(s)" in repr(other) and "on 2 worker process(es)" in repr(other), other
+    assert "still None" in repr(check_dask_batch(None))
+    assert "is a dict" in repr(check_dask_batch({"meters": 6}))
 
 
 def test_failed_run_closes_its_cluster(on_dask: Callable[..., Any]) -> None:

@@ -1,12 +1,13 @@
 """The learner's journey: every lesson in order, in ONE home, one kernel after another.
 
 nbval gives each lesson a fresh home; a learner does not. Here lessons 00 to
-06 run top to bottom in a single home, each in a new kernel started right
+07 run top to bottom in a single home, each in a new kernel started right
 after the previous one ended (as when a learner closes one lesson and opens
 the next). In the middle, lesson 05's kernel is restarted while its worker
 has runs in flight (Kernel > Restart), then 05 runs again from the top, then
-06. Every lesson must pass without `energy-flows reset`, every run must end
-final, and nothing may be left running.
+06, then 07 (which moves the home onto PostgreSQL). Every lesson must pass
+without `energy-flows reset`, every run must end final, and nothing may be
+left running.
 """
 
 from __future__ import annotations
@@ -121,4 +122,9 @@ def test_lessons_in_order_in_one_home_with_a_restart(tmp_path):
     assert leftover_processes(home) == []
     assert _runs_not_final(home) == []
     assert set(_states(home, in_flight).values()) == {"Crashed"}, _states(home, in_flight)
+    # Lesson 07 moves the same home onto PostgreSQL, then stops it all again.
+    times["07"] = _run_all(lessons["07"], home)
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
+    assert leftover_processes(home) == []
     print("journey:", ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))

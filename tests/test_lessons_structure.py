@@ -27,6 +27,7 @@ EXPECTED = [
     "04_work_queues",
     "05_agents_and_workers",
     "06_monitoring_and_cleanup",
+    "07_outgrowing_one_machine",
 ]
 
 #: Every command of the original Prefect 2 walkthrough, and the lesson that maps it.
@@ -37,6 +38,7 @@ ORIGINAL_COMMANDS = {
     "prefect deployment ls": "03",
     "prefect work-queue create energy_usage": "04",
     "prefect agent start": "05",
+    "PREFECT_ORION_DATABASE_CONNECTION_URL": "07",
 }
 
 #: Tags that stop nbval from comparing a cell's outputs.

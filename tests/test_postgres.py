@@ -240,3 +240,36 @@ def test_what_a_database_argument_means(monkeypatch):
     with pytest.raises(ServiceError, match=r'"sqlite" \(the default\), "postgres"') as info:
         choose_database("mysql://ada:secret@db.example.org/prefect")
     assert "secret" not in str(info.value)
+
+
+def test_lesson_07_moves_a_home_from_sqlite_to_postgres_and_keeps_both(
+    fresh_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lesson 07 opened while lesson 05's SQLite server still runs: it switches, says so, once."""
+    from energy_flows.lessons import lesson_setup
+    from energy_flows.orchestration import list_deployments
+
+    monkeypatch.delenv(postgres.DATABASE_VARIABLE, raising=False)
+    on_sqlite = lesson_setup("05")
+    assert on_sqlite.database == "sqlite"
+    sqlite_pid = on_sqlite.pid
+    capsys.readouterr()
+
+    server = lesson_setup("07")
+    said = capsys.readouterr().out
+    assert "runs on SQLite: stopping it (and its workers) to start it again on PostgreSQL" in said
+    assert _gone(sqlite_pid)
+    assert server.database.startswith("postgresql+asyncpg://")
+    # What the earlier lessons made is there again, now in PostgreSQL.
+    names = set(list_deployments()["name"])
+    assert "energy-usage" in names, names
+    rows = server.postgres.query("SELECT name FROM work_queue ORDER BY name")
+    assert {"energy_usage"} <= {r["name"] for r in rows}, rows
+
+    again = lesson_setup("07")
+    assert again.pid == server.pid and "stopping it" not in capsys.readouterr().out
+    _drain_prefect_senders()
+    server.stop()
+    assert _postgres_processes(fresh_home) == []
+    # The SQLite database stays for the earlier lessons.
+    assert (fresh_home / "prefect" / "prefect.db").is_file()

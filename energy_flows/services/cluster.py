@@ -39,6 +39,7 @@ where its own is (the batch flow logs it and returns it in
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from typing import Any, Self
@@ -67,6 +68,45 @@ DEFAULT_N_WORKERS = 2
 DEFAULT_MEMORY_LIMIT = "768MiB"
 #: The largest cluster a learner can ask for here (a laptop, not a data centre).
 MAX_WORKERS = 16
+
+#: Set in every Dask worker process: Prefect's console handler there stays silent.
+#: The workers are child processes that share the kernel's stderr, and the
+#: package's rule is that children never write into the notebook (their lines
+#: would arrive in bursts, in any order). The tasks' logs still go to the
+#: server: they are on the flow run's page in the UI, as from any worker.
+WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+
+
+class _SlowExitIsNormal(logging.Filter):
+    """Drops the nanny's warning about a worker it killed at the end of a run.
+
+    A worker that takes more than 4 s to exit once the run is over is killed
+    by its nanny: that is how a cluster ends on a busy machine, not a fault.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Worker process still alive after")
+
+
+_SLOW_EXIT = _SlowExitIsNormal()
+
+
+def _quiet_cluster_logs() -> None:
+    """Keep the cluster's routine chatter out of the notebook (in the kernel, once).
+
+    The scheduler and the nannies live in the kernel's process and log each
+    start, connection and stop at INFO: about 30 lines per flow run, in an
+    order that depends on timing, which the dashboard shows better. The
+    ``distributed`` loggers are set to WARNING (a level set on purpose, to
+    WARNING or above, is kept); warnings and errors still show.
+    """
+    logger = logging.getLogger("distributed")
+    if logger.level < logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    nanny = logging.getLogger("distributed.nanny")
+    if _SLOW_EXIT not in nanny.filters:
+        nanny.addFilter(_SLOW_EXIT)
+
 
 #: The dashboards of the clusters running in this process, by runner id:
 #: (the link to show, the address on this machine).
@@ -167,6 +207,7 @@ class ClassroomDaskRunner(DaskTaskRunner):
                 "processes": True,
                 "memory_limit": self.memory_limit,
                 "host": "127.0.0.1",
+                "env": dict(WORKER_ENV),
                 # The dashboard port is chosen when a run starts (__enter__).
             },
         )
@@ -187,6 +228,7 @@ class ClassroomDaskRunner(DaskTaskRunner):
         if _in_dask_worker():
             super().__enter__()
             return self
+        _quiet_cluster_logs()
         port = free_port()
         self.dashboard_link, self.dashboard_local, prefix = dashboard_link_for(port)
         self.cluster_kwargs["dashboard_address"] = f"127.0.0.1:{port}"
@@ -200,7 +242,6 @@ class ClassroomDaskRunner(DaskTaskRunner):
             raise
         with _RUNNING_LOCK:
             _RUNNING[id(self)] = (self.dashboard_link, self.dashboard_local)
-        self.logger.info("Dask dashboard: %s", self.dashboard_link)
         return self
 
     def __exit__(self, *args: Any) -> None:
