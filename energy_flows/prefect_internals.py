@@ -9,8 +9,9 @@ checks them on another Prefect.
 * :func:`flush_to_server`: send the run logs and events this process has
   queued (``APILogWorker`` and ``EventsWorker``, Prefect's background
   senders, have ``drain_all`` but no public wrapper).
-* ``energy_flows.services.launch`` preloads ``prefect.cli._server_utils``
-  with the server's modules (an import that may fail: it is only a preload).
+* ``energy_flows.services.launch`` preloads the private server helpers of
+  ``prefect.cli`` with the server's modules (an import that may fail: it is
+  only a preload; ``tests/test_layout.py`` lists it).
 """
 
 from __future__ import annotations
