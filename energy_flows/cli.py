@@ -118,6 +118,20 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
             "$ENERGY_FLOWS_DATABASE_URL, else sqlite)",
         )
         p.add_argument(
+            "--auth",
+            action="store_true",
+            help="the server asks every API call for the home's password (user:password, "
+            "made once and kept in <home>/state/auth): for a server a class shares",
+        )
+        p.add_argument(
+            "--server",
+            default=None,
+            metavar="API_URL",
+            help="start no server: the --worker's join the server at this address (e.g. "
+            "http://10.0.0.5:4200/api), with the password in $PREFECT_API_AUTH_STRING if it asks "
+            "for one",
+        )
+        p.add_argument(
             "--postgres-port",
             type=int,
             default=None,

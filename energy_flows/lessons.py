@@ -33,7 +33,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "04": ("server", "pool", "deployment"),
     "05": ("server", "pool", "queue", "deployment"),
     "06": ("server", "pool", "queue", "deployment"),
-    "07": ("server", "pool", "queue", "deployment", "postgres"),
+    "07": ("server", "pool", "queue", "deployment", "postgres", "auth"),
 }
 
 
@@ -66,11 +66,13 @@ def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | No
       marks Crashed the runs of a worker that died, whoever started it
       (:func:`~energy_flows.orchestration.ensure_zombie_automation`, lesson 06).
 
-    Lesson 07 runs the server on PostgreSQL: a PostgreSQL started for this
-    home, or the instructor's when ``ENERGY_FLOWS_DATABASE_URL`` names one.
-    If this home's server still runs on SQLite (lesson 06 was not finished),
-    it is stopped, with its workers, and started again on PostgreSQL; the
-    SQLite database stays in the home for the earlier lessons.
+    Lesson 07 runs the server as a class would share it: on PostgreSQL (a
+    PostgreSQL started for this home, or the instructor's when
+    ``ENERGY_FLOWS_DATABASE_URL`` names one), and with a password
+    (``server.auth_string``). If this home's server still runs on SQLite or
+    without a password (lesson 06 was not finished), it is stopped, with its
+    workers, and started again as lesson 07 needs it; the SQLite database
+    stays in the home for the earlier lessons.
 
     Running it twice, or after the earlier lessons, changes nothing.
     Lesson 00 needs no server and gets ``None``.
@@ -86,14 +88,20 @@ def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | No
     database = None
     if "postgres" in needs and not os.environ.get(DATABASE_VARIABLE):
         database = "postgres"
-    server = PrefectServer(database=database).start()
+    auth = True if "auth" in needs else None
+    server = PrefectServer(database=database, auth=auth).start()
+    now, wanted = [], []
     if "postgres" in needs and server.database == "sqlite":
+        now, wanted = ["on SQLite"], ["on PostgreSQL"]
+    if auth and server.auth_string is None:
+        now, wanted = [*now, "without a password"], [*wanted, "with a password"]
+    if now:
         print(
-            "This home's Prefect server runs on SQLite: stopping it (and its workers) "
-            "to start it again on PostgreSQL."
+            f"This home's Prefect server runs {' and '.join(now)}: stopping it (and its "
+            f"workers) to start it again {' and '.join(wanted)}."
         )
         server.stop()
-        server = PrefectServer(database=database).start()
+        server = PrefectServer(database=database, auth=auth).start()
 
     from energy_flows import orchestration as orch
 

@@ -18,7 +18,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from energy_flows.errors import HomeNotWritableError
+from energy_flows.errors import HomeNotWritableError, OrchestrationError
 
 #: Runs count as Late this many seconds after their scheduled start.
 #: Prefect's default is 15 s; 5 s keeps a lesson's wait short.
@@ -183,6 +183,72 @@ def ensure_home(home: str | os.PathLike[str] | None = None) -> Path:
     return path
 
 
+#: The user name of a password made for a home (``PrefectServer(auth=True)``).
+AUTH_USER = "class"
+
+
+def auth_path(home: str | os.PathLike[str] | None = None) -> Path:
+    """``<home>/state/auth``: the password of the server this home talks to (0600)."""
+    return home_dir(home) / "state" / "auth"
+
+
+def auth_string(home: str | os.PathLike[str] | None = None) -> str | None:
+    """The home's ``user:password`` for its Prefect server, or None when it has none.
+
+    A server started with ``PrefectServer(auth=True)`` asks every API call for
+    it (Prefect's basic auth); a worker that joined another learner's server
+    with ``Worker(server=..., auth=...)`` keeps that server's here. Every
+    process the package starts for the home sends it (:func:`prefect_settings`).
+    """
+    try:
+        value = auth_path(home).read_text().strip()
+    except OSError:
+        return None
+    return value or None
+
+
+def check_auth_string(value: object) -> str:
+    """``value`` if it is a usable ``user:password``; else an error that says what to change."""
+    if (
+        not isinstance(value, str)
+        or value.count(":") < 1
+        or not value.split(":", 1)[0]
+        or not value.split(":", 1)[1]
+        or any(ch.isspace() for ch in value)
+    ):
+        shown = "a str" if isinstance(value, str) else repr(value)
+        raise OrchestrationError(
+            "The auth string is the server's user and password joined by a colon, without "
+            f"spaces, e.g. 'class:s3cret-words' (got {shown}; it is not shown, in case it is a "
+            "real password). Ask whoever started the server for it."
+        )
+    return value
+
+
+def save_auth_string(value: str | None = None, home: str | os.PathLike[str] | None = None) -> str:
+    """Keep ``value`` (checked) as the home's password, or make one; returns it.
+
+    Without ``value`` the home keeps the password it has, or gets a new random
+    one (user ``class``). The file is readable by its user only.
+    """
+    if value is None:
+        existing = auth_string(home)
+        if existing is not None:
+            return existing
+        import secrets
+
+        value = f"{AUTH_USER}:{secrets.token_hex(12)}"
+    value = check_auth_string(value)
+    path = auth_path(home)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_name(f".auth.{os.getpid()}.tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.replace(partial, path)
+    return value
+
+
 def prefect_settings(
     home: str | os.PathLike[str] | None = None, api_url: str | None = None
 ) -> dict[str, str]:
@@ -244,6 +310,10 @@ def prefect_settings(
         env = {k: v for k, v in env.items() if not k.startswith("PREFECT_SERVER_SERVICES_")}
     if api_url:
         env["PREFECT_API_URL"] = api_url
+    secret = auth_string(path)
+    if secret:
+        # The server this home talks to asks for a password (see auth_string()).
+        env["PREFECT_API_AUTH_STRING"] = secret
     return env
 
 

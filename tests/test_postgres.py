@@ -257,9 +257,13 @@ def test_lesson_07_moves_a_home_from_sqlite_to_postgres_and_keeps_both(
 
     server = lesson_setup("07")
     said = capsys.readouterr().out
-    assert "runs on SQLite: stopping it (and its workers) to start it again on PostgreSQL" in said
+    assert (
+        "runs on SQLite and without a password: stopping it (and its workers) to start it "
+        "again on PostgreSQL and with a password." in said
+    ), said
     assert _gone(sqlite_pid)
     assert server.database.startswith("postgresql+asyncpg://")
+    assert server.auth_string is not None, "lesson 07's server is one a class could share"
     # What the earlier lessons made is there again, now in PostgreSQL.
     names = set(list_deployments()["name"])
     assert "energy-usage" in names, names

@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from energy_flows import settings
+
 
 class ApiError(Exception):
     """An HTTP error from the Prefect API (status and body in the message)."""
@@ -37,7 +39,8 @@ def auth_header() -> str | None:
     A server started with ``PREFECT_SERVER_API_AUTH_STRING`` refuses every
     other API call (health checks stay open).
     """
-    secret = os.environ.get("PREFECT_API_AUTH_STRING")
+    # A terminal (`energy-flows down`) has not adopted the home's settings: read its file.
+    secret = os.environ.get("PREFECT_API_AUTH_STRING") or settings.auth_string()
     if not secret:
         return None
     return "Basic " + base64.b64encode(secret.encode()).decode()

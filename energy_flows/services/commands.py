@@ -22,12 +22,15 @@ def up(args: argparse.Namespace) -> int:
     from energy_flows.services.worker import Worker
 
     workers = [_parse_worker(spec) for spec in getattr(args, "worker", []) or []]
+    if getattr(args, "server", None):
+        return _join(args.server, workers)
     server = PrefectServer(
         port=getattr(args, "port", None),
         timeout=getattr(args, "timeout", 90.0),
         detached=True,
         database=getattr(args, "database", None),
         postgres_port=getattr(args, "postgres_port", None),
+        auth=True if getattr(args, "auth", False) else None,
     ).start()
     rec = server.record
     if server.reused and rec is not None and rec.owner == "kernel":
@@ -41,7 +44,31 @@ def up(args: argparse.Namespace) -> int:
     print(f"Prefect API: {server.api_url}  (export PREFECT_API_URL={server.api_url})")
     if server.database != "sqlite":
         print(f"Database:    {server.database}")
+    if server.auth_string is not None:
+        path = settings.auth_path(server.home)
+        print(f"Password:    asked for; user:password in {path} (readable by you only)")
+        print("  Others join with: export PREFECT_API_AUTH_STRING=$(cat <that file>)")
     print("Stop everything with: energy-flows down")
+    return 0
+
+
+def _join(api_url: str, workers: list[tuple[str, str]]) -> int:
+    """``up --server URL --worker P/Q``: workers of this home for another home's server."""
+    import os
+
+    from energy_flows.services.worker import Worker
+
+    if not workers:
+        raise EnergyFlowsError(
+            "--server starts no server of its own, only workers for that one: add at least one "
+            "--worker POOL/QUEUE, e.g. --worker energy-pool/energy_usage."
+        )
+    auth = os.environ.get("PREFECT_API_AUTH_STRING") or None
+    for pool, queue in workers:
+        worker = Worker(pool=pool, queues=[queue], detached=True, server=api_url, auth=auth)
+        worker.start()
+        print(f"Worker {worker.name!r} polls {pool}/{queue} on {api_url}")
+    print("Stop them with: energy-flows down")
     return 0
 
 

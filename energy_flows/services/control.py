@@ -240,9 +240,8 @@ def finish_worker(rec: ServiceRecord, quiet: bool = False) -> recovery.Outcome:
             else _stop_reason_in_log(rec)
             or "its process ended and nothing recorded why (was it killed?)"
         )
-        server = registry.live_server(rec.home)
         done = recovery.finish_worker(
-            rec, server.api_url if server else None, reason, _others_serve_pool(rec.home, rec)
+            rec, registry.server_url_for(rec), reason, _others_serve_pool(rec.home, rec)
         )
     if done.finished:
         rec.remove()

@@ -248,12 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     reason = describe_stop(
         os.environ.get("ENERGY_FLOWS_STOP_REASON"), os.environ.get("ENERGY_FLOWS_EXIT_CODE")
     )
-    server = registry.live_server(args.home)
     others = any(
         w.alive() and w.pool == worker.pool and w.name != worker.name
         for w in registry.worker_records(args.home)
     )
-    outcome = finish_worker(worker, server.api_url if server else None, reason, others)
+    outcome = finish_worker(worker, registry.server_url_for(worker), reason, others)
     _save_outcome(worker, outcome)
     print(
         f"[recovery] worker {worker.name!r} ended: {reason}; "

@@ -73,6 +73,11 @@ class ServiceRecord:
     #: The server's database ("sqlite", or a PostgreSQL URL without its password);
     #: for a managed PostgreSQL, its own address (again without the password).
     database: str | None = None
+    #: The server asks for the home's password (a server started with auth; a
+    #: worker whose server does). See :func:`energy_flows.settings.auth_string`.
+    auth: bool = False
+    #: A worker that joined a server of another home or machine (``Worker(server=...)``).
+    remote: bool = False
 
     @property
     def path(self) -> Path:
@@ -208,6 +213,18 @@ def live_server(home: str | os.PathLike[str] | None = None) -> ServiceRecord | N
     """The server of a home if its process runs, else None. Changes nothing."""
     rec = server_record(home)
     return rec if rec is not None and rec.alive() else None
+
+
+def server_url_for(worker: ServiceRecord) -> str | None:
+    """The API a worker's runs are recorded on, as it answers now.
+
+    The home's server (it may have restarted on another port since the worker
+    started), or, for a worker that joined another server, that server's.
+    """
+    if worker.remote:
+        return worker.api_url
+    server = live_server(worker.home)
+    return server.api_url if server else None
 
 
 def postgres_record(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:

@@ -29,6 +29,13 @@ Its database is SQLite in the home by default. ``PrefectServer(database=
 "postgres")`` first starts a PostgreSQL for the home and runs the server on
 it; a PostgreSQL URL (or ``$ENERGY_FLOWS_DATABASE_URL``) uses an existing one
 (see :mod:`energy_flows.services.postgres`).
+
+A server a class shares asks for a password: ``PrefectServer(auth=True)``
+gives the home one (``class:<random>``, kept in ``<home>/state/auth``, 0600)
+and starts the server with it as ``PREFECT_SERVER_API_AUTH_STRING``; this
+kernel and every process the package starts for the home send it. Another
+learner's worker joins with it: ``Worker(server=server.api_url,
+auth=server.auth_string)`` (see :mod:`energy_flows.services.worker`).
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ SHUTDOWN_WAIT = 20.0
 
 #: The setting that points Prefect's server at a database other than its SQLite file.
 DATABASE_URL_SETTING = "PREFECT_API_DATABASE_CONNECTION_URL"
+
+#: The setting that makes Prefect's server ask every API call for ``user:password``.
+AUTH_SETTING = "PREFECT_SERVER_API_AUTH_STRING"
 
 
 def _describe(database: str) -> str:
@@ -138,10 +148,14 @@ class PrefectServer(ManagedService):
             ``"postgresql+asyncpg://user:password@host:5432/prefect"``.
             Default: ``$ENERGY_FLOWS_DATABASE_URL`` when set, else SQLite.
         postgres_port: the managed PostgreSQL's port (default: a free one).
+        auth: ``True`` to ask every API call for the home's password (made
+            once, then kept: see :attr:`auth_string`), a ``"user:password"`` of
+            your choice, or ``False``/``None`` (the default) for none. The UI
+            then asks for it too. Health checks stay open.
 
     Attributes after :meth:`start`: ``api_url``, ``ui_url``, ``pid``, ``port``,
     ``database`` (what it runs on, password hidden), ``postgres`` (the managed
-    PostgreSQL, or None),
+    PostgreSQL, or None), ``auth_string`` (the password, or None),
     ``reused`` (True when an already running server was adopted),
     ``started_here`` and ``messages`` (what :meth:`start` said, e.g. about the port).
     """
@@ -161,8 +175,12 @@ class PrefectServer(ManagedService):
         detached: bool = False,
         database: str | None = None,
         postgres_port: int | None = None,
+        auth: bool | str | None = None,
     ) -> None:
         super().__init__("server", home, quiet, detached)
+        if auth is not None and not isinstance(auth, bool):
+            settings.check_auth_string(auth)  # a bad one fails here, before anything starts
+        self.wanted_auth = auth
         self.requested_port = port
         self.timeout = timeout
         #: "sqlite", "postgres" or a PostgreSQL URL (see :func:`postgres.choose_database`).
@@ -183,6 +201,10 @@ class PrefectServer(ManagedService):
         """
         settings.ensure_home(self.home)
         self.messages = []
+        if self.wanted_auth:
+            settings.save_auth_string(
+                None if self.wanted_auth is True else self.wanted_auth, self.home
+            )
         try:
             rec = self._start(time.monotonic() + self.timeout)
         except BaseException:
@@ -263,6 +285,11 @@ class PrefectServer(ManagedService):
                 "as asked. To switch, stop it first (`energy-flows down`, or server.stop()), "
                 "then start it again."
             )
+        if self.wanted_auth and not rec.auth:
+            self._say(
+                "Note: it runs without a password, not with one as asked. To add one, stop it "
+                "first (`energy-flows down`, or server.stop()), then start it again."
+            )
 
     def _wait_gone(self, rec: ServiceRecord) -> None:
         """Wait for a server that is shutting down to be gone (stop it if it hangs)."""
@@ -295,6 +322,9 @@ class PrefectServer(ManagedService):
         extra["PREFECT_SERVER_API_PORT"] = str(port)
         if prefix:
             extra |= urls.hub_settings(prefix)
+        secret = settings.auth_string(self.home) if self.wanted_auth else None
+        if secret:
+            extra[AUTH_SETTING] = secret
         env = settings.classroom_env(self.home, extra=extra)
         rec = launch_service(
             "server",
@@ -313,6 +343,7 @@ class PrefectServer(ManagedService):
             api_url=urls.api_url_for(port, prefix),
             ui_url=urls.ui_url_for(port, prefix),
             database=self._database_label(),
+            auth=bool(secret),
         )
         self.started_here = True
         return rec
@@ -461,6 +492,15 @@ class PrefectServer(ManagedService):
         return self._info().database or "sqlite"
 
     @property
+    def auth_string(self) -> str | None:
+        """The ``user:password`` this server asks for, or None when it asks for none.
+
+        Give it only to those who may use the server (it is a password: keep
+        it out of notebooks' outputs). It lives in the home, readable by you only.
+        """
+        return settings.auth_string(self.home) if self._info().auth else None
+
+    @property
     def postgres(self) -> PostgresServer | None:
         """This home's managed PostgreSQL (``.query(sql)``, ``.address``), or None."""
         if registry.live_postgres(self.home) is None:
@@ -496,6 +536,10 @@ class PrefectServer(ManagedService):
             ]
             if rec.database and rec.database != "sqlite":  # (SQLite's table stays as it was)
                 rows.append(("Database", html.escape(rec.database)))
+            if rec.auth:
+                rows.append(
+                    ("Password", "required: <code>server.auth_string</code> (user:password)")
+                )
         return [*rows, ("Home", html.escape(str(self.home)))]
 
 

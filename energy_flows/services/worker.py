@@ -19,6 +19,15 @@ taken and not finished end Crashed, with a message that says why, within
 seconds: its watchdog runs :mod:`~energy_flows.services.recovery` once the
 worker has gone. Its watchdog also holds the server as an owner, so a
 kernel's server outlives that kernel's workers long enough for this.
+
+A worker can also join a server that another home (another learner, the
+instructor) runs, as in a class sharing one server::
+
+    worker = Worker("energy-pool", ["energy_usage"], server="http://10.0.0.5:4200/api",
+                    auth="class:the-password")
+
+It runs, and keeps its logs, in this home; the password is kept in the home
+(0600) for the processes it starts. Its runs end Crashed when it ends, as above.
 """
 
 from __future__ import annotations
@@ -86,6 +95,9 @@ class Worker(ManagedService):
         quiet: no progress lines.
         detached: terminal mode (``energy-flows up --worker``): it keeps running
             after this process ends, until ``energy-flows down``.
+        server: the API address of a server this home does not run, e.g.
+            ``"http://127.0.0.1:4200/api"`` (default: this home's server).
+        auth: that server's ``"user:password"``, when it asks for one.
 
     Bad names and values raise :class:`~energy_flows.errors.OrchestrationError`
     at once, saying what to change.
@@ -105,8 +117,24 @@ class Worker(ManagedService):
         timeout: float = 60.0,
         quiet: bool = False,
         detached: bool = False,
+        server: str | None = None,
+        auth: str | None = None,
     ) -> None:
         names.check_prefect_name(pool, "work pool")
+        if server is not None and not (
+            isinstance(server, str) and server.startswith(("http://", "https://"))
+        ):
+            raise OrchestrationError(
+                "server is the API address of a Prefect server, e.g. "
+                f"'http://127.0.0.1:4200/api' (server.api_url); got {server!r}."
+            )
+        if auth is not None:
+            if server is None:
+                raise OrchestrationError(
+                    "auth goes with server=: the password of a server this home does not run. "
+                    "This home's own server gets one with PrefectServer(auth=True)."
+                )
+            settings.check_auth_string(auth)
         queue_list = [queues] if isinstance(queues, str) else list(queues)
         if not queue_list:
             raise OrchestrationError(
@@ -130,6 +158,8 @@ class Worker(ManagedService):
         self.limit = limit
         self.timeout = timeout
         self.title = f"Prefect worker (agent) {worker_name}"
+        self.server = server.rstrip("/") if server else None
+        self.auth = auth
 
     # -- life cycle -------------------------------------------------------
     def start(self) -> Worker:
@@ -139,19 +169,13 @@ class Worker(ManagedService):
         with registry.locked(self.home):
             for line in control.reconcile(self.home, quiet=True):
                 self._say(line)
-            server = registry.live_server(self.home)
-            if server is None or not api.healthy(server.api_url or ""):
-                raise ServiceError(
-                    f"No Prefect server is running for {self.home}, so the worker "
-                    f"{self.name!r} cannot start. Start the server first: "
-                    "server = PrefectServer().start()"
-                )
+            api_url, server = self._server()
             existing = registry.worker_record(self.home, self.name)
             if existing is not None and existing.alive():
                 rec = self._adopt(existing)
             else:
-                self._ensure_queues(server.api_url or "", pool_may_be_missing=True)
-                rec = self._spawn(server)
+                self._ensure_queues(api_url, pool_may_be_missing=True)
+                rec = self._spawn(api_url, server)
                 try:
                     self._wait_online(rec)
                     self._ensure_queues(rec.api_url or "")
@@ -163,11 +187,44 @@ class Worker(ManagedService):
         Worker._instances[(str(self.home), self.name)] = self
         return self
 
+    def _server(self) -> tuple[str, ServiceRecord | None]:
+        """The API to work for, and this home's server record (None for ``server=``)."""
+        if self.server is None:
+            server = registry.live_server(self.home)
+            if server is None or not api.healthy(server.api_url or ""):
+                raise ServiceError(
+                    f"No Prefect server is running for {self.home}, so the worker "
+                    f"{self.name!r} cannot start. Start the server first: "
+                    "server = PrefectServer().start()"
+                )
+            return server.api_url or "", server
+        if not api.healthy(self.server):
+            raise ServiceError(
+                f"No Prefect server answers at {self.server} (GET {self.server}/health), so "
+                f"the worker {self.name!r} cannot join it. Check the address (it ends in /api) "
+                "and that the server runs. Nothing was started."
+            )
+        if self.auth is not None:
+            settings.save_auth_string(self.auth, self.home)  # its processes send it
+        try:
+            api.call("POST", f"{self.server}/work_pools/filter", {"limit": 1}, timeout=5)
+        except api.ApiError as exc:
+            if exc.status != 401:
+                raise
+            given = "the one given" if self.auth else "none was given"
+            raise ServiceError(
+                f"The server at {self.server} asks for a password and refused {given} "
+                "(HTTP 401). Pass the one its owner gives you: Worker(..., server=..., "
+                "auth='user:password'). Nothing was started."
+            ) from exc
+        return self.server, None
+
     def _adopt(self, rec: ServiceRecord) -> ServiceRecord:
-        if rec.pool != self.pool or sorted(rec.queues) != sorted(self.queues):
+        elsewhere = self.server is not None and rec.api_url != self.server
+        if rec.pool != self.pool or sorted(rec.queues) != sorted(self.queues) or elsewhere:
             raise ServiceError(
                 f"A worker named {self.name!r} already runs for pool {rec.pool!r} and queues "
-                f"{rec.queues}. Stop it first (Worker(name={self.name!r}).stop()) "
+                f"{rec.queues} on {rec.api_url}. Stop it first (Worker(name={self.name!r}).stop()) "
                 "or give this one another name."
             )
         if rec.owner == "kernel" and rec.owner_pid != os.getpid() and not self.detached:
@@ -176,24 +233,28 @@ class Worker(ManagedService):
         self._say(f"Reusing worker {self.name!r} (pid {rec.pid}) on {self.pool}: {rec.queues}.")
         return rec
 
-    def _spawn(self, server: ServiceRecord) -> ServiceRecord:
+    def _spawn(self, api_url: str, server: ServiceRecord | None) -> ServiceRecord:
+        """Start the worker for ``api_url``: this home's ``server``, or (None) another's."""
         rec = launch(
             "worker",
             self.name,
             self.home,
             worker_argv(self.pool, self.queues, self.name, self.limit),
-            settings.classroom_env(self.home, api_url=server.api_url),
+            settings.classroom_env(self.home, api_url=api_url),
             detached=self.detached,
             grace=STOP_GRACE_SECONDS,
-            watch_pid=server.pid,
-            # The server lives until this worker's runs are recorded.
-            hold=server.socket,
+            # It stops with this home's server; another home's is not ours to watch.
+            watch_pid=server.pid if server else None,
+            # This home's server lives until this worker's runs are recorded.
+            hold=server.socket if server else None,
             on_exit=recovery_argv(self.home, self.name),
-            api_url=server.api_url,
+            api_url=api_url,
             pool=self.pool,
             queues=self.queues,
             limit=self.limit,
-            server_pid=server.pid,
+            server_pid=server.pid if server else None,
+            auth=server.auth if server else settings.auth_string(self.home) is not None,
+            remote=server is None,
         )
         self.started_here = True
         return rec
