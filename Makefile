@@ -53,8 +53,11 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests --ignore=tests/notebooks -n $(JOBS) --dist worksteal
 
 # nbval in strict mode on the stored outputs; the plugin gives every lesson's kernel a fresh home.
+# Two lessons at a time (each with its own home, server and kernel); a lesson's cells stay
+# together, in order, in one process (--dist loadfile).
 notebooks-test: $(STAMP)
-	$(BIN)/python -m pytest -p tests.notebooks.nbval_plugin --nbval --nbval-current-env \
+	$(BIN)/python -m pytest -p tests.notebooks.nbval_plugin -n $(JOBS) --dist loadfile \
+		--nbval --nbval-current-env \
 		--nbval-sanitize-with tests/notebooks/sanitize.cfg --nbval-cell-timeout 240 notebooks
 
 test: lint unit notebooks-test

@@ -28,6 +28,7 @@ _SAVED_ENV: dict[str, str | None] = {}
 _HOMES: dict[str, Path] = {}
 _STARTED: dict[str, float] = {}
 _TIMES: list[tuple[str, float]] = []
+LESSON_TIME = "lesson_seconds"
 
 
 def _notebook(item: pytest.Item) -> pytest.Collector | None:
@@ -71,7 +72,11 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     _SAVED_ENV.clear()
     if home is None:
         return
-    _TIMES.append((nb.path.name, time.monotonic() - _STARTED.pop(nb.nodeid)))
+    # Carried by the teardown report, so that under pytest-xdist (``make test`` runs the
+    # lessons in two processes) the controller can print the table too.
+    item.user_properties.append(
+        (LESSON_TIME, (nb.path.name, time.monotonic() - _STARTED.pop(nb.nodeid)))
+    )
     deadline = time.monotonic() + 20
     left = leftover_processes(home)
     while left and time.monotonic() < deadline:
@@ -91,9 +96,15 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
         )
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if key == LESSON_TIME:
+            _TIMES.append((str(value[0]), float(value[1])))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if not _TIMES:
         return
     terminalreporter.section("lesson run times (kernel start to kernel end)")
-    for name, seconds in _TIMES:
+    for name, seconds in sorted(_TIMES):
         terminalreporter.write_line(f"{name:40s} {seconds:6.1f} s")
