@@ -39,7 +39,7 @@ def assert_real_picture(path: Path) -> None:
 
 @pytest.mark.browser
 @pytest.mark.server
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_screenshots_are_taken_and_show_their_pages(tmp_path: Path, chromium: str) -> None:
     out = tmp_path / "output"
     entries = screenshots.take_screenshots(out, home=tmp_path / "home", quiet=True)
@@ -66,6 +66,7 @@ def test_screenshots_are_taken_and_show_their_pages(tmp_path: Path, chromium: st
         assert entry["loading_indicators"] == 0, f"{shot.file} was taken while loading"
         if shot.tab:
             assert entry["tab_active"], f"{shot.file}: the tab {shot.tab!r} was not open"
+        assert entry["canvases"] >= shot.min_canvases, f"{shot.file}: its plots were not drawn"
         with Image.open(out / shot.file) as image:
             assert image.size == (
                 screenshots.VIEWPORT["width"],
@@ -80,7 +81,7 @@ def test_file_names_say_what_they_show() -> None:
     names = screenshots.image_files()
     assert len(names) == len(set(names)), "two shots share a file name"
     joined = " ".join(names)
-    for word in ("dashboard", "flow", "deployment", "work-pool", "queue", "worker"):
+    for word in ("dashboard", "flow", "deployment", "work-pool", "queue", "worker", "load", "dask"):
         assert word in joined, f"no image name mentions {word!r}"
     assert {"forecast.png", "run-timeline.png"} <= set(names)
     assert all(name.endswith(".png") for name in names)

@@ -16,7 +16,10 @@ queues. Here they are taken from a real run, every time, in five moves:
 4. start a worker, let it drain the queue, and photograph the dashboard,
    flows, one flow run (task runs, artifacts), deployments, work pools, the
    drained queue and the pool's workers;
-5. save the lessons' figures (forecast, run timeline) from those real runs.
+5. lesson 07's scale: a burst of runs on a second queue drained by two
+   workers, photographed on the dashboard while they run, and the batch flow
+   on a Dask cluster, its dashboard photographed while the tasks run;
+6. save the lessons' figures (forecast, run timeline) from those real runs.
 
 Everything is stopped at the end, workers before the server, also after an
 error or Ctrl-C.
@@ -45,6 +48,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +76,15 @@ MISSED_RUNS: tuple[tuple[str, str, int], ...] = (
 #: Seconds to wait for one page, one state change of the runs, or the server.
 DEFAULT_TIMEOUT = 60.0
 
-Moment = Literal["late", "drained"]
+Moment = Literal["late", "drained", "load", "dask"]
+
+#: Lesson 07's burst: runs of the energy flow on their own queue, two workers.
+BURST_QUEUE = "burst"
+BURST_DEPLOYMENT = "energy-burst"
+BURST_RUNS = 12
+BURST_WORKER_LIMIT = 2
+#: The Dask batch photographed while it runs: enough meters to last a while.
+DASK_METERS = 24
 
 
 @dataclass(frozen=True)
@@ -84,8 +96,10 @@ class Shot:
     (``"Workers"``); with ``scroll``, the page is scrolled until that tab bar is
     at the top of the window (some lists render only once visible). ``expect`` lists texts that must all be in the page
     (``innerText``), ``absent`` texts that must not be. ``moment`` says when
-    it is taken: ``"late"`` (runs waiting, no worker yet) or ``"drained"``
-    (the worker ran them all).
+    it is taken: ``"late"`` (runs waiting, no worker yet), ``"drained"``
+    (the worker ran them all), ``"load"`` (a burst in flight on two workers)
+    or ``"dask"`` (the Dask dashboard, ``path`` relative to it, while the
+    batch runs).
     """
 
     file: str
@@ -96,6 +110,9 @@ class Shot:
     absent: tuple[str, ...] = ()
     tab: str | None = None
     scroll: bool = False
+    #: Pages drawn on canvases (Dask's Bokeh dashboard): wait for at least this many,
+    #: shadow DOM included, so the picture shows the plots and not an empty frame.
+    min_canvases: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,31 @@ SHOTS: tuple[Shot, ...] = (
     ),
 )
 
+SHOTS += (
+    Shot(
+        "dashboard-under-load.png",
+        "/dashboard",
+        ("Flow Runs", "Active Work Pools", "energy-pool"),
+        f"Lesson 07: the dashboard during a burst of {BURST_RUNS} runs on the queue "
+        f"`{BURST_QUEUE}`, drained by two workers at most {BURST_WORKER_LIMIT} runs each: "
+        "the Flow Runs chart and the pool's activity while runs are in flight (the tool "
+        "checks that some still were when the picture was taken).",
+        moment="load",
+    ),
+    Shot(
+        "dask-dashboard.png",
+        "/status",
+        # Bokeh draws the plots on canvases; the page's text is its menu.
+        ("Status", "Workers", "Tasks", "System", "Profile"),
+        f"Lesson 07: the Dask dashboard while `energy_usage_batch` runs {DASK_METERS} meters "
+        "on a cluster of two worker processes (`dask_runner(n_workers=2)`): the task stream "
+        "and the progress of each task (the tool waits until a quarter of the meters are done "
+        "and checks that the cluster still ran when the picture was taken).",
+        moment="dask",
+        min_canvases=4,
+    ),
+)
+
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec(
         "forecast.png",
@@ -202,6 +244,9 @@ FIGURES: tuple[FigureSpec, ...] = (
 #: may reset its tabs while the page's data loads, so this may happen twice).
 PAGE_STATE_JS = """([expect, absent, tab, scroll]) => {
   const text = document.body ? document.body.innerText : "";
+  const canvases = (root) => [...root.querySelectorAll("*")].reduce(
+    (n, el) => n + (el.shadowRoot ? canvases(el.shadowRoot) : 0),
+    root.querySelectorAll("canvas").length);
   const visible = (el) => el.getClientRects().length > 0
     && getComputedStyle(el).visibility !== "hidden";
   const loading = [...document.querySelectorAll(
@@ -220,6 +265,7 @@ PAGE_STATE_JS = """([expect, absent, tab, scroll]) => {
     unwanted: absent.filter((t) => text.includes(t)),
     loading,
     tabActive,
+    canvases: canvases(document),
     head: text.slice(0, 1500),
   };
 }"""
@@ -272,13 +318,15 @@ def capture(
     def ready() -> dict[str, Any] | None:
         last.update(page.evaluate(PAGE_STATE_JS, args))
         done = last["tabActive"] and not (last["missing"] or last["unwanted"] or last["loading"])
-        return dict(last) if done else None
+        drawn = last["canvases"] >= shot.min_canvases
+        return dict(last) if done and drawn else None
 
     def what_is_wrong() -> str:
         tab = f"; tab {shot.tab!r} active: {last.get('tabActive')}" if shot.tab else ""
         return (
             f"Missing: {last.get('missing')}; present but should not be: "
-            f"{last.get('unwanted')}; loading indicators: {last.get('loading')}{tab}.\n"
+            f"{last.get('unwanted')}; loading indicators: {last.get('loading')}{tab}; "
+            f"canvases: {last.get('canvases')} of {shot.min_canvases}.\n"
             f"The page begins: {last.get('head', '')!r}"
         )
 
@@ -315,6 +363,7 @@ def capture(
         "unwanted": {text: text in final["unwanted"] for text in shot.absent},
         "tab_active": final["tabActive"],
         "loading_indicators": final["loading"],
+        "canvases": final["canvases"],
         "bytes": target.stat().st_size,
         "seconds": round(time.monotonic() - started, 2),
     }
@@ -446,7 +495,7 @@ def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dic
 
             def shoot(moment: Moment) -> None:
                 for shot in SHOTS:
-                    if shot.moment == moment:
+                    if shot.moment == moment and moment != "dask":
                         entries.append(
                             capture(server.ui_url, shot, page, out, context, timeout=timeout)
                         )
@@ -464,6 +513,11 @@ def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dic
                 )
             orch.wait_for(until="empty", queue=queue, pool=pool, timeout=timeout, progress=False)
             shoot("drained")
+            _say(f"A burst of {BURST_RUNS} runs, two workers (lesson 07)", quiet)
+            _burst(home, pool, timeout, lambda: shoot("load"))
+            _say("The batch on a Dask cluster (lesson 07)", quiet)
+            _dask_batch(timeout, lambda url: entries.append(_dask_shot(url, page, out, timeout)))
+            _say("  dask-dashboard.png", quiet)
 
         result = orch.run_result(runs[0])
         if result.result is None:
@@ -483,6 +537,116 @@ def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dic
     return entries
 
 
+def _burst(home: Path, pool: str, timeout: float, shoot: Any) -> None:
+    """Lesson 07's burst: two workers, :data:`BURST_RUNS` runs at once; ``shoot`` while they run."""
+    from energy_flows import orchestration as orch
+    from energy_flows.services.worker import Worker
+    from energy_flows.waiting import wait_until
+
+    orch.ensure_work_queue(BURST_QUEUE, pool=pool)
+    burst = orch.deploy_energy_flow(
+        BURST_DEPLOYMENT, parameters={"days": 365}, work_pool=pool, work_queue=BURST_QUEUE
+    )
+    workers = [
+        Worker(pool, [BURST_QUEUE], name=f"agent-{i}", limit=BURST_WORKER_LIMIT, home=home,
+               timeout=timeout, quiet=True).start()
+        for i in (1, 2)
+    ]  # fmt: skip
+    runs = [
+        orch.trigger(
+            burst, parameters={"meter_id": f"home-{i:03d}"}, flow_run_name=f"burst-{i:02d}"
+        )
+        for i in range(1, BURST_RUNS + 1)
+    ]
+
+    def states() -> list[str]:
+        return [orch.read_run(run).state for run in runs]
+
+    # Photographed under load: runs Running, and others still waiting for room.
+    wait_until(
+        lambda: "Running" in states() and any(s in ("Scheduled", "Pending") for s in states()),
+        timeout,
+        what="the burst to have runs Running while others wait",
+        interval=0.2,
+        missing=lambda: ", ".join(states()),
+    )
+    shoot()
+    final = {"Completed", "Failed", "Crashed", "Cancelled"}
+    if all(state in final for state in states()):
+        raise ScreenshotError(
+            "The burst was over before its picture was taken, so it would not show a server "
+            "under load: raise BURST_RUNS or the runs' days in tools/screenshots.py."
+        )
+    finished = orch.wait_for(runs, until="completed", timeout=max(timeout, 180), progress=False)
+    bad = [f"{r.name}: {r.state}" for r in finished if r.state != "Completed"]
+    if bad:
+        raise ScreenshotError(f"Burst runs did not complete: {', '.join(bad)}.")
+    for worker in workers:
+        worker.stop()
+
+
+def _dask_batch(timeout: float, shoot: Any) -> None:
+    """Run the batch on a Dask cluster in a thread; ``shoot(dashboard_url)`` while it runs."""
+    import threading
+
+    from energy_flows.flows import energy_usage_batch
+    from energy_flows.services.cluster import dashboard_links, dask_runner
+    from energy_flows.waiting import wait_until
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            flow = energy_usage_batch.with_options(task_runner=dask_runner(n_workers=2))
+            outcome["rows"] = len(flow(n_meters=DASK_METERS, days=60))
+        except BaseException as exc:  # reported below, in this thread
+            outcome["error"] = exc
+
+    def counts() -> dict[str, int]:
+        """The scheduler's task counts, from the dashboard's JSON (empty before and after)."""
+        links = dashboard_links(local=True)
+        if not links:
+            return {}
+        url = links[0].removesuffix("/status") + "/json/counts.json"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return json.load(answer)
+        except (OSError, ValueError):
+            return {}
+
+    def busy() -> bool | None:
+        if "error" in outcome or "rows" in outcome:
+            return True  # over: said below
+        now = counts()
+        # Tasks running, and enough done for the task stream to show them.
+        return (now.get("processing", 0) >= 1 and now.get("memory", 0) >= DASK_METERS // 4) or None
+
+    thread = threading.Thread(target=run, name="dask-batch", daemon=True)
+    thread.start()
+    try:
+        wait_until(busy, max(timeout, 120), what="the batch's tasks to run on Dask", interval=0.2)
+        if "error" not in outcome and "rows" not in outcome:
+            shoot(dashboard_links(local=True)[0].removesuffix("/status"))
+            if not dashboard_links(local=True):
+                raise ScreenshotError(
+                    "The batch on Dask ended before its dashboard was photographed: raise "
+                    "DASK_METERS in tools/screenshots.py."
+                )
+    finally:
+        thread.join(max(timeout, 180))
+    if "error" in outcome:
+        raise ScreenshotError(f"The batch on Dask failed: {outcome['error']!r}")
+    if outcome.get("rows") != DASK_METERS:
+        raise ScreenshotError(
+            f"The batch on Dask gave {outcome.get('rows')} rows, not {DASK_METERS}."
+        )
+
+
+def _dask_shot(base_url: str, page: Any, out: Path, timeout: float) -> dict[str, Any]:
+    [shot] = [s for s in SHOTS if s.moment == "dask"]
+    return capture(base_url, shot, page, out, {}, timeout=timeout)
+
+
 # --------------------------------------------------------------------------- README
 
 
@@ -494,7 +658,8 @@ def readme_text() -> str:
         "Real screenshots of the Prefect UI and the figures the lessons draw, all taken from",
         "one real run of the original walkthrough: a server in a fresh home, the work queue",
         "`energy_usage` with Late runs while no worker (the 2022 *agent*) polls it, then a",
-        "worker that drains it.",
+        "worker that drains it; then lesson 07's scale: a burst on two workers, and the batch",
+        "flow on a Dask cluster.",
         "",
         "Regenerate every file here with one command (about a minute; needs Debian's",
         "`chromium`, which Playwright drives; no browser is downloaded):",
@@ -517,7 +682,12 @@ def readme_text() -> str:
     ]
     for shot in SHOTS:
         where = f"`{shot.path}`" + (f", tab {shot.tab}" if shot.tab else "")
-        when = "before the worker" if shot.moment == "late" else "after the worker"
+        when = {
+            "late": "before the worker",
+            "drained": "after the worker",
+            "load": "during the burst",
+            "dask": "Dask's dashboard, during the batch",
+        }[shot.moment]
         lines.append(f"| [`{shot.file}`]({shot.file}) | {shot.what} | {where} ({when}) |")
     lines += ["", "## Figures from the lessons", "", "| File | What it shows | Drawn by |"]
     lines.append("|---|---|---|")
