@@ -285,10 +285,10 @@ def prefect_settings(
         # Kept with ENERGY_FLOWS_PREFECT_DEFAULTS too: that automation's wait
         # is only right for runs that beat this often.
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_SECONDS),
-        # A short late threshold so lessons do not wait 15 s for "Late". In seconds,
-        # as lesson 00 shows it; Prefect before 3.9 with today's pydantic wants
-        # "PT5S" instead (docs/prefect-versions.md).
-        "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": str(LATE_AFTER_SECONDS),
+        # A short late threshold so lessons do not wait 15 s for "Late". An ISO 8601
+        # duration ("PT5S", 5 seconds): every Prefect 3 reads it, while a bare "5" is
+        # refused by Prefect before 3.9 with today's pydantic (docs/prefect-versions.md).
+        "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": f"PT{LATE_AFTER_SECONDS}S",
         # ... and the service that marks them looks every second, not every 5 s.
         "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "1",
         # Results persisted, so a notebook can read what a worker computed.
