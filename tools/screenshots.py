@@ -81,8 +81,8 @@ Moment = Literal["late", "drained", "load", "dask"]
 #: Lesson 07's burst: runs of the energy flow on their own queue, two workers.
 BURST_QUEUE = "burst"
 BURST_DEPLOYMENT = "energy-burst"
-BURST_RUNS = 12
-BURST_WORKER_LIMIT = 2
+BURST_RUNS = 6
+BURST_WORKER_LIMIT = 1
 #: The Dask batch photographed while it runs: enough meters to last a while.
 DASK_METERS = 24
 
@@ -204,7 +204,7 @@ SHOTS += (
         "/dashboard",
         ("Flow Runs", "Active Work Pools", "energy-pool"),
         f"Lesson 07: the dashboard during a burst of {BURST_RUNS} runs on the queue "
-        f"`{BURST_QUEUE}`, drained by two workers at most {BURST_WORKER_LIMIT} runs each: "
+        f"`{BURST_QUEUE}`, drained by two workers taking {BURST_WORKER_LIMIT} run at a time each: "
         "the Flow Runs chart and the pool's activity while runs are in flight (the tool "
         "checks that some still were when the picture was taken).",
         moment="load",
@@ -216,7 +216,7 @@ SHOTS += (
         ("Status", "Workers", "Tasks", "System", "Profile"),
         f"Lesson 07: the Dask dashboard while `energy_usage_batch` runs {DASK_METERS} meters "
         "on a cluster of two worker processes (`dask_runner(n_workers=2)`): the task stream "
-        "and the progress of each task (the tool waits until a quarter of the meters are done "
+        "and the progress of each task (the tool waits until an eighth of the meters are done "
         "and checks that the cluster still ran when the picture was taken).",
         moment="dask",
         min_canvases=4,
@@ -451,6 +451,7 @@ def take_screenshots(
 def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dict[str, Any]]:
     from energy_flows import orchestration as orch
     from energy_flows.orchestration.common import now_utc
+    from energy_flows.prefect_internals import flush_to_server
     from energy_flows.services.control import stop_all
     from energy_flows.services.server import PrefectServer, free_port
     from energy_flows.services.worker import Worker
@@ -533,6 +534,9 @@ def _walkthrough(out: Path, home: Path, timeout: float, quiet: bool) -> list[dic
             entries.append(_save_figure(figures[spec.file], out / spec.file, spec.what))
             _say(f"  {spec.file}", quiet)
     finally:
+        # The batch flow ran in this process: send its queued logs and events while the
+        # server still answers (else Prefect says "All connection attempts failed" at exit).
+        flush_to_server(timeout=5)
         stop_all(home, quiet=True)
     return entries
 
@@ -545,7 +549,7 @@ def _burst(home: Path, pool: str, timeout: float, shoot: Any) -> None:
 
     orch.ensure_work_queue(BURST_QUEUE, pool=pool)
     burst = orch.deploy_energy_flow(
-        BURST_DEPLOYMENT, parameters={"days": 365}, work_pool=pool, work_queue=BURST_QUEUE
+        BURST_DEPLOYMENT, parameters={"days": 60}, work_pool=pool, work_queue=BURST_QUEUE
     )
     workers = [
         Worker(pool, [BURST_QUEUE], name=f"agent-{i}", limit=BURST_WORKER_LIMIT, home=home,
@@ -619,7 +623,7 @@ def _dask_batch(timeout: float, shoot: Any) -> None:
             return True  # over: said below
         now = counts()
         # Tasks running, and enough done for the task stream to show them.
-        return (now.get("processing", 0) >= 1 and now.get("memory", 0) >= DASK_METERS // 4) or None
+        return (now.get("processing", 0) >= 1 and now.get("memory", 0) >= DASK_METERS // 8) or None
 
     thread = threading.Thread(target=run, name="dask-batch", daemon=True)
     thread.start()
