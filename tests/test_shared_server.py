@@ -88,6 +88,7 @@ def test_a_classmates_worker_joins_a_server_with_a_password(fresh_home, tmp_path
     assert "refused the one given (HTTP 401)" in refused.stderr, refused.stderr
     assert "Nothing was started" in refused.stderr
     assert not registry.worker_records(classmate)
+    assert not settings.auth_path(classmate).exists(), "a refused password is not kept"
 
     joined = _classmate(
         classmate,
@@ -99,6 +100,13 @@ def test_a_classmates_worker_joins_a_server_with_a_password(fresh_home, tmp_path
     [worker] = registry.worker_records(classmate)
     assert worker.remote and worker.auth and worker.api_url == server.api_url
     assert secret not in " ".join(worker.argv), "the password is never on a command line"
+    typo = _classmate(
+        classmate,
+        *("up", "--server", server.api_url, "--worker", f"{pool}/other"),
+        password=secret + "x",
+    )
+    assert typo.returncode != 0 and "HTTP 401" in typo.stderr
+    assert settings.auth_string(classmate) == secret, "a wrong password loses the right one"
 
     run = orch.wait_for(orch.trigger(deployment, parameters={"seconds": 0}), timeout=90)
     assert run.state == "Completed"

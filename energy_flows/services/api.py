@@ -33,32 +33,35 @@ RETRY_STATUSES = (429, 502, 503)
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
-def auth_header() -> str | None:
+def auth_header(secret: str | None = None) -> str | None:
     """``Basic ...`` from ``PREFECT_API_AUTH_STRING`` ("user:password"), as Prefect's client sends.
 
     A server started with ``PREFECT_SERVER_API_AUTH_STRING`` refuses every
     other API call (health checks stay open).
     """
     # A terminal (`energy-flows down`) has not adopted the home's settings: read its file.
-    secret = os.environ.get("PREFECT_API_AUTH_STRING") or settings.auth_string()
+    secret = secret or os.environ.get("PREFECT_API_AUTH_STRING") or settings.auth_string()
     if not secret:
         return None
     return "Basic " + base64.b64encode(secret.encode()).decode()
 
 
-def call(method: str, url: str, body: Any = None, timeout: float = 5.0) -> Any:
+def call(
+    method: str, url: str, body: Any = None, timeout: float = 5.0, auth: str | None = None
+) -> Any:
     """Send one JSON request and return the decoded JSON answer (or None).
 
     A busy server (HTTP 429/502/503) is asked again a few times, about 4 s
-    in all, before :class:`ApiError` is raised.
+    in all, before :class:`ApiError` is raised. ``auth`` ("user:password")
+    replaces the password this process would send (see :func:`auth_header`).
     """
     data = None if body is None else json.dumps(body).encode()
     for delay in (*RETRY_DELAYS, None):
         req = urllib.request.Request(url, data=data, method=method)
         req.add_header("Accept", "application/json")
-        auth = auth_header()
-        if auth:
-            req.add_header("Authorization", auth)
+        header = auth_header(auth)
+        if header:
+            req.add_header("Authorization", header)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:

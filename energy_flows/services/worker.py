@@ -204,10 +204,11 @@ class Worker(ManagedService):
                 f"the worker {self.name!r} cannot join it. Check the address (it ends in /api) "
                 "and that the server runs. Nothing was started."
             )
-        if self.auth is not None:
-            settings.save_auth_string(self.auth, self.home)  # its processes send it
         try:
-            api.call("POST", f"{self.server}/work_pools/filter", {"limit": 1}, timeout=5)
+            # With the password given (none: this home's), before anything is kept.
+            api.call(
+                "POST", f"{self.server}/work_pools/filter", {"limit": 1}, timeout=5, auth=self.auth
+            )
         except api.ApiError as exc:
             if exc.status != 401:
                 raise
@@ -215,8 +216,10 @@ class Worker(ManagedService):
             raise ServiceError(
                 f"The server at {self.server} asks for a password and refused {given} "
                 "(HTTP 401). Pass the one its owner gives you: Worker(..., server=..., "
-                "auth='user:password'). Nothing was started."
+                "auth='user:password'). Nothing was started or changed."
             ) from exc
+        if self.auth is not None:
+            settings.save_auth_string(self.auth, self.home)  # its processes send it
         return self.server, None
 
     def _adopt(self, rec: ServiceRecord) -> ServiceRecord:
