@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from energy_flows.services import api, control, registry
+from energy_flows.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -170,3 +171,38 @@ def test_two_homes_starting_on_one_free_port_at_once_both_start(tmp_path):
     finally:
         for home in homes:
             control.stop_all(home, quiet=True)
+
+
+def test_a_start_that_loses_its_port_is_retried_by_its_starter_not_replaced(tmp_path):
+    """A second start in the same home waits for the first one's retry and reuses it.
+
+    What the JupyterLab tile met on CI: the tile started the home's server on
+    4200, another test's server bound 4200 first, and a kernel of the same home
+    waiting on the tile's server started a server of its own when the tile's
+    died. The tile's retry then found the kernel's server, without the proxy
+    address, and its page left JupyterLab. Here another program binds the port
+    the moment the first start has recorded its server (a server binds seconds
+    later), and a second start comes in then.
+    """
+    probe, port = _hold_free_port()
+    probe.close()  # free: the first start takes it
+    home = tmp_path / "home"
+    state = registry.state_path(home, "server", "server")
+    blocker = socket.socket()
+    try:
+        (first,) = _up_processes([home], "--port", str(port))
+        wait_until(state.exists, 60, what="the first start to record its server", interval=0.01)
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        (second,) = _up_processes([home], "--port", str(port))
+        outputs = [p.communicate(timeout=180)[0] for p in (first, second)]
+        assert [first.returncode, second.returncode] == [0, 0], outputs
+        assert f"Port {port} was taken meanwhile" in outputs[0], outputs
+        assert "Reusing" in outputs[1], outputs
+        rec = registry.live_server(home)
+        assert rec is not None and rec.port != port
+        assert [p.pid for p in _servers_of(home)] == [rec.pid], outputs
+        assert f"(pid {rec.pid})" in outputs[1], outputs
+    finally:
+        control.stop_all(home, quiet=True)
+        blocker.close()

@@ -40,6 +40,7 @@ auth=server.auth_string)`` (see :mod:`energy_flows.services.worker`).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import stat
@@ -68,6 +69,10 @@ ERROR_LOG_LINES = 20
 
 #: Seconds to wait for a server that is shutting down (its owner ended) to be gone.
 SHUTDOWN_WAIT = 20.0
+
+#: Seconds to give the process whose server failed to start to start it again
+#: (it does so at once when the port was taken meanwhile) before starting our own.
+RETRY_WAIT = 10.0
 
 #: The setting that points Prefect's server at a database other than its SQLite file.
 DATABASE_URL_SETTING = "PREFECT_API_DATABASE_CONNECTION_URL"
@@ -400,7 +405,9 @@ class PrefectServer(ManagedService):
         def healthy() -> bool:
             if not rec.alive():
                 if not ours:
-                    raise _GoneMeanwhile  # someone else's start failed: start our own
+                    # Someone else's start failed: let them retry, else start our own.
+                    self._wait_for_retry(rec)
+                    raise _GoneMeanwhile
                 raise self._failed(rec, "stopped while starting")
             # Only our process counts: another program may answer on the port.
             return listens_on(rec.pid, rec.port) and api.healthy(rec.api_url or "")
@@ -429,6 +436,35 @@ class PrefectServer(ManagedService):
             rec.stop(timeout=5)
             rec.remove()
             raise
+
+    def _wait_for_retry(self, rec: ServiceRecord) -> None:
+        """A server another process was starting died: give that process time to retry.
+
+        Its starter tries again on a free port when the port was taken meanwhile
+        (another home's server, or another program, bound it first). Starting our
+        own server at that moment would win the home's lock first, and the home
+        would get our server in place of theirs, without their settings: the
+        JupyterLab tile's proxy address, say, whose page then pointed past the
+        proxy. So wait until the home's record names another server (adopt it), or
+        the starter has ended, or :data:`RETRY_WAIT` has passed (it gave up).
+        """
+        if rec.owner_pid <= 0 or rec.owner_pid == os.getpid():
+            return
+
+        def retried_or_gone() -> bool:
+            current = registry.server_record(self.home)
+            if current is not None and current.pid != rec.pid:
+                return True
+            return not process.is_alive(rec.owner_pid)
+
+        with contextlib.suppress(WaitTimeout):
+            wait_until(
+                retried_or_gone,
+                RETRY_WAIT,
+                what=f"process {rec.owner_pid} to start the Prefect server again",
+                interval=0.05,
+                max_interval=0.2,
+            )
 
     def _failed(self, rec: ServiceRecord, what: str, left: bool = False) -> ServiceError:
         lines, port_taken = process.failed_start_log(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
