@@ -242,6 +242,16 @@ def test_worker_exit_stops_only_what_it_started(prefect_server):
         ) as own:
             assert own.started_here
         assert own.status() == "stopped"
+        # Started once, stopped, then reusing a worker of that name that another object started.
+        other = Worker(
+            pool="exit-pool", queues=["q"], name="own", home=prefect_server.home, quiet=True
+        ).start()
+        with own:
+            assert own.reused and not own.started_here
+        assert other.status() == "running", "a block stopped a worker its object did not start"
+        other.stop()
+        # A second start() of the object that started it: still its own.
+        assert first.start().started_here
     finally:
         first.stop()
 

@@ -27,6 +27,7 @@ from typing import Any, Self
 from energy_flows import settings
 from energy_flows.services import process, registry
 from energy_flows.services.registry import ServiceRecord
+from energy_flows.vocabulary import SERVICE_STATUS_COLOURS
 from energy_flows.waiting import say
 
 
@@ -42,13 +43,8 @@ class Status(enum.StrEnum):
         return repr(self.value)  # reads as the plain text it equals, e.g. 'running'
 
 
-#: Colours of the states in the HTML tables.
-STATUS_COLOURS = {
-    Status.RUNNING: "#2e7d32",
-    Status.NOT_ANSWERING: "#e65100",
-    Status.STOPPED: "#9e9e9e",
-    Status.CREATED: "#9e9e9e",
-}
+#: Colours of the states in the HTML tables (one list for the whole package: vocabulary.py).
+STATUS_COLOURS = SERVICE_STATUS_COLOURS
 
 
 class LogText(str):
@@ -178,6 +174,21 @@ class ManagedService:
         """The same as :meth:`stop`."""
         return self.stop()
 
+    def _mark_reused(self, rec: ServiceRecord) -> None:
+        """:meth:`start` adopted a running service: note whether it is still this object's.
+
+        It is when it is the very process this object started (a second ``start()``);
+        otherwise this object only uses it, and ``with`` will leave it running.
+        """
+        self.reused = True
+        ours = self._record is not None and self._record.pid == rec.pid
+        self.started_here = self.started_here and ours
+
+    def _mark_stopped(self) -> None:
+        """After :meth:`stop`: nothing runs that this object started."""
+        self._record = None
+        self.started_here = False
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -223,7 +234,7 @@ class ManagedService:
     def _repr_html_(self) -> str:
         rec = self.record
         state = self.status()
-        colour = STATUS_COLOURS.get(state, "#e65100")
+        colour = STATUS_COLOURS.get(state, STATUS_COLOURS[Status.NOT_ANSWERING])
         rows = [("State", f"<b style='color:{colour}'>{html.escape(str(state))}</b>")]
         rows += self._rows(rec)
         rows.append(("Log", html.escape(str(self.log_path))))

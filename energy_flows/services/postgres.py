@@ -356,7 +356,7 @@ class PostgresServer(ManagedService):
                 raise _GoneMeanwhile
         if pgdata.postmaster_status(self.home) != "ready":
             self._wait_ready(rec, deadline, ours=False)
-        self.reused = True
+        self._mark_reused(rec)
         self._say(f"Reusing this home's PostgreSQL on 127.0.0.1:{rec.port} (pid {rec.pid}).")
 
     def _wait_ready(self, rec: ServiceRecord, deadline: float, ours: bool = True) -> None:
@@ -409,7 +409,7 @@ class PostgresServer(ManagedService):
     def stop(self) -> list[str]:
         """Stop this home's workers, its Prefect server, then PostgreSQL (all depend on it)."""
         stopped = control.stop_all(self.home, quiet=self.quiet)
-        self._record = None
+        self._mark_stopped()
         return stopped
 
     # -- information ------------------------------------------------------

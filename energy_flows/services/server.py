@@ -276,7 +276,7 @@ class PrefectServer(ManagedService):
                 label="Waiting for the Prefect server another process started",
                 ours=False,
             )
-        self.reused = True
+        self._mark_reused(rec)
         who = "a terminal (energy-flows up)" if rec.owner == "cli" else f"process {rec.owner_pid}"
         if mine:
             who = "this kernel"
@@ -495,7 +495,7 @@ class PrefectServer(ManagedService):
         if rec is not None and rec.api_url and api.healthy(rec.api_url):
             flush_to_server(timeout=5)
         stopped = control.stop_all(self.home, quiet=self.quiet)
-        self._record = None
+        self._mark_stopped()
         PrefectServer._instances.pop(self.home, None)
         return stopped
 

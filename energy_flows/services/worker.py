@@ -46,6 +46,7 @@ from energy_flows.errors import OrchestrationError, ServiceError, WaitTimeout
 from energy_flows.services import api, control, process, registry
 from energy_flows.services.base import ManagedService, launch
 from energy_flows.services.registry import ServiceRecord
+from energy_flows.vocabulary import DEFAULT_POOL, DEFAULT_QUEUE
 from energy_flows.waiting import wait_until
 
 #: Seconds a worker gets to stop gracefully before it is killed.
@@ -109,8 +110,8 @@ class Worker(ManagedService):
 
     def __init__(
         self,
-        pool: str = "energy-pool",
-        queues: Sequence[str] | str = ("energy_usage",),
+        pool: str = DEFAULT_POOL,
+        queues: Sequence[str] | str = (DEFAULT_QUEUE,),
         name: str | None = None,
         limit: int | None = None,
         home: str | os.PathLike[str] | None = None,
@@ -232,7 +233,7 @@ class Worker(ManagedService):
             )
         if rec.owner == "kernel" and rec.owner_pid != os.getpid() and not self.detached:
             process.attach(rec.socket)
-        self.reused = True
+        self._mark_reused(rec)
         self._say(f"Reusing worker {self.name!r} (pid {rec.pid}) on {self.pool}: {rec.queues}.")
         return rec
 
@@ -356,7 +357,7 @@ class Worker(ManagedService):
         Safe to call twice.
         """
         Worker._instances.pop((str(self.home), self.name), None)
-        self._record = None
+        self._mark_stopped()
         with registry.locked(self.home):
             rec = registry.worker_record(self.home, self.name)
             if rec is None:
@@ -396,8 +397,8 @@ def _timestamp(value: str | None) -> float | None:
 
 
 def start_worker(
-    pool: str = "energy-pool",
-    queues: Sequence[str] | str = ("energy_usage",),
+    pool: str = DEFAULT_POOL,
+    queues: Sequence[str] | str = (DEFAULT_QUEUE,),
     name: str | None = None,
     limit: int | None = None,
     home: str | os.PathLike[str] | None = None,
