@@ -21,6 +21,8 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from energy_flows.vocabulary import BAD_COLOUR, DEFAULT_QUEUE, OK_COLOUR
+
 #: The flow every exercise is about.
 FLOW_NAME = "energy-usage-pipeline"
 
@@ -47,10 +49,10 @@ class CheckResult:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        colour = "#1b5e20" if self.ok else "#b71c1c"
+        colour = OK_COLOUR if self.ok else BAD_COLOUR
         head = "done, well done!" if self.ok else "not yet."
-        items = [f"<li style='color:#1b5e20'>✓ {html.escape(r)}</li>" for r in self.right]
-        items += [f"<li style='color:#b71c1c'>✗ {html.escape(m)}</li>" for m in self.missing]
+        items = [f"<li style='color:{OK_COLOUR}'>✓ {html.escape(r)}</li>" for r in self.right]
+        items += [f"<li style='color:{BAD_COLOUR}'>✗ {html.escape(m)}</li>" for m in self.missing]
         return (
             f"<div><b style='color:{colour}'>{'✓' if self.ok else '✗'} "
             f"{html.escape(self.exercise)}: {head}</b>"
@@ -203,7 +205,7 @@ def check_cron_deployment(
     info: Any,
     name: str = "energy-nightly",
     cron: str = "0 2 * * *",
-    queue: str = "energy_usage",
+    queue: str = DEFAULT_QUEUE,
 ) -> CheckResult:
     """Lesson 03: ``info`` is a deployment ``name`` of the energy flow on the cron ``cron``.
 

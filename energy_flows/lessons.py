@@ -304,7 +304,8 @@ def leftovers(home: str | os.PathLike[str] | None = None) -> Any:
     import pandas as pd
     import psutil
 
-    from energy_flows import running, settings
+    from energy_flows import settings
+    from energy_flows.services.control import running
 
     home = settings.home_dir(home)
     rows: list[dict[str, Any]] = [

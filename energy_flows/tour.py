@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from energy_flows.errors import EnergyFlowsError
+from energy_flows.vocabulary import DEFAULT_DEPLOYMENT
 
 #: The tour's deployment: the energy flow on a short period, so it runs in seconds.
-TOUR_DEPLOYMENT = "energy-usage"
+TOUR_DEPLOYMENT = DEFAULT_DEPLOYMENT
 TOUR_PARAMETERS = {"meter_id": "home-001", "days": 35, "test_days": 7, "horizon_hours": 24}
 TOUR_INTERVAL_SECONDS = 30
 #: Runs asked for in the past: what a schedule leaves behind while nobody polls the queue

@@ -57,6 +57,17 @@ LATE_TEXT = "#8a3b00"
 #: Text colours for "fine" and "needs attention" in the widgets and tables.
 OK_COLOUR = "#1b5e20"
 BAD_COLOUR = "#b71c1c"
+#: The text colour of something that is neither fine nor wrong ("stopped").
+MUTED_COLOUR = "#616161"
+
+#: The colours of a service's status (server, worker, PostgreSQL) in its HTML table,
+#: by the status's text (``services.base.Status`` values equal these strings).
+SERVICE_STATUS_COLOURS: dict[str, str] = {
+    "running": "#2e7d32",
+    "not answering": "#e65100",
+    "stopped": "#9e9e9e",
+    "created": "#9e9e9e",
+}
 
 
 def state_colour(state: str) -> str:

@@ -20,10 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from energy_flows.vocabulary import BAD_COLOUR, LATE_BACKGROUND, LATE_TEXT, OK_COLOUR
+from energy_flows.vocabulary import BAD_COLOUR, LATE_BACKGROUND, LATE_TEXT, MUTED_COLOUR, OK_COLOUR
 
-#: The text colour of something that is neither fine nor wrong ("stopped").
-MUTED_COLOUR = "#616161"
 #: How a Late count or state stands out: the orange of the Late state, on a light tint of it.
 LATE_CELL_STYLE = f"background:{LATE_BACKGROUND};color:{LATE_TEXT};font-weight:bold"
 #: The style of a table's header cells.
