@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from energy_flows.errors import ServiceError
-from energy_flows.orchestration import flow_run_command
+from energy_flows.orchestration import flow_run_command, wait_for
 from energy_flows.services import api, control
 from energy_flows.services.server import PrefectServer
 from energy_flows.services.worker import Worker
@@ -98,7 +98,7 @@ def test_worker_online_runs_a_flow_and_stops_fast(worker_factory, prefect_server
 
     deployment = _deploy(nap_flow_dir, "test-pool", "q2")
     run = _run(deployment, 0)
-    wait_until(lambda: _state(run.id) == "COMPLETED", 60, what="the run to complete")
+    assert wait_for(run.id, timeout=60, progress=False).state == "Completed"
     # The fast launcher's preload is silent: no RuntimeWarning per run in the worker's log.
     assert "found in sys.modules" not in worker.logs(tail=200)
 
@@ -127,7 +127,7 @@ def test_flow_runs_start_through_the_fast_launcher(worker_factory, nap_flow_dir)
 
     worker_factory(pool="probe-pool", queues=["probe"])
     run = _run(_deploy(nap_flow_dir, "probe-pool", "probe", flow_name="process_probe"))
-    wait_until(lambda: _state(run.id) == "COMPLETED", 60, what="the probe run to complete")
+    assert wait_for(run.id, timeout=60, progress=False).state == "Completed"
     seen = run_result(run.id).result
     assert seen["collector_on"] is True
     assert seen["frozen_objects"] > 10_000  # Prefect's modules, classes and models
