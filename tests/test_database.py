@@ -93,3 +93,27 @@ def test_another_database_url_means_no_template(fresh_home, cache, monkeypatch):
     )
     assert not database.seed_home(fresh_home)
     assert not cache.exists() and not database.home_database(fresh_home).exists()
+
+
+def test_a_read_only_shared_cache_is_only_read(fresh_home, cache):
+    """A hub builds the template into its image and shares it read-only (README, Troubleshooting).
+
+    Homes copy it and leave it as it was; each copy is the learner's own (0600),
+    whatever the template's mode. (Tests may run as root, whom file modes do not
+    stop, so the check is that nothing in the cache changed, not that a write failed.)
+    """
+    assert database.ensure_template() is not None  # the image's build step
+    shared = [cache, *cache.rglob("*")]
+    for path in shared:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    try:
+        said: list[str] = []
+        assert database.seed_home(fresh_home, say=said.append) and said == []
+        copy = database.home_database(fresh_home)
+        assert copy.stat().st_mode & 0o777 == 0o600
+        assert database.revision(copy) == database.revision(database.template_path())
+        assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+    finally:
+        for path in shared:
+            path.chmod(0o755 if path.is_dir() else 0o644)
