@@ -11,9 +11,10 @@ virtual environment (the image's environment) and a temporary home:
 4. at start, ``binder/start jupyter lab ...``: ``start`` exports the variables and
    becomes JupyterLab.
 
-Then lesson 01 runs with nbclient, in a process also started through
-``binder/start`` and in ``notebooks/`` as a kernel would be, and must pass and
-use the home ``start`` set. The packages come from a local wheelhouse
+Then lesson 01 runs in a kernel JupyterLab starts, as a learner's click would:
+a session opened through JupyterLab's REST API (``/api/sessions``), its cells
+sent one by one over the kernel's websocket. It must pass and use the home
+``start`` set. The packages come from a local wheelhouse
 (``tests/wheelhouse.py``): downloading them takes minutes more the first time.
 """
 
@@ -42,22 +43,101 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 TOKEN = "binder-test-token"
 LESSON = "01_start_orion.ipynb"
 
-#: Run by ``binder/start python -c`` in notebooks/: lesson 01, then one cell that says
-#: which home the kernel used, and where it ran.
-RUN_LESSON = """
-import sys
-import nbformat
-from nbclient import NotebookClient
-
-nb = nbformat.read(sys.argv[1], as_version=4)
-nb.cells.append(nbformat.v4.new_code_cell(
-    "import os, sys\\nfrom energy_flows import settings\\n"
-    "print('home', settings.home_dir())\\nprint('cwd', os.getcwd())\\n"
+#: Sent after the lesson's cells: which home the kernel used, where it ran, on which Python.
+WHERE = (
+    "import os, sys\nfrom energy_flows import settings\n"
+    "print('home', settings.home_dir())\nprint('cwd', os.getcwd())\n"
     "print('python', sys.prefix)"
-))
-NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
-nbformat.write(nb, sys.argv[2])
-"""
+)
+
+
+def _run_in_jupyterlab(base: str, notebook: str, codes: list[str], timeout: float) -> list[str]:
+    """Run ``codes`` one by one in a kernel JupyterLab starts for ``notebook``; their stdout.
+
+    As the browser does: a session for the notebook's path (JupyterLab starts
+    the kernel in the notebook's folder, with its own environment), then each
+    cell as an ``execute_request`` on the kernel's websocket. A cell that
+    fails stops the run with its traceback.
+    """
+    import uuid
+
+    import websocket
+
+    session = _request(
+        "POST",
+        f"{base}/api/sessions",
+        {
+            "path": notebook,
+            "type": "notebook",
+            "name": Path(notebook).name,
+            "kernel": {"name": "python3"},
+        },
+    )
+    kernel_id = session["kernel"]["id"]
+    ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
+    channel = websocket.create_connection(
+        ws_url, header=[f"Authorization: token {TOKEN}"], timeout=timeout
+    )
+    outputs: list[str] = []
+    try:
+        for code in codes:
+            msg_id = uuid.uuid4().hex
+            channel.send(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "msg_type": "execute_request",
+                            "session": kernel_id,
+                            "username": "test",
+                            "version": "5.3",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "buffers": [],
+                        "content": {
+                            "code": code,
+                            "silent": False,
+                            "store_history": True,
+                            "user_expressions": {},
+                            "allow_stdin": False,
+                            "stop_on_error": True,
+                        },
+                    }
+                )
+            )
+            text, errors = [], []
+            while True:
+                msg = json.loads(channel.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["header"]["msg_type"]
+                if kind == "stream" and msg["content"]["name"] == "stdout":
+                    text.append(msg["content"]["text"])
+                elif kind == "error":
+                    errors.append("\n".join(msg["content"]["traceback"]))
+                elif kind == "execute_reply":
+                    break
+            assert msg["content"]["status"] == "ok", f"{code[:300]}\n" + "\n".join(errors)
+            outputs.append("".join(text))
+    finally:
+        channel.close()
+        _request("DELETE", f"{base}/api/sessions/{session['id']}")
+    return outputs
+
+
+def _request(method: str, url: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        raw = response.read()
+    return dict(json.loads(raw)) if raw else {}
 
 
 def _copy_checkout(target: Path) -> Path:
@@ -212,17 +292,15 @@ def test_binder_build_then_start_runs_lesson_01(
     assert lab_env["ENERGY_FLOWS_CACHE"] == str(cache)
     assert "python3" in _get_json(f"{base}/api/kernelspecs")["kernelspecs"]
 
-    # Lesson 01, in notebooks/ like a kernel, in a process started through start.
-    executed = tmp_path / "executed.ipynb"
-    start = str(repo / "binder" / "start")
-    lesson_argv = [start, "python", "-c", RUN_LESSON, LESSON, str(executed)]
+    # Lesson 01 in a kernel JupyterLab starts for it (in notebooks/, with start's variables).
+    lesson = nbformat.read(repo / "notebooks" / LESSON, as_version=4)
+    codes = [cell.source for cell in lesson.cells if cell.cell_type == "code"]
     try:
-        run(lesson_argv, repo / "notebooks", 300)
+        said = _run_in_jupyterlab(base, f"notebooks/{LESSON}", [*codes, WHERE], 300)[-1]
         phases.done("lesson 01")
     finally:
+        start = str(repo / "binder" / "start")
         subprocess.run([start, "energy-flows", "down"], cwd=repo, env=env, timeout=60)
-    last = nbformat.read(executed, as_version=4).cells[-1]
-    said = "".join(o.get("text", "") for o in last.outputs)
     assert f"home {expected_home}\n" in said and f"cwd {repo / 'notebooks'}\n" in said
     assert f"python {env_dir}\n" in said  # the kernel is the environment's Python
     assert (expected_home / "prefect" / "prefect.db").is_file()
