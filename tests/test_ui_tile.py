@@ -315,10 +315,12 @@ def test_tile_starts_the_home_server_and_jupyterlab_stops_it(
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_tile_under_a_hub_prefix_reuses_the_kernels_server(
-    tmp_path: Path, chromium: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    chromium: str,
+    monkeypatch: pytest.MonkeyPatch,
+    start_kernel: Callable[[Path, str], subprocess.Popen[str]],
 ) -> None:
     """JupyterHub (``/user/learner/``): the tile reuses the server a kernel started."""
-    from energy_flows.orchestration import ensure_work_pool
     from energy_flows.services.server import PrefectServer
     from tools.browser import jupyter_lab, launch_chromium
 
@@ -328,11 +330,12 @@ def test_tile_under_a_hub_prefix_reuses_the_kernels_server(
     root = tmp_path / "lab"
     root.mkdir()
     shots = _shots(tmp_path, "tile-under-hub")
-    # This test process plays the lesson's kernel: it starts the server and makes the pool.
+    # This test process plays the lesson's kernel that starts the server; a second kernel,
+    # reusing it, runs the course's flow and makes its pool, then ends.
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", prefix)
     server = PrefectServer(home=home, quiet=True).start()
     try:
-        ensure_work_pool("energy-pool")
+        _output(start_kernel(home, SEED))
         pid, port = server.pid, server.port
         assert port and server.ui_url == f"{prefix}proxy/absolute/{port}/"
         with (
@@ -345,10 +348,12 @@ def test_tile_under_a_hub_prefix_reuses_the_kernels_server(
             launch_chromium() as browser,
         ):
             ui, requests, failed = _click(*_launcher(browser, lab, shots))
-            # No runs yet: the dashboard says how to start; the pool is on its own page.
+            # The course's run and pool, on the dashboard, the Runs page and the pool's page.
+            dashboard = _dashboard_url(lab, port)
             _check_tab(
-                ui, lab, shots / "dashboard.png", ["Dashboard"], url=_dashboard_url(lab, port)
+                ui, lab, shots / "dashboard.png", ["Flow Runs", "energy-pool"], url=dashboard
             )
+            _check_tab(ui, lab, shots / "runs.png", [SEEDED_RUN], link="Runs")
             _check_tab(ui, lab, shots / "work-pools.png", ["energy-pool"], link="Work Pools")
             _assert_through_jupyterlab(lab, port, requests, failed)
             assert [r.kind for r in registry.live_records(home)] == ["server"]
