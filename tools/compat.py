@@ -10,8 +10,8 @@ oldest and the newest release the declared range accepts.
 
 An older Prefect needs the libraries of its own time: its requirements are
 open-ended, so pip would pair it with today's FastAPI, which it does not run
-on. ``tools/compat-<minor>.txt`` (e.g. ``compat-3.8.txt``) caps those, one
-line each, with the reason beside it.
+on. ``tools/compat-<minor>.txt`` (e.g. ``compat-3.8.txt``, which older minors
+get too) caps those, one line each, with the reason beside it.
 
     python -m tools.compat 3.8.8                 # build (once) and test
     python -m tools.compat 3.8.8 --only tour     # only `energy-flows tour`
@@ -78,11 +78,20 @@ def oldest_and_newest() -> list[str]:
     return sorted({str(inside[0]), str(inside[-1])}, key=Version)
 
 
-def caps(version: str) -> Path | None:
-    """``tools/compat-<minor>.txt`` for this release, if there is one."""
-    minor = ".".join(version.split(".")[:2])
-    path = ROOT / "tools" / f"compat-{minor}.txt"
-    return path if path.exists() else None
+def caps(version: str) -> list[Path]:
+    """The ``tools/compat-<minor>.txt`` files that apply to this release.
+
+    A cap written for one minor holds for every older one too: a library too new
+    for Prefect 3.8 is newer still than what 3.4 knew. So a release gets the
+    files of its own minor and of every later one.
+    """
+    mine = Version(version).release[:2]
+    found = []
+    for path in sorted((ROOT / "tools").glob("compat-*.txt")):
+        minor = Version(path.stem.removeprefix("compat-")).release[:2]
+        if minor >= mine:
+            found.append(path)
+    return found
 
 
 def build(version: str) -> Path:
@@ -97,7 +106,7 @@ def build(version: str) -> Path:
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as reqs:
         reqs.write("\n".join([f"prefect=={version}", *rest]) + "\n")
-    extra = ["-c", str(caps(version))] if caps(version) else []
+    extra = [arg for path in caps(version) for arg in ("-c", str(path))]
     try:
         subprocess.run([*pip, "-r", reqs.name, *extra], check=True)
     finally:
