@@ -104,7 +104,8 @@ def server_argv(port: int) -> list[str]:
         "127.0.0.1",
         "--port",
         str(port),
-        "--no-prompt",
+        # Never prompt: PREFECT_CLI_PROMPT=false in its environment (settings.py), which
+        # every Prefect 3 reads; "--no-prompt" is refused by `server start` before 3.9.
     ]
 
 

@@ -67,7 +67,10 @@ def worker_argv(pool: str, queues: Sequence[str], name: str, limit: int | None) 
         argv += ["--work-queue", queue]
     if limit is not None:
         argv += ["--limit", str(limit)]
-    return [*argv, "--no-prompt"]
+    # No --no-prompt: its place moved between Prefect releases (a root option before 3.9,
+    # an option of the command since); PREFECT_CLI_PROMPT=false in the environment
+    # (settings.py) says the same to every Prefect 3.
+    return argv
 
 
 def recovery_argv(home: os.PathLike[str] | str, name: str) -> list[str]:
