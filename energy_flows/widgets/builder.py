@@ -289,7 +289,7 @@ class DeploymentBuilder(SnapshotDisplay):
         from energy_flows import orchestration as orch
 
         name, options = self._deploy_arguments(self.parameters)
-        self.output.value = "<i>deploying…</i>"
+        self.output.value = element("i", "deploying…")
         try:
             if self._uses_default_flow:
                 info = orch.deploy_energy_flow(name, **options)

@@ -319,7 +319,7 @@ class QueueMonitor(LiveView):
         online = snap.workers_online
         return element(
             "div",
-            Markup("<style>.energy-flows-monitor td{padding:2px 8px;text-align:left}</style>"),
+            element("style", ".energy-flows-monitor td{padding:2px 8px;text-align:left}"),
             element(
                 "div", "Work pool ", element("b", snap.pool), f" · snapshot at {clock(snap.time)}"
             ),
