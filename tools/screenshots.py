@@ -563,20 +563,26 @@ def _burst(home: Path, pool: str, timeout: float, shoot: Any) -> None:
         for i in range(1, BURST_RUNS + 1)
     ]
 
+    names = {run.name for run in runs}
+
     def states() -> list[str]:
-        return [orch.read_run(run).state for run in runs]
+        # One query for all of them: a look run by run takes longer than a run is Running
+        # on a quiet machine, and each run could be seen before and after, never during.
+        table = orch.queue_runs(BURST_QUEUE, pool)
+        return list(table.loc[table["name"].isin(names), "state"])
 
     def under_load() -> bool:
-        now = states()  # one look at all the runs
-        # Waiting for room: Scheduled, Pending, or Late once past due by the late threshold
-        # (5 s), as most of them are on a busy machine.
-        return "Running" in now and any(s in ("Scheduled", "Late", "Pending") for s in now)
+        now = states()
+        # Taken by a worker (Pending: its process starting; Running), while others wait
+        # for room: Scheduled, or Late once past due by the late threshold (5 s).
+        taken = any(s in ("Pending", "Running") for s in now)
+        return taken and any(s in ("Scheduled", "Late") for s in now)
 
-    # Photographed under load: runs Running, and others still waiting for room.
+    # Photographed under load: runs in progress, and others still waiting for room.
     wait_until(
         under_load,
         timeout,
-        what="the burst to have runs Running while others wait",
+        what="the burst to have runs in progress while others wait",
         interval=0.2,
         missing=lambda: ", ".join(states()),
     )
