@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,9 +26,9 @@ from energy_flows.widgets import (
     parameter_fields,
     stop_all_views,
 )
+from tests.notebooks.nbval_plugin import sanitized
 
 DEAD_API = "http://127.0.0.1:9/api"  # nothing listens on port 9
-SANITIZE_CFG = Path(__file__).with_name("notebooks") / "sanitize.cfg"
 
 
 def wait(condition: Any, timeout: float = 30, what: str = "condition") -> Any:
@@ -108,15 +107,6 @@ def test_builder_static_snapshot_is_stable() -> None:
     assert "application/vnd.jupyter.widget-view+json" in bundle
     b.set(cron="0 25 * * *")
     assert repr(b).endswith("✗ the hour field is 25, outside its range 0-23.")
-
-
-def sanitized(text: str) -> str:
-    """``text`` as nbval compares it in the lessons (with ``tests/notebooks/sanitize.cfg``)."""
-    from nbval.plugin import get_sanitize_patterns
-
-    for pattern, replacement in get_sanitize_patterns(SANITIZE_CFG.read_text()):
-        text = re.sub(pattern, replacement, text)
-    return text
 
 
 def _snapshot(later: float = 0, **counts: int) -> QueueSnapshot:

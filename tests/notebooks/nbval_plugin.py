@@ -14,6 +14,7 @@ started is still running, then deletes the home.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -23,6 +24,19 @@ import pytest
 
 from energy_flows.lessons import leftover_processes
 from tools.execute_lessons import TEMP_HOME_PREFIX, kernel_env
+
+#: The sanitizer the lessons' outputs are compared with (the Makefile's --nbval-sanitize-with).
+SANITIZE_CFG = Path(__file__).with_name("sanitize.cfg")
+
+
+def sanitized(text: str) -> str:
+    """``text`` as nbval compares it in the lessons (with :data:`SANITIZE_CFG`)."""
+    from nbval.plugin import get_sanitize_patterns
+
+    for pattern, replacement in get_sanitize_patterns(SANITIZE_CFG.read_text()):
+        text = re.sub(pattern, replacement, text)
+    return text
+
 
 _SAVED_ENV: dict[str, str | None] = {}
 _HOMES: dict[str, Path] = {}
