@@ -40,8 +40,6 @@ WORKER_LABEL = "prefect.worker.name"
 
 #: The message a worker writes into a flow run's log when it takes the run.
 _SUBMIT_MESSAGE = re.compile(r"Worker '(?P<worker>.+)' submitting flow run '(?P<id>[0-9a-f-]+)'")
-#: The server-side text search that finds that message (a quoted phrase).
-_SUBMIT_SEARCH = '"submitting flow run"'
 #: The most rows the API returns in one call.
 _PAGE = 200
 
@@ -135,24 +133,28 @@ def read_flow_runs(ids: Sequence[str]) -> dict[str, Any]:
 
 
 def workers_from_run_logs(ids: Sequence[str]) -> dict[str, str]:
-    """Map flow run id -> worker name from these runs' "submitting" log lines (reads the API)."""
-    from prefect.client.schemas.filters import (
-        LogFilter,
-        LogFilterFlowRunId,
-        LogFilterTextSearch,
-    )
+    """Map flow run id -> worker name from these runs' "submitting" log lines (reads the API).
+
+    The runs' logs are read whole and matched here, not searched by the server:
+    Prefect's log text search needs SQLite's ``concat()`` before Prefect 3.9,
+    which the SQLite of many Pythons (3.11 with SQLite 3.40) lacks. This is a
+    fallback for runs without the worker label (see :func:`runs_with_workers`),
+    so it reads only the logs of those few runs.
+    """
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     from energy_flows.orchestration.common import client
 
     log_filter = LogFilter(
-        flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(str(run_id)) for run_id in ids]),
-        text=LogFilterTextSearch(query=_SUBMIT_SEARCH),
+        flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(str(run_id)) for run_id in ids])
     )
     messages: list[str] = []
+    read = 0
     with client() as c:
         while True:  # the API returns at most 200 rows a call: read page by page
-            page = c.read_logs(log_filter=log_filter, limit=_PAGE, offset=len(messages))
-            messages.extend(log.message for log in page)
+            page = c.read_logs(log_filter=log_filter, limit=_PAGE, offset=read)
+            read += len(page)
+            messages.extend(log.message for log in page if _SUBMIT_MESSAGE.search(log.message))
             if len(page) < _PAGE:
                 break
     return workers_from_logs(pd.DataFrame({"message": messages}))
