@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import jsonschema
 import psutil
 import pytest
 import websocket
@@ -479,9 +480,13 @@ def test_the_news_setting_is_one_the_installed_jupyterlab_has(tmp_path: Path, mo
     assert plugin == "@jupyterlab/apputils-extension:notification"
     properties = schema["properties"]
     assert schema["properties"]["fetchNews"]["default"] == "none"  # "none" asks the question
-    assert {"const": "false", "title": "Never"} in properties["fetchNews"]["oneOf"]
+    # "false" is "Never" (JupyterLab 4.5 names it in a oneOf, 4.2 lists it in an enum).
+    news = properties["fetchNews"]
+    assert "false" in [o["const"] for o in news.get("oneOf", [])] + news.get("enum", [])
     assert properties["checkForUpdates"]["type"] == "boolean"
     assert set(defaults) <= set(properties)
+    for name, value in defaults.items():  # each value is one the schema accepts
+        jsonschema.validate(value, properties[name])
 
     # An installation's own overrides are kept, and read after the launcher's (they win).
     app_dir = tmp_path / "app"

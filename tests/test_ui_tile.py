@@ -64,12 +64,13 @@ SEEDED_RUN = "energy-tile-check-2024-01-01"
 
 
 def test_the_tile_is_an_entry_point_jupyter_server_proxy_accepts() -> None:
-    from jupyter_server_proxy.config import ServerProcess
+    from jupyter_server_proxy.config import make_server_process
 
     names = {e.name: e.value for e in entry_points(group="jupyter_serverproxy_servers")}
     assert names.get(ui_tile.NAME) == "energy_flows.services.ui_tile:server_proxy_spec"
     spec = ui_tile.server_proxy_spec()
-    process = ServerProcess(name=ui_tile.NAME, **spec)
+    # What jupyter-server-proxy does with an entry point's spec (4.2 to 4.4 alike).
+    process = make_server_process(ui_tile.NAME, spec, None)
     assert process.launcher_entry.title == "Prefect UI"
     assert process.launcher_entry.path_info == "prefect-ui/"
     assert Path(process.launcher_entry.icon_path).is_file()
