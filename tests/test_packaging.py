@@ -45,9 +45,33 @@ def test_constraints_pin_every_dependency_within_its_declared_range():
 
 
 def test_installed_versions_are_the_pinned_ones():
-    """The environment the tests run in is the one constraints.txt records."""
+    """The environment the tests run in is the one constraints.txt records.
+
+    In an environment of ``make compat`` (``.compat/prefect-X.Y.Z[-lowest]/``) the
+    promise is another: that Prefect, and every other requirement inside the declared
+    range, at its lower bound exactly for ``-lowest``.
+    """
     import importlib.metadata
 
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from tools.compat import COMPAT, lower_bounds
+
+    venv = Path(sys.prefix)
+    if venv.parent == COMPAT:
+        wanted = venv.name.removeprefix("prefect-").removesuffix("-lowest")
+        assert importlib.metadata.version("prefect") == wanted
+        for line in _pyproject()["project"]["dependencies"]:
+            req = Requirement(line)
+            if req.name != "prefect":
+                assert importlib.metadata.version(req.name) in req.specifier, line
+        if venv.name.endswith("-lowest"):
+            for pin in lower_bounds():
+                req = Requirement(pin)
+                low = Version(str(req.specifier).removeprefix("=="))
+                assert Version(importlib.metadata.version(req.name)) == low, pin
+        return
     for line in (ROOT / "constraints.txt").read_text().splitlines():
         if not line or line.startswith("#"):
             continue

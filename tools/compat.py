@@ -13,14 +13,22 @@ open-ended, so pip would pair it with today's FastAPI, which it does not run
 on. ``tools/compat-<minor>.txt`` (e.g. ``compat-3.8.txt``, which older minors
 get too) caps those, one line each, with the reason beside it.
 
+``--lowest`` installs every other runtime requirement at its declared lower
+bound (``pandas>=2.2`` becomes ``pandas==2.2``...): the oldest libraries
+``pyproject.toml`` claims to work with, as an older JupyterHub image has them.
+``make compat`` alone runs the oldest Prefect that way, and the newest with
+the newest libraries pip finds: the two ends of what the package accepts.
+
     python -m tools.compat 3.8.8                 # build (once) and test
+    python -m tools.compat 3.8.8 --lowest        # ... with the lower bounds of the rest
     python -m tools.compat 3.8.8 --only tour     # only `energy-flows tour`
     python -m tools.compat --oldest --only build # only build the oldest's environment
     python -m tools.compat --list                # the releases `make compat` runs
 
-``.ci/run`` builds the oldest supported release's environment while ``make test``
-runs, then runs its ``energy-flows tour``: the whole suite on it takes as long as
-``make test`` itself, more than CI's time allows (``make compat`` runs it).
+``.ci/run`` builds the oldest supported release's environment (with ``--lowest``)
+while ``make test`` runs, then runs its ``energy-flows tour``: the whole suite on
+it takes as long as ``make test`` itself, more than CI's time allows (``make
+compat`` runs it).
 
 Exit status 0 when every step passed on every release. Each environment is
 kept for the next run; delete ``.compat/`` to rebuild.
@@ -58,6 +66,23 @@ def declared() -> tuple[list[str], Requirement]:
     wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
     prefect = next(Requirement(r) for r in wanted if Requirement(r).name == "prefect")
     return [r for r in wanted if Requirement(r).name != "prefect"], prefect
+
+
+def lower_bounds() -> list[str]:
+    """Each runtime requirement pinned at its declared lower bound (``name==X``).
+
+    Only the package's own dependencies: the test tools (pytest, ruff...) are
+    not what a learner's environment carries. A requirement without a ``>=``
+    bound is left to pip.
+    """
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = []
+    for line in project["dependencies"]:
+        req = Requirement(line)
+        lows = [s.version for s in req.specifier if s.operator == ">="]
+        if req.name != "prefect" and lows:
+            pins.append(f"{req.name}=={max(lows, key=Version)}")
+    return pins
 
 
 def available() -> list[Version]:
@@ -105,9 +130,14 @@ def caps(version: str) -> list[Path]:
     return found
 
 
-def build(version: str) -> Path:
-    """``.compat/prefect-<version>/``, created and installed once; returns its folder."""
-    venv = COMPAT / f"prefect-{version}"
+def env_name(version: str, lowest: bool = False) -> str:
+    """The environment's folder name under ``.compat/``."""
+    return f"prefect-{version}-lowest" if lowest else f"prefect-{version}"
+
+
+def build(version: str, lowest: bool = False) -> Path:
+    """``.compat/prefect-<version>[-lowest]/``, created and installed once; returns its folder."""
+    venv = COMPAT / env_name(version, lowest)
     stamp = venv / ".installed"
     if stamp.exists():
         return venv
@@ -117,6 +147,8 @@ def build(version: str) -> Path:
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as reqs:
         reqs.write("\n".join([f"prefect=={version}", *rest]) + "\n")
+        if lowest:
+            reqs.write("\n".join(lower_bounds()) + "\n")
     extra = [arg for path in caps(version) for arg in ("-c", str(path))]
     try:
         subprocess.run([*pip, "-r", reqs.name, *extra], check=True)
@@ -131,14 +163,14 @@ def build(version: str) -> Path:
     return venv
 
 
-def run(version: str, only: list[str]) -> dict[str, int]:
+def run(version: str, only: list[str], lowest: bool = False) -> dict[str, int]:
     """Build the environment for ``version`` and run the chosen steps; their exit codes."""
-    venv = build(version)
+    venv = build(version, lowest)
     (venv / ".installed").touch()  # newer than pyproject.toml: make must not reinstall
     codes: dict[str, int] = {}
     for step in only:
         targets = STEPS[step]
-        print(f"\ncompat: Prefect {version}: {step}", flush=True)
+        print(f"\ncompat: {env_name(version, lowest)}: {step}", flush=True)
         if targets == []:
             codes[step] = 0  # built above
         elif targets is None:
@@ -168,21 +200,32 @@ def main(argv: list[str] | None = None) -> int:
         "--oldest", action="store_true", help="only the oldest release the declared range accepts"
     )
     parser.add_argument(
-        "--list", action="store_true", help="print the releases `make compat` runs and stop"
+        "--lowest",
+        action="store_true",
+        help="the other requirements at their declared lower bounds "
+        "(default: only for the oldest release, when no release is named)",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="print the environments `make compat` runs and stop"
     )
     args = parser.parse_args(argv)
     versions = args.versions or oldest_and_newest()
     if args.oldest:
         versions = sorted(versions, key=Version)[:1]
+    # Named releases get what was asked; the default pair spans the accepted range:
+    # its oldest Prefect with the oldest libraries, its newest with the newest.
+    oldest = min(versions, key=Version)
+    lowest = {v: args.lowest or (not args.versions and v == oldest) for v in versions}
     if args.list:
-        print(" ".join(versions))
+        # One line per environment: the release, and --lowest where the rest are at their bounds.
+        print("\n".join(f"{v} --lowest" if lowest[v] else v for v in versions))
         return 0
     only = args.only or ["tests", "nbval"]
-    results = {v: run(v, only) for v in versions}
+    results = {env_name(v, lowest[v]): run(v, only, lowest[v]) for v in versions}
     print("\ncompat: results")
-    for version, codes in results.items():
+    for name, codes in results.items():
         print(
-            f"  Prefect {version}: "
+            f"  {name}: "
             + ", ".join(f"{s} {'pass' if c == 0 else f'FAIL ({c})'}" for s, c in codes.items())
         )
     return 0 if all(c == 0 for codes in results.values() for c in codes.values()) else 1
