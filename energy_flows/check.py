@@ -56,10 +56,29 @@ def check_platform() -> Check:
     return Check("Linux or macOS", True, sys.platform)
 
 
+#: What ``check_python`` compares with when the package's metadata cannot be read.
+PYTHON_FALLBACK = ">=3.11"
+
+
 def check_python() -> Check:
+    """This Python against ``requires-python`` in the installed package's metadata.
+
+    The upper bound is the newest Python every Prefect in the tested range
+    supports; pip enforces it at install time, this row says it again when the
+    package runs in an environment built some other way.
+    """
+    from packaging.specifiers import SpecifierSet
+
     version = ".".join(map(str, sys.version_info[:3]))
-    ok = sys.version_info >= (3, 11)
-    return Check("Python 3.11+", ok, version, "" if ok else "install Python 3.11 or newer")
+    try:
+        wanted = importlib.metadata.metadata(DISTRIBUTION)["Requires-Python"] or PYTHON_FALLBACK
+    except importlib.metadata.PackageNotFoundError:
+        wanted = PYTHON_FALLBACK
+    # Lower bound first: ">=3.11,<3.15" reads as a range.
+    tested = ",".join(sorted((str(s) for s in SpecifierSet(wanted)), key=lambda t: t[0] == "<"))
+    ok = version in SpecifierSet(tested)
+    fix = "" if ok else f"use a Python {tested} (a new virtual environment, then make lab)"
+    return Check(f"Python {tested}", ok, version, fix)
 
 
 def check_packages() -> list[Check]:

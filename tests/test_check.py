@@ -9,7 +9,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from energy_flows.check import _check_requirement, check_packages
+from energy_flows.check import _check_requirement, check_packages, check_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +23,18 @@ def test_the_tested_ranges_come_from_the_package_metadata():
     spec = Requirement(next(d for d in declared if d.startswith("prefect"))).specifier
     assert set(prefect.check.split()[1].split(",")) == {str(s) for s in spec}
     assert prefect.ok and prefect.fix == "", prefect
+
+
+def test_python_is_checked_against_requires_python_from_the_metadata():
+    """The Python row names pyproject's requires-python, lower bound first, and holds here."""
+    from packaging.specifiers import SpecifierSet
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    row = check_python()
+    label, tested = row.check.split(" ", 1)
+    assert label == "Python" and SpecifierSet(tested) == SpecifierSet(declared), row
+    assert tested.startswith(">=") and "<" in tested, row  # a range, with an upper bound
+    assert row.ok and row.found == ".".join(map(str, sys.version_info[:3])), row
 
 
 def test_a_version_outside_the_tested_range_names_the_range():
