@@ -107,3 +107,45 @@ def test_committed_images_are_real_pictures() -> None:
         path = OUTPUT / name
         assert path.is_file(), f"output/{name} is missing: run `make screenshots`"
         assert_real_picture(path)
+
+
+#: Tabs as three UIs could mark them up: Prefect's (its design system's class names),
+#: an accessible one (ARIA roles), and one with neither. Clicking a tab makes it active.
+_TAB_PAGES = {
+    "prefect": """<ul><li class="p-tab p-tab__active">Runs</li><li class="p-tab">Logs</li></ul>
+      <script>for (const li of document.querySelectorAll("li.p-tab")) li.onclick = () => {
+        for (const o of document.querySelectorAll("li.p-tab")) o.classList.remove("p-tab__active");
+        li.classList.add("p-tab__active"); document.getElementById("c").innerText = li.innerText;
+      };</script><p id="c">Runs</p>""",
+    "aria": """<div><span role="tab" aria-selected="true">Runs</span>
+      <span role="tab" aria-selected="false">Logs</span></div>
+      <script>for (const t of document.querySelectorAll("[role=tab]")) t.onclick = () => {
+        for (const o of document.querySelectorAll("[role=tab]")) o.setAttribute("aria-selected", "false");
+        t.setAttribute("aria-selected", "true"); document.getElementById("c").innerText = t.innerText;
+      };</script><p id="c">Runs</p>""",
+    "plain": """<ul><li>Runs</li><li>Logs</li></ul>
+      <script>for (const li of document.querySelectorAll("li")) li.onclick = () => {
+        document.getElementById("c").innerText = "content of " + li.innerText;
+      };</script><p id="c">Runs</p>""",
+}
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("markup", sorted(_TAB_PAGES))
+def test_the_wanted_tab_is_found_and_clicked_without_prefects_class_names(
+    chromium: str, markup: str
+) -> None:
+    """The page-state script clicks the wanted tab once, then reports it active."""
+    from tools.browser import launch_chromium
+
+    with launch_chromium() as browser:
+        page = browser.new_page()
+        page.set_content(_TAB_PAGES[markup])
+        first = page.evaluate(screenshots.PAGE_STATE_JS, [[], [], "Logs", False])
+        assert first["tabActive"] is False  # Runs was active: Logs gets clicked
+        second = page.evaluate(screenshots.PAGE_STATE_JS, [[], [], "Logs", False])
+        assert second["tabActive"] is True, (markup, second)
+        assert "Logs" in page.inner_text("#c")
+        # A tab that is not on the page is never reported active.
+        gone = page.evaluate(screenshots.PAGE_STATE_JS, [[], [], "Artifacts", False])
+        assert gone["tabActive"] is False

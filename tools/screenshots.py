@@ -242,6 +242,13 @@ FIGURES: tuple[FigureSpec, ...] = (
 #: "--loading" blocks) are visible, and whether the wanted tab is the active one.
 #: A tab that is not active yet is clicked, as a learner would (Prefect's UI
 #: may reset its tabs while the page's data loads, so this may happen twice).
+#:
+#: Prefect's UI gives its tabs no ARIA role, so they are found by its design
+#: system's class names (``li.p-tab``, ``p-tab__active``). Those are not an API:
+#: where a UI has none of them, a tab is any ``[role=tab]`` (active when
+#: ``aria-selected``) or, failing that, a list item with the tab's text, which
+#: counts as active once clicked; the expected texts then say whether its
+#: content shows (``tests/test_screenshots.py`` checks both paths).
 PAGE_STATE_JS = """([expect, absent, tab, scroll]) => {
   const text = document.body ? document.body.innerText : "";
   const canvases = (root) => [...root.querySelectorAll("*")].reduce(
@@ -254,10 +261,19 @@ PAGE_STATE_JS = """([expect, absent, tab, scroll]) => {
   )].filter(visible).length;
   let tabActive = true;
   if (tab) {
-    const el = [...document.querySelectorAll("li.p-tab")].find(
-      (li) => li.innerText.trim() === tab && visible(li));
-    tabActive = Boolean(el && el.classList.contains("p-tab__active"));
-    if (el && !tabActive) el.click();
+    const named = (selector) => [...document.querySelectorAll(selector)].find(
+      (el) => el.innerText.trim() === tab && visible(el));
+    const prefect = named("li.p-tab");
+    const aria = prefect ? null : named('[role="tab"]');
+    const plain = prefect || aria ? null : named("li");
+    const el = prefect || aria || plain;
+    if (prefect) tabActive = prefect.classList.contains("p-tab__active");
+    else if (aria) tabActive = aria.getAttribute("aria-selected") === "true";
+    else tabActive = Boolean(plain && plain.dataset.efClicked);
+    if (el && !tabActive) {
+      el.click();
+      if (plain) plain.dataset.efClicked = "1";
+    }
     if (el && tabActive && scroll) el.scrollIntoView({block: "start"});
   }
   return {
