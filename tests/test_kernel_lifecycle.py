@@ -212,3 +212,72 @@ def test_restart_with_runs_in_flight_leaves_no_zombie(kernel):
     )
     assert all(t - restarted < 10 for t in after["crashed_at"]), after["crashed_at"]
     assert after["new"] == ["Completed"] * 3
+
+
+#: Lesson 07's batch on Dask, big enough to be running when the kernel is restarted.
+DASK_BATCH = """
+from energy_flows.flows import energy_usage_batch
+from energy_flows.services.cluster import dask_runner
+energy_usage_batch.with_options(task_runner=dask_runner(n_workers=2))(n_meters=100)
+"""
+
+AFTER_DASK_RESTART = """
+import json
+from prefect import get_client
+from energy_flows import PrefectServer
+server = PrefectServer(quiet=True).start()
+with get_client(sync_client=True) as c:
+    runs = c.read_flow_runs()
+print(json.dumps([{"name": r.name, "state": r.state.name, "message": r.state.message}
+                  for r in runs]))
+"""
+
+
+def _dask_workers(kernel_pid: int) -> list[psutil.Process]:
+    """The kernel's Dask worker processes (multiprocessing children, not its helper)."""
+    try:
+        children = psutil.Process(kernel_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        try:
+            line = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "--multiprocessing-fork" in line and "resource_tracker" not in line:
+            found.append(child)
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_restart_during_a_dask_batch_leaves_no_dask_process(kernel):
+    """Lesson 07's Dask batch, then Kernel > Restart while its workers compute.
+
+    The Dask workers are the kernel's children, not processes the package
+    records: they end because each watches its parent (``distributed``), and
+    the run the kernel was running ends Crashed when the server starts again.
+    """
+    manager, client, _home = kernel
+    info = _run(client, START_SERVER)
+    client.execute(DASK_BATCH)  # not waited for: the cell is still running at the restart
+    workers = wait_until(
+        lambda: w if len(w := _dask_workers(info["kernel"])) >= 2 else None,
+        120,
+        what="the batch's two Dask workers to start",
+    )
+    restarted = time.monotonic()
+    manager.restart_kernel(now=False)
+    wait_until(
+        lambda: all(_gone(w.pid) for w in workers) and all(_gone(p) for p in info["pids"]),
+        15,
+        what="the Dask workers and the server to end with their kernel",
+        missing=lambda: (
+            "still alive: " + ", ".join(str(w.pid) for w in workers if not _gone(w.pid))
+        ),
+    )
+    print(f"Dask workers gone {time.monotonic() - restarted:.1f} s after the restart")
+    client.wait_for_ready(timeout=60)
+    # Nothing stuck: the batch's run, Running when its kernel died, is final now.
+    runs = _run(client, AFTER_DASK_RESTART)
+    assert len(runs) == 1 and runs[0]["state"] == "Crashed", runs
