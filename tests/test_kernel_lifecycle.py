@@ -256,7 +256,7 @@ def test_restart_during_a_dask_batch_leaves_no_dask_process(kernel):
 
     The Dask workers are the kernel's children, not processes the package
     records: they end because each watches its parent (``distributed``), and
-    the run the kernel was running ends Crashed when the server starts again.
+    the run the kernel was running ends in a final state.
     """
     manager, client, _home = kernel
     info = _run(client, START_SERVER)
@@ -278,6 +278,9 @@ def test_restart_during_a_dask_batch_leaves_no_dask_process(kernel):
     )
     print(f"Dask workers gone {time.monotonic() - restarted:.1f} s after the restart")
     client.wait_for_ready(timeout=60)
-    # Nothing stuck: the batch's run, Running when its kernel died, is final now.
+    # Nothing stuck: the batch's run, Running when its kernel died, is final now. Crashed
+    # when the kernel died first (reconciled at the server's start), Failed when the
+    # restart's interrupt reached the flow while it could still report (Prefect then
+    # records the interrupted step as its error); never Running or Pending.
     runs = _run(client, AFTER_DASK_RESTART)
-    assert len(runs) == 1 and runs[0]["state"] == "Crashed", runs
+    assert len(runs) == 1 and runs[0]["state"] in ("Crashed", "Failed"), runs
