@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import argparse
 
     import pandas as pd
+    from packaging.specifiers import SpecifierSet
 
 #: The distribution whose metadata declares the tested versions (pyproject.toml).
 DISTRIBUTION = "energy-flows"
@@ -74,8 +75,7 @@ def check_python() -> Check:
         wanted = importlib.metadata.metadata(DISTRIBUTION)["Requires-Python"] or PYTHON_FALLBACK
     except importlib.metadata.PackageNotFoundError:
         wanted = PYTHON_FALLBACK
-    # Lower bound first: ">=3.11,<3.15" reads as a range.
-    tested = ",".join(sorted((str(s) for s in SpecifierSet(wanted)), key=lambda t: t[0] == "<"))
+    tested = _as_range(SpecifierSet(wanted))
     ok = version in SpecifierSet(tested)
     fix = "" if ok else f"use a Python {tested} (a new virtual environment, then make lab)"
     return Check(f"Python {tested}", ok, version, fix)
@@ -100,10 +100,13 @@ def check_packages() -> list[Check]:
         req = Requirement(text)
         if req.marker is not None:  # the test extra, or a platform-specific need
             continue
-        # Lower bound first: ">=3.9.1,<4" reads as a range.
-        parts = sorted((str(spec) for spec in req.specifier), key=lambda t: t.startswith("<"))
-        rows.append(_check_requirement(req.name, ",".join(parts)))
+        rows.append(_check_requirement(req.name, _as_range(req.specifier)))
     return rows
+
+
+def _as_range(specifier: SpecifierSet) -> str:
+    """A specifier as text, lower bound first: ">=3.9.1,<4" reads as a range."""
+    return ",".join(sorted((str(s) for s in specifier), key=lambda t: t.startswith("<")))
 
 
 def _check_requirement(name: str, tested: str) -> Check:
