@@ -23,7 +23,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from energy_flows.widgets.markup import muted, ok
+from energy_flows.markup import muted, ok
 
 __all__ = [
     "LiveView",

@@ -9,10 +9,10 @@ from typing import Any
 import ipywidgets as w
 
 from energy_flows.errors import OrchestrationError
+from energy_flows.markup import Markup, bad, cell, element, ok
 from energy_flows.vocabulary import DEFAULT_DEPLOYMENT, DEFAULT_POOL, DEFAULT_QUEUE
 from energy_flows.widgets.base import SnapshotDisplay, button
 from energy_flows.widgets.cron import explain_cron
-from energy_flows.widgets.markup import Markup, bad, cell, element, ok
 from energy_flows.widgets.parameters import parameter_fields
 
 __all__ = ["DeploymentBuilder"]

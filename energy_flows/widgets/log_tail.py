@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from energy_flows.errors import ServiceError
+from energy_flows.markup import bad, clock, element
 from energy_flows.widgets.base import LiveView, prefect_api
-from energy_flows.widgets.markup import bad, clock, element
 
 __all__ = ["LogTail", "format_log_line"]
 

@@ -10,9 +10,7 @@ from typing import Any
 import pandas as pd
 
 from energy_flows.errors import EnergyFlowsError
-from energy_flows.vocabulary import COUNT_COLUMNS, DEFAULT_POOL, DEFAULT_QUEUE, RUN_STATES
-from energy_flows.widgets.base import LiveView, current_api_url, prefect_api, server_answers
-from energy_flows.widgets.markup import (
+from energy_flows.markup import (
     LATE_CELL_STYLE,
     Markup,
     bad,
@@ -21,6 +19,8 @@ from energy_flows.widgets.markup import (
     element,
     table,
 )
+from energy_flows.vocabulary import COUNT_COLUMNS, DEFAULT_POOL, DEFAULT_QUEUE, RUN_STATES
+from energy_flows.widgets.base import LiveView, current_api_url, prefect_api, server_answers
 
 __all__ = ["QueueMonitor", "QueueSnapshot"]
 
