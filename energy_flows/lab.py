@@ -365,7 +365,8 @@ def run_lab(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
-    lab = process.spawn(argv, env, None, tied=True, grace=LAB_STOP_GRACE, cwd=notebook_dir)
+    options = process.SpawnOptions(grace=LAB_STOP_GRACE, cwd=str(notebook_dir))
+    lab = process.spawn(argv, env, None, options)
     code = 0
     try:
         # While JupyterLab opens: the empty database new homes copy (once per

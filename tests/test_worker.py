@@ -157,7 +157,7 @@ def test_server_death_stops_its_workers(fresh_home):
     wait_until(lambda: _gone(worker_pid), 15, what="the orphaned worker to stop")
     assert worker.status() == "stopped"
     assert control.running(fresh_home).empty
-    assert "depends on" in worker.logs(tail=5)
+    assert "stopped (dependency-gone" in worker.logs(tail=5)
 
 
 def test_basic_auth_server_and_worker(fresh_home, monkeypatch):

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from energy_flows.services.registry import ServiceRecord
+    from energy_flows.services.registry import ServerRecord
 
 #: The tile's name: its path under JupyterLab's base URL (``<base_url>prefect-ui/``).
 NAME = "prefect-ui"
@@ -200,8 +200,8 @@ def ready_reply(api_url: str, port: int, ui_url: str, base_url: str) -> Reply:
     return Reply(200, _page("Prefect UI", body))
 
 
-def _ready(rec: ServiceRecord, base_url: str) -> Reply:
-    return ready_reply(rec.api_url or "", rec.port or 0, rec.ui_url or "", base_url)
+def _ready(rec: ServerRecord, base_url: str) -> Reply:
+    return ready_reply(rec.api_url, rec.port, rec.ui_url, base_url)
 
 
 class Tile:
@@ -262,7 +262,7 @@ class Tile:
         from energy_flows.services import api, registry
 
         rec = registry.live_server(self.home)
-        if rec is None or rec.owner_pid != os.getpid() or not api.healthy(rec.api_url or ""):
+        if rec is None or rec.owner_pid != os.getpid() or not api.healthy(rec.api_url):
             return starting_reply(self.home)
         return _ready(rec, self.base_url)
 

@@ -24,7 +24,6 @@ from energy_flows.orchestration.common import (
     DEFAULT_POOL,
     DEFAULT_QUEUE,
     client,
-    flow_run_command,
 )
 from energy_flows.orchestration.deployments.listing import DeploymentInfo, deployment_info
 from energy_flows.orchestration.deployments.parameters import check_flow_rules, validate_parameters
@@ -197,15 +196,12 @@ def deploy(
     schedule = build_schedule(interval, cron, rrule, timezone)
     checked = validate_parameters(flow, parameters)
     variables = dict(job_variables or {})
-    variables.setdefault("command", flow_run_command())
 
     from prefect import Flow as PrefectFlow
     from prefect.exceptions import ObjectNotFound
 
     with client() as c:
-        pool = read_pool(c, work_pool)
-        if pool.type != "process":
-            variables.pop("command", None)
+        read_pool(c, work_pool)
         try:
             before = deployment_info(c, c.read_deployment_by_name(f"{flow.name}/{name}"))
         except ObjectNotFound:
