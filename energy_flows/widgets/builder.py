@@ -158,30 +158,29 @@ class DeploymentBuilder(SnapshotDisplay):
         parameters: dict[str, Any] | None = None,
     ) -> DeploymentBuilder:
         """Set fields as a learner would type them (validation runs as it would)."""
-        if name is not None:
-            self.name_field.value = name
-        if schedule is not None:
-            if schedule not in ("interval", "cron", "none"):
-                raise OrchestrationError(
-                    f"schedule must be 'interval', 'cron' or 'none', not {schedule!r}."
-                )
-            self.schedule_field.value = schedule
-        if interval is not None:
-            self.interval_field.value = float(interval)
-        if cron is not None:
-            self.cron_field.value = cron
-        if work_pool is not None:
-            self.pool_field.value = work_pool
-        if work_queue is not None:
-            self.queue_field.value = work_queue
-        if paused is not None:
-            self.paused_field.value = bool(paused)
-        for key, value in (parameters or {}).items():
+        if schedule is not None and schedule not in ("interval", "cron", "none"):
+            raise OrchestrationError(
+                f"schedule must be 'interval', 'cron' or 'none', not {schedule!r}."
+            )
+        for key in parameters or {}:
             if key not in self.parameter_fields:
                 raise OrchestrationError(
                     f"The flow has no parameter {key!r}; its parameters are "
                     f"{', '.join(self.parameter_fields) or 'none'}."
                 )
+        fields = [
+            (self.name_field, name),
+            (self.schedule_field, schedule),
+            (self.interval_field, None if interval is None else float(interval)),
+            (self.cron_field, cron),
+            (self.pool_field, work_pool),
+            (self.queue_field, work_queue),
+            (self.paused_field, None if paused is None else bool(paused)),
+        ]
+        for field, value in fields:
+            if value is not None:
+                field.value = value
+        for key, value in (parameters or {}).items():
             self.parameter_fields[key].set(value)
         return self
 
