@@ -20,25 +20,11 @@ import pandas as pd
 from energy_flows.errors import ServiceError
 from energy_flows.markup import field_table
 from energy_flows.settings import flow_run_command
-from energy_flows.vocabulary import (
-    DEFAULT_DEPLOYMENT,
-    DEFAULT_POOL,
-    DEFAULT_QUEUE,
-    FINAL_STATES,
-    RUN_STATES,
-    WAITING_STATES,
-)
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
 __all__ = [
-    "DEFAULT_DEPLOYMENT",
-    "DEFAULT_POOL",
-    "DEFAULT_QUEUE",
-    "FINAL_STATES",
-    "RUN_STATES",
-    "WAITING_STATES",
     "api_url",
     "client",
     "flow_run_command",

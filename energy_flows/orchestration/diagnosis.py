@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from energy_flows.orchestration import housekeeping
-from energy_flows.orchestration.common import DEFAULT_POOL, DEFAULT_QUEUE, client, now_utc
+from energy_flows.orchestration.common import client, now_utc
 from energy_flows.orchestration.pools import read_pool, read_queue, status_name
 from energy_flows.orchestration.runs import deployment_names, read_queue_runs
+from energy_flows.vocabulary import DEFAULT_POOL, DEFAULT_QUEUE
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient

@@ -17,14 +17,9 @@ import pandas as pd
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.names import check_prefect_name
-from energy_flows.orchestration.common import (
-    DEFAULT_POOL,
-    DEFAULT_QUEUE,
-    client,
-    html_table,
-    timestamp,
-)
+from energy_flows.orchestration.common import client, html_table, timestamp
 from energy_flows.settings import with_flow_run_command
+from energy_flows.vocabulary import DEFAULT_POOL, DEFAULT_QUEUE
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient

@@ -109,18 +109,22 @@ class DeploymentBuilder(SnapshotDisplay):
             [f.widget for f in self.parameter_fields.values()],
             layout=w.Layout(margin="0 0 0 2em"),
         )
+        #: The fields below the parameters: schedule, where the runs go, paused.
+        self.settings_fields = [
+            self.schedule_field,
+            self.interval_field,
+            self.cron_field,
+            self.pool_field,
+            self.queue_field,
+            self.paused_field,
+        ]
         super().__init__(
             [
                 w.HTML(element("b", "Deploy the flow ", element("code", flow_name))),
                 self.name_field,
                 w.HTML(element("i", "parameters") if self.parameter_fields else ""),
                 params_box,
-                self.schedule_field,
-                self.interval_field,
-                self.cron_field,
-                self.pool_field,
-                self.queue_field,
-                self.paused_field,
+                *self.settings_fields,
                 w.HBox([self.deploy_button, self.message]),
                 self.output,
             ]
@@ -133,16 +137,8 @@ class DeploymentBuilder(SnapshotDisplay):
         self._validate_and_show()
 
     def _inputs(self) -> list[w.Widget]:
-        return [
-            self.name_field,
-            self.schedule_field,
-            self.interval_field,
-            self.cron_field,
-            self.pool_field,
-            self.queue_field,
-            self.paused_field,
-            *(f.widget for f in self.parameter_fields.values()),
-        ]
+        parameters = [f.widget for f in self.parameter_fields.values()]
+        return [self.name_field, *self.settings_fields, *parameters]
 
     # -- from code
     def set(

@@ -20,7 +20,13 @@ from energy_flows.markup import (
     table,
 )
 from energy_flows.vocabulary import COUNT_COLUMNS, DEFAULT_POOL, DEFAULT_QUEUE, RUN_STATES
-from energy_flows.widgets.base import LiveView, current_api_url, prefect_api, server_answers
+from energy_flows.widgets.base import (
+    Controls,
+    LiveView,
+    current_api_url,
+    prefect_api,
+    server_answers,
+)
 
 __all__ = ["QueueMonitor", "QueueSnapshot"]
 
@@ -140,13 +146,8 @@ class QueueMonitor(LiveView):
         self._failures = 0
         self._history: list[dict[str, Any]] = []
         self._snapshot = _empty_snapshot(pool)
-        super().__init__(
-            interval,
-            start=("Start", "Refresh every few seconds"),
-            stop_tip="Stop refreshing",
-            refresh_tip="Read the queues once now",
-            css_class="energy-flows-queue-monitor",
-        )
+        controls = Controls(refresh_tip="Read the queues once now")
+        super().__init__(interval, controls, "energy-flows-queue-monitor")
         self.refresh()
         if autostart and not self._snapshot.server_stopped:
             self.start()
