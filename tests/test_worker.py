@@ -157,7 +157,9 @@ def test_server_death_stops_its_workers(fresh_home):
     wait_until(lambda: _gone(worker_pid), 15, what="the orphaned worker to stop")
     assert worker.status() == "stopped"
     assert control.running(fresh_home).empty
-    assert "stopped (dependency-gone" in worker.logs(tail=5)
+    # Its watchdog says why, once it has stopped the worker's leftovers (a moment later).
+    said = lambda: "stopped (dependency-gone" in worker.logs(tail=5)  # noqa: E731
+    wait_until(said, 10, what="the watchdog's last word", missing=lambda: worker.logs(tail=5))
 
 
 def test_basic_auth_server_and_worker(fresh_home, monkeypatch):

@@ -27,19 +27,14 @@ class ApiError(Exception):
         self.status = status
 
 
-#: HTTP statuses that mean "busy, ask again": SQLite answers "database is
-#: locked" as 503 when several processes write at once. Prefect's own client
-#: retries these too.
+#: HTTP statuses that mean "busy, ask again" (SQLite's "database is locked" is a 503),
+#: as Prefect's own client retries them.
 RETRY_STATUSES = (429, 502, 503)
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
 def auth_header(secret: str | None = None) -> str | None:
-    """``Basic ...`` from ``PREFECT_API_AUTH_STRING`` ("user:password"), as Prefect's client sends.
-
-    A server started with ``PREFECT_SERVER_API_AUTH_STRING`` refuses every
-    other API call (health checks stay open).
-    """
+    """``Basic ...`` from ``PREFECT_API_AUTH_STRING`` ("user:password"), as Prefect's client sends."""
     # A terminal (`energy-flows down`) has not adopted the home's settings: read its file.
     secret = secret or os.environ.get("PREFECT_API_AUTH_STRING") or settings.auth_string()
     if not secret:

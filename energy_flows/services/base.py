@@ -119,9 +119,8 @@ class ManagedService(Generic[R]):
     def start(self) -> Self:
         """Start the service, or reuse the one that runs for this home; returns self.
 
-        Idempotent. Raises :class:`~energy_flows.errors.ServiceError` with the
-        last lines of its log when it cannot start, nothing left running.
-        """
+        Idempotent. A :class:`~energy_flows.errors.ServiceError` with its last log lines
+        when it cannot start, nothing left running."""
         settings.ensure_home(self.home)
         self.messages = []
         deadline = time.monotonic() + self.timeout
@@ -174,16 +173,10 @@ class ManagedService(Generic[R]):
     def _launch(
         self, argv: Sequence[str], env: dict[str, str], options: SpawnOptions, **fields: Any
     ) -> R:
-        """Spawn the process under its watchdog and record it; the one way a kind starts.
-
-        Marks the start in the log (``log_offset``: errors show this start's
-        lines only). A process that cannot be recorded is stopped again.
-        """
+        """Spawn the process under its watchdog and record it (a process that cannot be
+        recorded is stopped again); ``log_offset`` marks this start's part of the log."""
         log = self.log_path
-        with process.private_open(log, "a") as f:
-            f.write("\n")
-            offset = f.tell()
-            f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
+        offset = process.mark_log(log, f"starting: {' '.join(argv)}")
         sock = (
             None if self.detached else process.socket_path_for(self.home, self.kind.stem(self.name))
         )
@@ -296,13 +289,10 @@ class ManagedService(Generic[R]):
         )
 
     def _wait_for_retry(self, rec: R) -> None:
-        """Another process's start died: give that process time to start it again.
+        """Another process's start died: give it time to start again (on a free port).
 
-        Its starter retries at once on a free port when the port was taken.
-        Starting our own now would win the home's lock first, and the home would
-        get our service in place of theirs, without their settings (the
-        JupyterLab tile's proxy address, say). So wait until the record names
-        another process, or the starter has ended, or :data:`RETRY_WAIT` passed.
+        Starting our own now would give the home our service in place of theirs,
+        without their settings (the JupyterLab tile's proxy address, say).
         """
         if rec.owner_pid <= 0 or rec.owner_pid == os.getpid():
             return
@@ -385,8 +375,15 @@ class ManagedService(Generic[R]):
         return f"{self.noun} (pid {rec.pid}) to answer"
 
     # -- stopping and context manager ----------------------------------------------------
-    def stop(self) -> Any:  # pragma: no cover - every kind has one
-        raise NotImplementedError
+    def stop(self) -> Any:
+        """Stop this home's workers, its server, then its PostgreSQL; returns what stopped.
+
+        Safe to call twice. Everything of the home stops: the server and the
+        workers depend on it (a worker stops only itself).
+        """
+        stopped = control.stop_all(self.home, quiet=self.quiet)
+        self._mark_stopped()
+        return stopped
 
     def close(self) -> Any:
         """The same as :meth:`stop`."""
@@ -446,6 +443,19 @@ class ManagedService(Generic[R]):
     def logs(self, tail: int = 40) -> LogText:
         """The last ``tail`` lines of the service's log file."""
         return LogText(process.tail(self.log_path, tail))
+
+    def __repr__(self) -> str:
+        rec = self.record
+        if rec is None:
+            return f"<{type(self).__name__} stopped home={str(self.home)!r}>"
+        return (
+            f"<{type(self).__name__} {self.status()} {self._where(rec)} pid={rec.pid} "
+            f"uptime={rec.uptime()} home={str(self.home)!r}>"
+        )
+
+    def _where(self, rec: R) -> str:
+        """Where it answers, for ``repr()``."""
+        return ""
 
     def _repr_html_(self) -> str:
         rec = self.record

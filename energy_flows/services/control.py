@@ -48,12 +48,9 @@ RUNNING_COLUMNS = [
 
 
 def running(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """What the package runs for a home: the server, its PostgreSQL and workers, as a table.
+    """What the package runs for a home, as a table (from its state files; changes nothing).
 
-    Works from any kernel or terminal (it reads the home's state files) and
-    changes nothing. Columns: ``kind``, ``name``, ``state``, ``pid``, ``url``
-    (the UI for the server, the address for PostgreSQL), ``pool``, ``queues``,
-    ``owner``, ``uptime``, ``log``.
+    ``url`` is the server's UI or PostgreSQL's address; ``pool`` and ``queues`` a worker's.
     """
     import pandas as pd
 
@@ -84,10 +81,9 @@ def running(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
 def reconcile(home: str | os.PathLike[str] | None = None, quiet: bool = False) -> list[str]:
     """Finish what ended services left behind; return (and print) what was done.
 
-    A worker that ended without finishing its runs (its server was down, its
-    watchdog was killed) gets them marked Crashed now; the state file of any
-    other ended service goes. Cheap when there is nothing to do (a few file
-    reads), so it runs before every queue read. It never stops a running process.
+    An ended worker's unfinished runs are marked Crashed now (its server was
+    down, or its watchdog was killed); other ended services' state files go.
+    Cheap (a few file reads); it never stops a running process.
     """
     messages: list[str] = []
     if not registry.state_dir(home).is_dir():
@@ -155,15 +151,15 @@ def _worker_stopped(rec: WorkerRecord, was_running: bool, took: float) -> str:
 def stop_all(
     home: str | os.PathLike[str] | None = None, quiet: bool = False, owners: tuple[str, ...] = ()
 ) -> list[str]:
-    """Stop every worker, then the server, then its PostgreSQL, of a home. Returns what was stopped.
+    """Stop every worker, then the server, then its PostgreSQL, of a home; returns what stopped.
 
-    ``owners`` limits it to services of those owners (``("kernel",)`` leaves
-    what ``energy-flows up`` started alone).
-    """
+    ``owners=("kernel",)`` leaves what ``energy-flows up`` started alone."""
     with registry.locked(home):
         # Workers that ended earlier get their runs finished while the server still runs.
         reconcile(home, quiet=quiet)
-        live = [r for r in registry.live_records(home) if not owners or r.owner in owners]
+        # Also those whose watchdog is still finishing (a worker's runs): wait for it.
+        live = [r for r in registry.records(home) if r.alive() or r.watchdog_alive()]
+        live = [r for r in live if not owners or r.owner in owners]
         live.sort(key=lambda r: STOP_ORDER.index(r.kind))
         stopped = [stop(rec, quiet=quiet) for rec in live]
     if not stopped:

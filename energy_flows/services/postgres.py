@@ -16,10 +16,10 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,8 @@ ASYNCPG_SCHEME = urls.ASYNCPG_SCHEME
 def choose_database(database: str | None) -> str:
     """What a server's ``database`` argument means: ``"sqlite"``, ``"postgres"`` or a URL.
 
-    ``None`` reads ``$ENERGY_FLOWS_DATABASE_URL`` (an instructor's PostgreSQL),
-    else SQLite. A URL must be a PostgreSQL one; ``postgresql://`` and
-    ``postgres://`` get the asyncpg driver Prefect needs
-    (``postgresql+asyncpg://``).
+    ``None`` reads ``$ENERGY_FLOWS_DATABASE_URL``, else SQLite. A URL must be a
+    PostgreSQL one; it gets the asyncpg driver Prefect needs (``postgresql+asyncpg://``).
     """
     source = "the database argument"
     if database is None:
@@ -84,10 +82,8 @@ def choose_database(database: str | None) -> str:
 def run_sql(url: str, statement: str, *args: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
     """Run one SQL statement on a PostgreSQL and return its rows as dicts.
 
-    ``url`` is a database URL (``postgresql+asyncpg://...``). The statement
-    runs through asyncpg, the driver Prefect itself uses, on an event loop of
-    its own in a helper thread: a notebook kernel's loop is already running,
-    and this call must block like any other cell.
+    Through asyncpg (Prefect's driver), on an event loop of its own in a helper
+    thread: a kernel's loop is already running, and the cell must block.
     """
     import asyncpg
 
@@ -100,21 +96,11 @@ def run_sql(url: str, statement: str, *args: Any, timeout: float = 10.0) -> list
         finally:
             await conn.close()
 
-    result: list[list[dict[str, Any]]] = []
-    failure: list[BaseException] = []
-
-    def in_thread() -> None:
-        try:
-            result.append(asyncio.run(go()))
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=in_thread, name="energy-flows-sql", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    pool = ThreadPoolExecutor(1, thread_name_prefix="energy-flows-sql")
+    try:
+        return pool.submit(asyncio.run, go()).result()  # its errors are raised here
+    finally:
+        pool.shutdown(wait=False)
 
 
 def check_reachable(url: str) -> None:
@@ -138,12 +124,8 @@ def template_path() -> Path:
 
 
 def build_template(timeout: float = 600.0) -> Path | None:
-    """Build the template: a managed PostgreSQL in a scratch home, migrated by Prefect.
-
-    Runs ``prefect server database upgrade`` against it, stops it cleanly
-    and moves its data folder into the cache in one step. Returns None,
-    leaving nothing behind, when that fails.
-    """
+    """Build the template: a PostgreSQL in a scratch home, migrated by Prefect, stopped,
+    its data folder moved into the cache in one step; None, nothing left, on failure."""
     target = template_path()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -283,12 +265,6 @@ class PostgresServer(ManagedService[PostgresRecord]):
         if not rows:
             run_sql(admin, f'CREATE DATABASE "{DATABASE}"')
 
-    def stop(self) -> list[str]:
-        """Stop this home's workers, its Prefect server, then PostgreSQL (all depend on it)."""
-        stopped = control.stop_all(self.home, quiet=self.quiet)
-        self._mark_stopped()
-        return stopped
-
     # -- information ------------------------------------------------------------------------
     @property
     def url(self) -> str:
@@ -309,14 +285,8 @@ class PostgresServer(ManagedService[PostgresRecord]):
         """Run SQL on Prefect's database, e.g. ``pg.query("SELECT name FROM flow_run")``."""
         return run_sql(self.url, statement, *args)
 
-    def __repr__(self) -> str:
-        rec = self.record
-        if rec is None:
-            return f"<PostgresServer stopped home={str(self.home)!r}>"
-        return (
-            f"<PostgresServer {self.status()} {rec.address} pid={rec.pid} "
-            f"uptime={rec.uptime()} home={str(self.home)!r}>"
-        )
+    def _where(self, rec: PostgresRecord) -> str:
+        return rec.address
 
     def _rows(self, rec: PostgresRecord | None) -> list[tuple[str, str]]:
         rows = (

@@ -34,9 +34,8 @@ WATCHDOG_SCRIPT = Path(__file__).with_name("watchdog.py")
 #: Files the package's processes create are readable and writable by their user only.
 PRIVATE_UMASK = 0o077
 
-# The write ends of the watchdogs' pipes, and the sockets attached to other
-# owners' watchdogs, live as long as this process: the OS closes them when it
-# ends, and that is the watchdogs' signal to stop.
+# The watchdogs' pipes and the sockets attached to other owners' watchdogs live as
+# long as this process: the OS closes them when it ends, the watchdogs' signal to stop.
 _HELD_POPENS: dict[int, subprocess.Popen[bytes]] = {}
 _HELD_SOCKETS: dict[str, socket.socket] = {}
 
@@ -92,11 +91,8 @@ class SpawnOptions:
 
 @dataclass(frozen=True)
 class Spawned:
-    """A process started by :func:`spawn`: its pid and its watchdog's, with their start times.
-
-    The start times (psutil's ``create_time``) tell the process apart from an
-    unrelated one that later got the same pid.
-    """
+    """A process started by :func:`spawn`: its pid and its watchdog's, with their start
+    times (psutil's ``create_time``: a later process with the same pid is not ours)."""
 
     pid: int
     create_time: float
@@ -250,9 +246,8 @@ ATTACHED, STOPPING, ABSENT = "attached", "stopping", "absent"
 def attach(socket_path: str | None) -> str:
     """Become an owner of a service another process started (it then lives as long as we do).
 
-    Returns :data:`ATTACHED`; :data:`STOPPING` when its watchdog has already
-    decided to stop it (wait for it to go, do not adopt it); or :data:`ABSENT`
-    when no watchdog listens there.
+    :data:`ATTACHED`; :data:`STOPPING` when its watchdog has decided to stop it
+    (wait for it to go); :data:`ABSENT` when no watchdog listens there.
     """
     if not socket_path or not os.path.exists(socket_path):
         return ABSENT
@@ -393,6 +388,15 @@ def _read_from(path: str | os.PathLike[str], start: int, most: int) -> str:
             return f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def mark_log(path: str | os.PathLike[str], what: str) -> int:
+    """Write ``==== <time> <what>`` into a log; returns where the lines after it begin."""
+    with private_open(path, "a") as f:
+        f.write("\n")
+        offset = f.tell()
+        f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {what}\n")
+    return offset
 
 
 def tail(path: str | os.PathLike[str] | None, lines: int = 20, start: int = 0) -> str:

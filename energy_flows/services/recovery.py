@@ -202,11 +202,8 @@ def finish(
 
 
 def settle(worker: WorkerRecord) -> Outcome:
-    """Make sure an ended worker's runs are final, then forget the worker.
-
-    Uses what its watchdog's on-exit command did, finishing it if it could
-    not. Its state file goes once that is done.
-    """
+    """Make sure an ended worker's runs are final (its on-exit command's work, finished if
+    need be), then forget the worker: its state file goes."""
     done = read_outcome(worker)
     if done is None or not done.finished:
         done = finish(worker, *((done.reason, done.exit_code) if done else ()))

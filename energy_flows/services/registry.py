@@ -51,8 +51,7 @@ class Owner(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ServiceRecord(Spawned):
-    """What every state file holds; :class:`ServerRecord`, :class:`PostgresRecord`
-    and :class:`WorkerRecord` add their kind's fields."""
+    """What every state file holds (:class:`ServerRecord` and the others add their kind's)."""
 
     kind: Kind
     name: str

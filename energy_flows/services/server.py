@@ -99,11 +99,8 @@ class PrefectServer(ManagedService[ServerRecord]):
             your choice, or ``False``/``None`` (the default) for none. The UI
             then asks for it too. Health checks stay open.
 
-    Attributes after :meth:`start`: ``api_url``, ``ui_url``, ``pid``, ``port``,
-    ``database`` (what it runs on, password hidden), ``postgres`` (the managed
-    PostgreSQL, or None), ``auth_string`` (the password, or None),
-    ``reused`` (True when an already running server was adopted),
-    ``started_here`` and ``messages`` (what :meth:`start` said, e.g. about the port).
+    After :meth:`start`: ``api_url``, ``ui_url``, ``pid``, ``port``, ``database``,
+    ``postgres``, ``auth_string``, ``reused``, ``started_here`` and ``messages``.
     """
 
     kind = Kind.SERVER
@@ -273,8 +270,7 @@ class PrefectServer(ManagedService[ServerRecord]):
         rec = registry.live_server(self.home)
         if rec is not None and api.healthy(rec.api_url):
             flush_to_server(timeout=5)
-        stopped = control.stop_all(self.home, quiet=self.quiet)
-        self._mark_stopped()
+        stopped: list[str] = super().stop()
         return stopped
 
     # -- information ------------------------------------------------------------------------
@@ -299,11 +295,8 @@ class PrefectServer(ManagedService[ServerRecord]):
 
     @property
     def auth_string(self) -> str | None:
-        """The ``user:password`` this server asks for, or None when it asks for none.
-
-        Give it only to those who may use the server (it is a password: keep
-        it out of notebooks' outputs). It lives in the home, readable by you only.
-        """
+        """The ``user:password`` this server asks for, or None (a password: keep it out of
+        notebooks' outputs; it lives in the home, readable by you only)."""
         return settings.auth_string(self.home) if self._info().auth else None
 
     @property
@@ -313,14 +306,8 @@ class PrefectServer(ManagedService[ServerRecord]):
             return None
         return PostgresServer(self.home, quiet=True)
 
-    def __repr__(self) -> str:
-        rec = self.record
-        if rec is None:
-            return f"<PrefectServer stopped home={str(self.home)!r}>"
-        return (
-            f"<PrefectServer {self.status()} ui={rec.ui_url} api={rec.api_url} "
-            f"pid={rec.pid} uptime={rec.uptime()} home={str(self.home)!r}>"
-        )
+    def _where(self, rec: ServerRecord) -> str:
+        return f"ui={rec.ui_url} api={rec.api_url}"
 
     def _rows(self, rec: ServerRecord | None) -> list[tuple[str, str | Markup]]:
         rows: list[tuple[str, str | Markup]] = []

@@ -27,10 +27,7 @@ import psutil
 
 
 class StopReason(enum.StrEnum):
-    """Why a watchdog stopped its child: a code, passed on as it is.
-
-    :func:`energy_flows.services.recovery.describe_stop` turns it into words.
-    """
+    """Why a watchdog stopped its child; ``recovery.describe_stop`` turns it into words."""
 
     OWNER_ENDED = "owner-ended"  # its last owner (a kernel, a worker's watchdog) ended
     ASKED = "asked"  # SIGTERM or SIGINT: stop(), `energy-flows down`, Ctrl-C of `make lab`

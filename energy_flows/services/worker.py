@@ -44,12 +44,6 @@ def worker_argv(pool: str, queues: Sequence[str], name: str, limit: int | None) 
     return argv  # no --no-prompt: see server_argv
 
 
-def recovery_argv(home: os.PathLike[str] | str, name: str) -> list[str]:
-    """What a worker's watchdog runs once the worker has ended (marks its runs Crashed)."""
-    module = "energy_flows.services.recovery"
-    return [sys.executable, "-m", module, "--home", str(home), "--worker", name]
-
-
 class Worker(ManagedService[WorkerRecord]):
     """A Prefect process worker for one work pool and one or more of its queues.
 
@@ -141,13 +135,15 @@ class Worker(ManagedService[WorkerRecord]):
     def _spawn(self, retry: bool) -> WorkerRecord:
         api_url, server = self._server()
         self._ensure_queues(api_url, pool_may_be_missing=True)
+        recovery = (sys.executable, "-m", "energy_flows.services.recovery")
         options = SpawnOptions(
             grace=STOP_GRACE_SECONDS,
             # It stops with this home's server; another home's is not ours to watch.
             watch_pid=server.pid if server else None,
             # This home's server lives until this worker's runs are recorded.
             hold=server.socket if server else None,
-            on_exit=tuple(recovery_argv(self.home, self.name)),
+            # Once it has ended, its runs end Crashed.
+            on_exit=(*recovery, "--home", str(self.home), "--worker", self.name),
         )
         return self._launch(
             worker_argv(self.pool, self.queues, self.name, self.limit),
@@ -244,11 +240,8 @@ class Worker(ManagedService[WorkerRecord]):
     def _ensure_queues(self, api_url: str, pool_may_be_missing: bool = False) -> None:
         """Create the worker's queues that do not exist yet.
 
-        ``prefect worker start`` creates its pool but not its queues, and a
-        worker asking for a queue that does not exist gets no runs at all.
-        When the pool already exists the queues are created before the worker
-        starts, so it polls them from its first second; otherwise the worker
-        creates the pool and its queues are created once it is ONLINE.
+        ``prefect worker start`` creates its pool but not its queues (a missing queue
+        gets it no runs): before it starts, or once ONLINE when it made the pool itself.
         """
         for queue in self.queues:
             try:
@@ -280,10 +273,8 @@ class Worker(ManagedService[WorkerRecord]):
     def stop(self) -> str:
         """Stop the worker (SIGTERM, graceful) and clean up after it.
 
-        Flow runs it had in flight are stopped with it; in the API they end
-        Crashed (otherwise they would stay Running forever and hold the
-        queue's concurrency limit), and the returned sentence names them.
-        Safe to call twice.
+        Flow runs it had in flight stop with it and end Crashed (not Running
+        forever, holding the queue's limit); the sentence names them. Safe twice.
         """
         self._mark_stopped()
         with registry.locked(self.home):
