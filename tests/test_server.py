@@ -176,3 +176,24 @@ def test_a_kernel_that_starts_a_server_gets_prefect_imported_the_fast_way(fresh_
         "collector_on": True,
         "frozen": 0,
     }, out.stderr
+
+
+def test_a_start_that_cannot_record_its_server_stops_what_it_spawned(fresh_home, monkeypatch):
+    """The state file cannot be written (a full disk): no unrecorded server is left running.
+
+    The write fails as a full disk makes it fail (ENOSPC from the state file's save).
+    """
+    import errno
+
+    from conftest import package_processes
+
+    def full_disk(self: registry.ServiceRecord) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(registry.ServiceRecord, "save", full_disk)
+    with pytest.raises(ServiceError) as info:
+        PrefectServer(quiet=True).start()
+    message = str(info.value)
+    assert "server.json (No space left on device)" in message, message
+    assert "nothing is left running" in message
+    assert wait_until(lambda: not package_processes(fresh_home), 15, what="no process left")
