@@ -229,6 +229,13 @@ def test_a_damaged_state_file_reads_as_damaged_never_as_an_error(tmp_path, text,
     assert isinstance(registry.read(path), registry.ServerRecord)
 
 
+def _status(home: Path) -> subprocess.CompletedProcess[str]:
+    """`energy-flows status` for ``home``, in a terminal of its own."""
+    command = [sys.executable, "-m", "energy_flows.cli", "status"]
+    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home))
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_a_damaged_state_file_is_said_and_replaced_by_the_next_start(fresh_home):
     """The files are written in one step (never half a file), so only damage from outside
     (a disk fault, an edit) leaves one. Reads skip it; the next start says so and replaces it.
@@ -237,13 +244,7 @@ def test_a_damaged_state_file_is_said_and_replaced_by_the_next_start(fresh_home)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(_server_state(fresh_home, port="4200")))
     assert control.running(fresh_home).empty
-    status = subprocess.run(
-        [sys.executable, "-m", "energy_flows.cli", "status"],
-        env=dict(os.environ, ENERGY_FLOWS_HOME=str(fresh_home)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = _status(fresh_home)
     assert status.returncode == 0 and "Nothing runs" in status.stdout, status.stderr
 
     server = PrefectServer(quiet=True).start()
@@ -261,14 +262,7 @@ def test_reads_change_nothing(fresh_home):
     try:
         before = sorted(p.name for p in (fresh_home / "state").iterdir())
         assert worker.record is not None and len(control.running(fresh_home)) == 2
-        status = subprocess.run(
-            [sys.executable, "-m", "energy_flows.cli", "status"],
-            env=dict(os.environ, ENERGY_FLOWS_HOME=str(fresh_home)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert worker.name in status.stdout
+        assert worker.name in _status(fresh_home).stdout
         assert sorted(p.name for p in (fresh_home / "state").iterdir()) == before
         assert path.exists() and not _gone(pid)
     finally:
