@@ -54,8 +54,7 @@ class LogText(str):
 #: Seconds to wait for a service that is shutting down (its owner ended) to be gone.
 SHUTDOWN_WAIT = 20.0
 
-#: Seconds to give the process whose start failed to try again (it does so at once when
-#: its port was taken meanwhile) before starting our own.
+#: Seconds to give the process whose start failed to try again before starting our own.
 RETRY_WAIT = 10.0
 
 #: How many log lines a start error shows.
@@ -225,10 +224,8 @@ class ManagedService(Generic[R]):
         if not self._ready(rec):  # started a moment ago by someone else
             self._wait_ready(rec, deadline, ours=False)
         self.reused = True
-        # Still ours only if it is the very process this object started (a second start()).
-        self.started_here = (
-            self.started_here and self._record is not None and self._record.pid == rec.pid
-        )
+        ours = self._record is not None and self._record.pid == rec.pid  # a second start()
+        self.started_here = self.started_here and ours
         for line in lines:
             self._say(line)
 

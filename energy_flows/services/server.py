@@ -132,15 +132,18 @@ class PrefectServer(ManagedService[ServerRecord]):
         self.database_asked = database is not None or self.wanted_database != "sqlite"
         self.postgres_port = postgres_port
         self._postgres_started_here = False
+        self._database: tuple[dict[str, str], registry.PostgresRecord | None] | None = None
 
     # -- hooks of the life cycle (base.py) --------------------------------------------------
     def _prepare(self) -> None:
+        self._database = None  # made ready once per start, not again when the port is retried
         if self.wanted_auth:
             password = None if self.wanted_auth is True else self.wanted_auth
             settings.save_auth_string(password, self.home)
 
     def _spawn(self, retry: bool) -> ServerRecord:
-        extra, depends_on = self._prepare_database()
+        self._database = self._database or self._prepare_database()
+        extra, depends_on = dict(self._database[0]), self._database[1]
         port = free_port() if retry else self._choose_port()
         prefix = urls.hub_prefix(port)
         # The UI asks the API at PREFECT_SERVER_UI_API_URL, which Prefect builds
@@ -222,7 +225,7 @@ class PrefectServer(ManagedService[ServerRecord]):
 
     # -- its database and port ------------------------------------------------------------
     def _prepare_database(self) -> tuple[dict[str, str], registry.PostgresRecord | None]:
-        """Get the database ready; returns the server's settings for it and the PostgreSQL it needs."""
+        """Get the database ready: the server's settings for it, and the PostgreSQL it needs."""
         if self.wanted_database == "sqlite":
             check_database_writable(self.home)
             # A new home starts from a copy of a migrated empty database (database.py).
