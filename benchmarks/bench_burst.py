@@ -213,9 +213,7 @@ def one_side(
     trigger_threads: int,
     worker_limit: int | None = None,
 ) -> dict[str, Any]:
-    from energy_flows import PrefectServer, Worker, trigger, wait_for
-    from energy_flows.errors import OrchestrationError, WaitTimeout
-    from energy_flows.orchestration.runs import read_run
+    from energy_flows import PrefectServer, Worker
 
     _use_settings(side)
     home = root / side
@@ -230,53 +228,8 @@ def one_side(
         flows = root / f"{side}-flows"
         flows.mkdir()
         deployment = deploy_nap(flows)
-
-        singles = []
-        for _ in range(3):  # what a lesson waits for: one run, picked up and completed
-            started = time.monotonic()
-            run = trigger(deployment, parameters={"seconds": 0})
-            done = wait_for(run, timeout=120, progress=False)
-            singles.append(time.monotonic() - started)
-            if done.state != "Completed":
-                raise RuntimeError(f"a single run ended {done.state}")
-        result["single_run_s"] = statistics.median(singles)
-
-        def one(i: int) -> Any:
-            try:
-                return trigger(deployment, parameters={"seconds": 0}, flow_run_name=f"b{i:03d}")
-            except OrchestrationError as exc:  # e.g. 503 on every retry: count it, go on
-                return exc
-
-        started = time.monotonic()
-        with PeakMemory(home) as memory:
-            with ThreadPoolExecutor(trigger_threads) as pool:  # at once, as a class would
-                answers = list(pool.map(one, range(runs)))
-            result["trigger_s"] = time.monotonic() - started
-            refused = [str(a) for a in answers if isinstance(a, Exception)]
-            result["refused"] = len(refused)
-            triggered = [a for a in answers if not isinstance(a, Exception)]
-            try:
-                final = wait_for(triggered, timeout=timeout, progress=False)
-            except WaitTimeout:
-                from energy_flows.services import api
-
-                if api.healthy(server.api_url, timeout=10):
-                    final = [read_run(r) for r in triggered]
-                else:  # the server stopped answering: nothing more can be read
-                    final = [replace(r, state="server not answering") for r in triggered]
-            result["wall_s"] = time.monotonic() - started
-        result["peak_mb"] = memory.peak_mb
-        states: dict[str, int] = {}
-        for r in final:
-            states[r.state] = states.get(r.state, 0) + 1
-        result["states"] = states
-        bad = [r.id for r in final if r.state in ("Crashed", "Failed")]
-        result["messages"] = crash_messages(bad) if bad else {}
-        for text in refused:
-            text = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", text)[:240]
-            result["messages"][f"trigger() refused: {text}"] = (
-                result["messages"].get(f"trigger() refused: {text}", 0) + 1
-            )
+        result["single_run_s"] = single_run_seconds(deployment)
+        result |= burst(deployment, runs, trigger_threads, timeout, server.api_url, home)
     finally:
         server.stop()
     logs = home / "logs"
@@ -286,6 +239,67 @@ def one_side(
         for key, value in count_lines(path).items():
             worker_totals[key] += value
     result["worker_logs"] = worker_totals
+    return result
+
+
+def single_run_seconds(deployment: str) -> float:
+    """What a lesson waits for: one run, picked up and completed (median of three)."""
+    from energy_flows import trigger, wait_for
+
+    singles = []
+    for _ in range(3):
+        started = time.monotonic()
+        run = trigger(deployment, parameters={"seconds": 0})
+        done = wait_for(run, timeout=120, progress=False)
+        singles.append(time.monotonic() - started)
+        if done.state != "Completed":
+            raise RuntimeError(f"a single run ended {done.state}")
+    return statistics.median(singles)
+
+
+def burst(
+    deployment: str, runs: int, threads: int, timeout: float, api_url: str, home: Path
+) -> dict[str, Any]:
+    """Trigger ``runs`` runs at once from ``threads`` threads, wait for them, say how they ended."""
+    from energy_flows import trigger, wait_for
+    from energy_flows.errors import OrchestrationError, WaitTimeout
+    from energy_flows.orchestration.runs import read_run
+    from energy_flows.services import api
+
+    def one(i: int) -> Any:
+        try:
+            return trigger(deployment, parameters={"seconds": 0}, flow_run_name=f"b{i:03d}")
+        except OrchestrationError as exc:  # e.g. 503 on every retry: count it, go on
+            return exc
+
+    result: dict[str, Any] = {}
+    started = time.monotonic()
+    with PeakMemory(home) as memory:
+        with ThreadPoolExecutor(threads) as pool:  # at once, as a class would
+            answers = list(pool.map(one, range(runs)))
+        result["trigger_s"] = time.monotonic() - started
+        refused = [str(a) for a in answers if isinstance(a, Exception)]
+        result["refused"] = len(refused)
+        triggered = [a for a in answers if not isinstance(a, Exception)]
+        try:
+            final = wait_for(triggered, timeout=timeout, progress=False)
+        except WaitTimeout:
+            if api.healthy(api_url, timeout=10):
+                final = [read_run(r) for r in triggered]
+            else:  # the server stopped answering: nothing more can be read
+                final = [replace(r, state="server not answering") for r in triggered]
+        result["wall_s"] = time.monotonic() - started
+    result["peak_mb"] = memory.peak_mb
+    states: dict[str, int] = {}
+    for r in final:
+        states[r.state] = states.get(r.state, 0) + 1
+    result["states"] = states
+    bad = [r.id for r in final if r.state in ("Crashed", "Failed")]
+    messages = crash_messages(bad) if bad else {}
+    for text in refused:
+        key = "trigger() refused: " + re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>", text)[:240]
+        messages[key] = messages.get(key, 0) + 1
+    result["messages"] = messages
     return result
 
 

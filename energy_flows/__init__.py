@@ -2,7 +2,9 @@
 
 The public API is listed in ``_EXPORTS`` and imported lazily, so that
 ``import energy_flows`` (and the ``energy-flows`` command) stays fast: Prefect
-takes seconds to import and only the parts that need it pay that.
+takes seconds to import and only the parts that need it pay that. The same
+names are imported for type checkers only (``TYPE_CHECKING``), so mypy and
+editors see their real types; ``tests/test_packaging.py`` keeps the two lists equal.
 
 Layers (imports go one way; ``make lint`` checks it, see docs/architecture.md):
 
@@ -18,7 +20,82 @@ Layers (imports go one way; ``make lint`` checks it, see docs/architecture.md):
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real types of the lazy exports below, for mypy and editors
+    from energy_flows.data import clean_readings as clean_readings
+    from energy_flows.data import load_meter_csv as load_meter_csv
+    from energy_flows.data import load_readings as load_readings
+    from energy_flows.data import load_uci_household as load_uci_household
+    from energy_flows.data import meter_statistics as meter_statistics
+    from energy_flows.data import meter_traits as meter_traits
+    from energy_flows.data import simulate_meter as simulate_meter
+    from energy_flows.data import validate_readings as validate_readings
+    from energy_flows.errors import DataError as DataError
+    from energy_flows.errors import EnergyFlowsError as EnergyFlowsError
+    from energy_flows.errors import HomeNotWritableError as HomeNotWritableError
+    from energy_flows.errors import OrchestrationError as OrchestrationError
+    from energy_flows.errors import ServiceError as ServiceError
+    from energy_flows.errors import WaitTimeout as WaitTimeout
+    from energy_flows.flows import artifact_keys as artifact_keys
+    from energy_flows.flows import energy_usage_batch as energy_usage_batch
+    from energy_flows.flows import energy_usage_pipeline as energy_usage_pipeline
+    from energy_flows.flows import read_report as read_report
+    from energy_flows.forecasting import PipelineResult as PipelineResult
+    from energy_flows.forecasting import backtest as backtest
+    from energy_flows.forecasting import evaluate as evaluate
+    from energy_flows.forecasting import fit as fit
+    from energy_flows.forecasting import forecast as forecast
+    from energy_flows.forecasting import forecast_next as forecast_next
+    from energy_flows.forecasting import mae as mae
+    from energy_flows.forecasting import make_features as make_features
+    from energy_flows.forecasting import rmse as rmse
+    from energy_flows.forecasting import run_core_pipeline as run_core_pipeline
+    from energy_flows.forecasting import same_hour_last_week as same_hour_last_week
+    from energy_flows.forecasting import same_hour_yesterday as same_hour_yesterday
+    from energy_flows.forecasting import split_train_test as split_train_test
+    from energy_flows.forecasting import wape as wape
+    from energy_flows.orchestration import DEFAULT_DEPLOYMENT as DEFAULT_DEPLOYMENT
+    from energy_flows.orchestration import DEFAULT_POOL as DEFAULT_POOL
+    from energy_flows.orchestration import DEFAULT_QUEUE as DEFAULT_QUEUE
+    from energy_flows.orchestration import RUN_STATES as RUN_STATES
+    from energy_flows.orchestration import DeploymentInfo as DeploymentInfo
+    from energy_flows.orchestration import PoolInfo as PoolInfo
+    from energy_flows.orchestration import QueueInfo as QueueInfo
+    from energy_flows.orchestration import RunInfo as RunInfo
+    from energy_flows.orchestration import RunResult as RunResult
+    from energy_flows.orchestration import cancel_late_runs as cancel_late_runs
+    from energy_flows.orchestration import deploy as deploy
+    from energy_flows.orchestration import deploy_energy_flow as deploy_energy_flow
+    from energy_flows.orchestration import ensure_work_pool as ensure_work_pool
+    from energy_flows.orchestration import ensure_work_queue as ensure_work_queue
+    from energy_flows.orchestration import list_deployments as list_deployments
+    from energy_flows.orchestration import pause_deployment as pause_deployment
+    from energy_flows.orchestration import pause_work_pool as pause_work_pool
+    from energy_flows.orchestration import pause_work_queue as pause_work_queue
+    from energy_flows.orchestration import queue_runs as queue_runs
+    from energy_flows.orchestration import queue_status as queue_status
+    from energy_flows.orchestration import resume_deployment as resume_deployment
+    from energy_flows.orchestration import resume_work_pool as resume_work_pool
+    from energy_flows.orchestration import resume_work_queue as resume_work_queue
+    from energy_flows.orchestration import run_result as run_result
+    from energy_flows.orchestration import trigger as trigger
+    from energy_flows.orchestration import wait_for as wait_for
+    from energy_flows.orchestration import workers as workers
+    from energy_flows.services.control import running as running
+    from energy_flows.services.control import stop_all as stop_all
+    from energy_flows.services.server import PrefectServer as PrefectServer
+    from energy_flows.services.worker import Worker as Worker
+    from energy_flows.settings import classroom_env as classroom_env
+    from energy_flows.settings import home_dir as home_dir
+    from energy_flows.views.plots import plot_forecast as plot_forecast
+    from energy_flows.views.plots import plot_queue_counts as plot_queue_counts
+    from energy_flows.views.plots import style_runs as style_runs
+    from energy_flows.views.timeline import plot_run_timeline as plot_run_timeline
+    from energy_flows.views.timeline import runs_with_workers as runs_with_workers
+    from energy_flows.widgets.builder import DeploymentBuilder as DeploymentBuilder
+    from energy_flows.widgets.log_tail import LogTail as LogTail
+    from energy_flows.widgets.queue_monitor import QueueMonitor as QueueMonitor
 
 __version__ = "0.1.0"
 

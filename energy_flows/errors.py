@@ -29,6 +29,10 @@ class PortTakenError(ServiceError):
     Starting again on another free port fixes it; the services retry by themselves.
     """
 
+    def __init__(self, message: str, port: int | None = None) -> None:
+        super().__init__(message)
+        self.port = port
+
 
 class OrchestrationError(EnergyFlowsError, ValueError):
     """Invalid deployment, schedule, pool or queue input, checked before Prefect sees it."""

@@ -365,7 +365,6 @@ def check_deployment_run(
     result it holds, which must have been made by that same run.
     """
     from energy_flows.errors import OrchestrationError
-    from energy_flows.forecasting import PipelineResult
     from energy_flows.orchestration import RunInfo, RunResult, read_run
 
     check = CheckResult(f"Exercise: a worker's forecast for {meter_id}")
@@ -406,6 +405,14 @@ def check_deployment_run(
             f"the run's meter_id is {run.parameters.get('meter_id', 'the default')!r}: pass "
             f'parameters={{"meter_id": "{meter_id}"}}.'
         )
+    _judge_result(check, outcome, run, meter_id)
+    return check
+
+
+def _judge_result(check: CheckResult, outcome: Any, run: Any, meter_id: str) -> None:
+    """Lesson 05: the result in ``outcome`` is readable, and made by its own run."""
+    from energy_flows.forecasting import PipelineResult
+
     result = outcome.result
     if isinstance(result, PipelineResult) and result.flow_run_id not in ("", outcome.id):
         check.missing.append(
@@ -422,7 +429,6 @@ def check_deployment_run(
             + (f" ({outcome.note})" if outcome.note else "")
             + ": call run_result(run) after the run completed."
         )
-    return check
 
 
 # --------------------------------------------------------------------------- lesson 06
@@ -434,6 +440,46 @@ def _cancelled_at(run: Any) -> Any:
     if state is None or state.type.value not in ("CANCELLED", "CANCELLING"):
         return None
     return state.timestamp
+
+
+def _runs_by_id(ids: list[Any]) -> dict[str, Any]:
+    """The server's flow runs with these ids, by id as text (those it has)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    if not ids:
+        return {}
+    with _client() as c:
+        runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+    return {str(r.id): r for r in runs}
+
+
+def _not_cancelled_here(
+    listed: list[Any], expected: int, pool: str, queue: str, call: str
+) -> str | None:
+    """Lesson 06: what is wrong with the runs of ``cancelled`` on the server, if anything."""
+    if len(listed) < expected:
+        return (
+            f"{expected - len(listed)} run(s) of `cancelled` are not on this server: "
+            f"cancelled = {call}."
+        )
+    others = sorted(
+        {r.name for r in listed if (r.work_pool_name, r.work_queue_name) != (pool, queue)}
+    )
+    if others:
+        return (
+            f"{', '.join(map(repr, others))} in `cancelled` are not runs of {pool}/{queue}: "
+            f"cancelled = {call}."
+        )
+    not_cancelled = [r for r in listed if _cancelled_at(r) is None]
+    if not_cancelled:
+        names = ", ".join(repr(r.name) for r in not_cancelled[:3])
+        state = not_cancelled[0].state.name if not_cancelled[0].state else "unknown"
+        return (
+            f"{names} in `cancelled` {'is' if len(not_cancelled) == 1 else 'are'} still "
+            f"{state} on the server: queue_runs() only lists runs; cancel_late_runs() "
+            f"cancels them, cancelled = {call}."
+        )
+    return None
 
 
 def check_no_late_runs(
@@ -452,7 +498,6 @@ def check_no_late_runs(
     import uuid
 
     import pandas as pd
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from energy_flows.orchestration import queue_runs
     from energy_flows.orchestration.common import now_utc
@@ -476,39 +521,12 @@ def check_no_late_runs(
 
     ids = [uuid.UUID(str(i)) for i in cancelled["id"]]
     late_ids = [uuid.UUID(str(i)) for i in late_table["id"]]
-    found = {}
-    if ids or late_ids:
-        with _client() as c:
-            runs = c.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids + late_ids))
-            )
-        found = {str(r.id): r for r in runs}
+    found = _runs_by_id(ids + late_ids)
     late_now = [found[str(i)] for i in late_ids if str(i) in found]
     listed = [found[str(i)] for i in ids if str(i) in found]
-    if len(listed) < len(ids):
-        check.missing.append(
-            f"{len(ids) - len(listed)} run(s) of `cancelled` are not on this server: "
-            f"cancelled = {call}."
-        )
-        return check
-    others = sorted(
-        {r.name for r in listed if (r.work_pool_name, r.work_queue_name) != (pool, queue)}
-    )
-    if others:
-        check.missing.append(
-            f"{', '.join(map(repr, others))} in `cancelled` are not runs of {pool}/{queue}: "
-            f"cancelled = {call}."
-        )
-        return check
-    not_cancelled = [r for r in listed if _cancelled_at(r) is None]
-    if not_cancelled:
-        names = ", ".join(repr(r.name) for r in not_cancelled[:3])
-        state = not_cancelled[0].state.name if not_cancelled[0].state else "unknown"
-        check.missing.append(
-            f"{names} in `cancelled` {'is' if len(not_cancelled) == 1 else 'are'} still "
-            f"{state} on the server: queue_runs() only lists runs; cancel_late_runs() "
-            f"cancels them, cancelled = {call}."
-        )
+    problem = _not_cancelled_here(listed, len(ids), pool, queue, call)
+    if problem:
+        check.missing.append(problem)
         return check
     if listed:
         check.right.append("the runs in `cancelled` are Cancelled on the server")

@@ -22,6 +22,7 @@ original of one lesson back and keeps the learner's copy in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -328,17 +329,9 @@ def stop_kernel_services(home: Path) -> list[str]:
 def run_lab(args: argparse.Namespace) -> int:
     """Start JupyterLab, wait for Ctrl-C or SIGTERM, then stop everything it started."""
     home = settings.ensure_home()
-    if args.notebook_dir:
-        notebook_dir = Path(args.notebook_dir).resolve()
-    else:
-        source = lessons_dir()
-        notebook_dir = working_copy_dir(source)
-        sync_working_copy(source, notebook_dir)
-        reset = getattr(args, "reset", None)  # `energy-flows lab --reset 05`, where offered
-        if reset:
-            for lesson in [reset] if isinstance(reset, str | int) else reset:
-                reset_lesson(lesson, notebook_dir, source)
-            return 0
+    notebook_dir = _lesson_folder(args)
+    if notebook_dir is None:
+        return 0
     port = free_port(args.port)
     if port != args.port:
         print(f"Port {args.port} is taken by another program; JupyterLab uses {port}.")
@@ -365,8 +358,31 @@ def run_lab(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
-    lab = process.spawn(argv, env, None, tied=True, grace=LAB_STOP_GRACE, cwd=notebook_dir)
-    code = 0
+    options = process.SpawnOptions(grace=LAB_STOP_GRACE, cwd=str(notebook_dir))
+    lab = process.spawn(argv, env, None, options)
+    try:
+        return _serve(lab, port, token)
+    finally:
+        _stop_everything(lab, home)
+
+
+def _lesson_folder(args: argparse.Namespace) -> Path | None:
+    """The folder JupyterLab opens: the learner's copy, kept in step; None after ``--reset``."""
+    if args.notebook_dir:
+        return Path(args.notebook_dir).resolve()
+    source = lessons_dir()
+    notebook_dir = working_copy_dir(source)
+    sync_working_copy(source, notebook_dir)
+    reset = getattr(args, "reset", None)  # `energy-flows lab --reset 05`, where offered
+    if not reset:
+        return notebook_dir
+    for lesson in [reset] if isinstance(reset, str | int) else reset:
+        reset_lesson(lesson, notebook_dir, source)
+    return None
+
+
+def _serve(lab: process.Spawned, port: int, token: str) -> int:
+    """Print the address once JupyterLab answers; return when it ends (1) or on Ctrl-C (0)."""
     try:
         # While JupyterLab opens: the empty database new homes copy (once per
         # Prefect version; `make setup` has usually built it already).
@@ -383,25 +399,25 @@ def run_lab(args: argparse.Namespace) -> int:
                     announced = True
                     continue
             time.sleep(0.5)
-        code = 1
         print("JupyterLab stopped by itself; see its messages above.")
+        return 1
     except KeyboardInterrupt:
         print("\nStopping JupyterLab and its kernels ...", flush=True)
-        code = 0
-    finally:
-        # Ignore a second Ctrl-C while cleaning up: half a clean-up is worse.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        lab.stop(timeout=LAB_STOP_GRACE + 5)
-        # Give the kernels' watchdogs a moment, then stop what is left.
-        try:
-            wait_until(lambda: not _kernel_services_alive(home), 5, what="the lessons' services")
-        except Exception:
-            pass
-        for line in stop_kernel_services(home):
-            print(line)
-        print("Everything is stopped.")
-    return code
+        return 0
+
+
+def _stop_everything(lab: process.Spawned, home: Path) -> None:
+    """JupyterLab, then what its kernels still run (workers before servers)."""
+    # Ignore a second Ctrl-C while cleaning up: half a clean-up is worse.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    lab.stop(timeout=LAB_STOP_GRACE + 5)
+    # Give the kernels' watchdogs a moment, then stop what is left.
+    with contextlib.suppress(Exception):
+        wait_until(lambda: not _kernel_services_alive(home), 5, what="the lessons' services")
+    for line in stop_kernel_services(home):
+        print(line)
+    print("Everything is stopped.")
 
 
 def _kernel_services_alive(home: Path) -> bool:

@@ -50,7 +50,7 @@ def lesson_number(name: str | int) -> str:
 # --------------------------------------------------------------------------
 
 
-def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | None:
+def lesson_setup(lesson: str | int) -> PrefectServer | None:
     """Prepare everything lesson ``lesson`` needs, and return the server.
 
     Starts the classroom Prefect server for this home, or reuses the one

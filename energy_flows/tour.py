@@ -40,6 +40,57 @@ TOUR_PAST_RUNS = 1
 #: on a busy machine, before the first look could show them Scheduled.
 TOUR_MISSED_BY_SECONDS = 1
 
+#: The walkthrough's steps, in order: a title, the 2022 command, and what replaces it today.
+STEPS: dict[str, tuple[str, str, str]] = {
+    "server": (
+        "Start the orchestration server",
+        "prefect orion start",
+        "`prefect server start` / energy_flows.PrefectServer().start()",
+    ),
+    "queue": (
+        "Create the work queue energy_usage (in a process work pool)",
+        "prefect work-queue create energy_usage",
+        "`prefect work-pool create energy-pool --type process` + "
+        "`prefect work-queue create energy_usage --pool energy-pool` / "
+        "ensure_work_pool(), ensure_work_queue()",
+    ),
+    "deploy": (
+        f"Deploy the energy flow on a schedule (every {TOUR_INTERVAL_SECONDS} s)",
+        "prefect deployment create orchestration.py",
+        "flow.from_source(folder, entrypoint).deploy(...) / deploy_energy_flow(interval=...)",
+    ),
+    "list": (
+        "List deployments",
+        "prefect deployment ls",
+        "`prefect deployment ls` / list_deployments()",
+    ),
+    "inspect": (
+        "Inspect the work queue",
+        "prefect work-queue inspect <queue id>",
+        "`prefect work-queue inspect energy_usage --pool energy-pool` / queue_status()",
+    ),
+    "late": (
+        "Watch runs wait in the queue while no agent polls it: Scheduled, then Late",
+        "prefect work-queue preview <queue id>  (and the UI's Late runs)",
+        "queue_runs(), wait_for(until='late')",
+    ),
+    "worker": (
+        "Start an agent (today: a worker) for the queue",
+        "prefect agent start <queue id>",
+        "`prefect worker start --pool energy-pool --work-queue energy_usage` / Worker().start()",
+    ),
+    "drain": (
+        "Watch the queue drain and the runs complete",
+        "prefect flow-run ls  (and the UI's flow runs page)",
+        "wait_for(until='empty'), queue_runs(), run_result()",
+    ),
+    "stop": (
+        "Stop everything (workers first, then the server)",
+        "Ctrl-C in the agent's and Orion's terminals",
+        "`energy-flows down` / energy_flows.stop_all()",
+    ),
+}
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -58,12 +109,15 @@ class _Steps:
         self.n = 0
         self.start = time.monotonic()
 
-    def step(self, title: str, prefect2: str, today: str) -> None:
+    def step(self, key: str) -> _Steps:
+        """Start the step ``key`` of :data:`STEPS`: its number, the time, the two commands."""
+        title, prefect2, today = STEPS[key]
         self.n += 1
         self.out("")
         self.out(f"[{self.n}] {title}  (t={time.monotonic() - self.start:.1f} s)")
         self.out(f"    Prefect 2 (2022): `{prefect2}`")
         self.out(f"    →  today: {today}")
+        return self
 
     def show(self, text: object) -> None:
         for line in str(text).splitlines():
@@ -130,12 +184,7 @@ def _start_server(t: _Tour) -> None:
     """1. The server ("Orion" in 2022)."""
     from energy_flows.services.server import PrefectServer
 
-    s = t.steps
-    s.step(
-        "Start the orchestration server",
-        "prefect orion start",
-        "`prefect server start` / energy_flows.PrefectServer().start()",
-    )
+    s = t.steps.step("server")
     t.server = PrefectServer(home=t.home, quiet=True).start()
     s.show(f"server {'reused' if t.server.reused else 'started'}: UI at {t.server.ui_url}")
     s.show(f"database: {t.home / 'prefect' / 'prefect.db'}")
@@ -145,14 +194,7 @@ def _create_pool_and_queue(t: _Tour) -> None:
     """2. Where runs wait: a pool and its queue (and no Late run left by an earlier tour)."""
     from energy_flows import orchestration as orch
 
-    s = t.steps
-    s.step(
-        "Create the work queue energy_usage (in a process work pool)",
-        "prefect work-queue create energy_usage",
-        "`prefect work-pool create energy-pool --type process` + "
-        "`prefect work-queue create energy_usage --pool energy-pool` / "
-        "ensure_work_pool(), ensure_work_queue()",
-    )
+    s = t.steps.step("queue")
     s.show("(today a deployment names its pool and queue, so they come before it)")
     pool = orch.ensure_work_pool(orch.DEFAULT_POOL)
     queue = orch.ensure_work_queue(orch.DEFAULT_QUEUE, pool=orch.DEFAULT_POOL)
@@ -167,12 +209,7 @@ def _deploy(t: _Tour) -> DeploymentInfo:
     """3. The deployment, on a schedule."""
     from energy_flows import orchestration as orch
 
-    s = t.steps
-    s.step(
-        f"Deploy the energy flow on a schedule (every {TOUR_INTERVAL_SECONDS} s)",
-        "prefect deployment create orchestration.py",
-        "flow.from_source(folder, entrypoint).deploy(...) / deploy_energy_flow(interval=...)",
-    )
+    s = t.steps.step("deploy")
     deployment = orch.deploy_energy_flow(
         TOUR_DEPLOYMENT,
         parameters=TOUR_PARAMETERS,
@@ -189,22 +226,14 @@ def _list_deployments(t: _Tour) -> None:
     """4. `prefect deployment ls`."""
     from energy_flows import orchestration as orch
 
-    t.steps.step(
-        "List deployments",
-        "prefect deployment ls",
-        "`prefect deployment ls` / list_deployments()",
-    )
+    t.steps.step("list")
     columns = ["name", "flow", "schedule", "work_pool", "work_queue", "paused"]
     t.steps.show(_table(orch.list_deployments(), columns))
 
 
 def _inspect_queue(t: _Tour) -> None:
     """5. The queue's details: nobody polls it yet."""
-    t.steps.step(
-        "Inspect the work queue",
-        "prefect work-queue inspect <queue id>",
-        "`prefect work-queue inspect energy_usage --pool energy-pool` / queue_status()",
-    )
+    t.steps.step("inspect")
     status = _queue_status()
     t.steps.show(
         f"status {status['status']} (nobody polls it yet), concurrency limit "
@@ -218,12 +247,7 @@ def _watch_runs_turn_late(t: _Tour, deployment: DeploymentInfo) -> None:
     from energy_flows import orchestration as orch
     from energy_flows.orchestration.common import now_utc
 
-    s = t.steps
-    s.step(
-        "Watch runs wait in the queue while no agent polls it: Scheduled, then Late",
-        "prefect work-queue preview <queue id>  (and the UI's Late runs)",
-        "queue_runs(), wait_for(until='late')",
-    )
+    s = t.steps.step("late")
     past = now_utc() - dt.timedelta(seconds=TOUR_MISSED_BY_SECONDS)
     missed = [
         orch.trigger(
@@ -264,11 +288,7 @@ def _start_worker(t: _Tour) -> Worker:
     from energy_flows import orchestration as orch
     from energy_flows.services.worker import Worker
 
-    t.steps.step(
-        "Start an agent (today: a worker) for the queue",
-        "prefect agent start <queue id>",
-        "`prefect worker start --pool energy-pool --work-queue energy_usage` / Worker().start()",
-    )
+    t.steps.step("worker")
     worker = Worker(
         pool=orch.DEFAULT_POOL, queues=[orch.DEFAULT_QUEUE], home=t.home, quiet=True
     ).start()
@@ -281,12 +301,7 @@ def _watch_queue_drain(t: _Tour, worker: Worker) -> int:
     """8. The queue drains and the runs complete; 0 when none failed or crashed, else 1."""
     from energy_flows import orchestration as orch
 
-    s = t.steps
-    s.step(
-        "Watch the queue drain and the runs complete",
-        "prefect flow-run ls  (and the UI's flow runs page)",
-        "wait_for(until='empty'), queue_runs(), run_result()",
-    )
+    s = t.steps.step("drain")
     orch.wait_for(
         until="empty",
         queue=orch.DEFAULT_QUEUE,
@@ -335,12 +350,7 @@ def _stop_everything(t: _Tour) -> None:
     from energy_flows import orchestration as orch
     from energy_flows.services.control import stop_all
 
-    s = t.steps
-    s.step(
-        "Stop everything (workers first, then the server)",
-        "Ctrl-C in the agent's and Orion's terminals",
-        "`energy-flows down` / energy_flows.stop_all()",
-    )
+    s = t.steps.step("stop")
     try:
         if t.worker is not None:
             with contextlib.suppress(Exception):  # the schedule only matters for the next tour

@@ -66,7 +66,6 @@ SERVICE_STATUS_COLOURS: dict[str, str] = {
     "running": "#2e7d32",
     "not answering": "#e65100",
     "stopped": "#9e9e9e",
-    "created": "#9e9e9e",
 }
 
 

@@ -107,8 +107,10 @@ def _run_in_jupyterlab(base: str, notebook: str, codes: list[str], timeout: floa
                     }
                 )
             )
-            text, errors = [], []
-            while True:
+            text, errors, reply, idle = [], [], None, False
+            # The reply (shell) and the outputs (iopub) share the websocket in any order:
+            # the cell is done once both the reply and the kernel's "idle" have come.
+            while reply is None or not idle:
                 msg = json.loads(channel.recv())
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
@@ -118,8 +120,10 @@ def _run_in_jupyterlab(base: str, notebook: str, codes: list[str], timeout: floa
                 elif kind == "error":
                     errors.append("\n".join(msg["content"]["traceback"]))
                 elif kind == "execute_reply":
-                    break
-            assert msg["content"]["status"] == "ok", f"{code[:300]}\n" + "\n".join(errors)
+                    reply = msg
+                elif kind == "status":
+                    idle = msg["content"]["execution_state"] == "idle"
+            assert reply["content"]["status"] == "ok", f"{code[:300]}\n" + "\n".join(errors)
             outputs.append("".join(text))
     finally:
         channel.close()

@@ -212,3 +212,29 @@ def test_a_start_that_loses_its_port_is_retried_by_its_starter_not_replaced(tmp_
     finally:
         control.stop_all(home, quiet=True)
         blocker.close()
+
+
+def test_a_retried_start_on_postgres_readies_its_database_once(tmp_path):
+    """Lesson 07's start losing its port: the retry reuses the PostgreSQL it started, silently.
+
+    Sanitized as nbval compares the lessons, the output reads like a start that went well.
+    """
+    probe, port = _hold_free_port()
+    probe.close()
+    home = tmp_path / "home"
+    state = registry.state_path(home, "server", "server")
+    blocker = socket.socket()
+    try:
+        (start,) = _up_processes([home], "--database", "postgres", "--port", str(port))
+        wait_until(state.exists, 120, what="the start to record its server", interval=0.01)
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        output = start.communicate(timeout=240)[0]
+        assert start.returncode == 0 and f"Port {port} was taken meanwhile" in output, output
+        assert "Reusing this home's PostgreSQL" not in output, output
+        retried = sanitized(output)
+        assert "failed" not in retried and "meanwhile" not in retried, retried
+        assert registry.live_server(home).database.startswith("postgresql+asyncpg://")
+    finally:
+        control.stop_all(home, quiet=True)
+        blocker.close()

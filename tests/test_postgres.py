@@ -154,7 +154,7 @@ def test_postgres_alone_is_private_loopback_only_reused_and_stopped_by_down(fres
     assert pg.started_here and not pg.reused
     rec = registry.live_postgres(fresh_home)
     assert rec is not None and rec.pid == pg.pid and rec.port == pg.port
-    assert "***" not in pg.address and pg.address == rec.database  # no password recorded
+    assert "***" not in pg.address and pg.address == rec.address  # no password in it
     assert (fresh_home / "state" / "postgres.json").exists()
 
     # Files private to the user; the password never in the state file.

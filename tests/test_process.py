@@ -35,8 +35,8 @@ OWNER = textwrap.dedent(
     elif mode == "run":
         process.run(json.loads(sys.argv[2]), dict(os.environ), sys.argv[3], timeout=120)
     else:
-        s = process.spawn(json.loads(sys.argv[2]), dict(os.environ), sys.argv[3],
-                          tied=(mode == "tied"), socket_path=sys.argv[4] or None)
+        options = process.SpawnOptions(tied=(mode == "tied"), socket=sys.argv[4] or None)
+        s = process.spawn(json.loads(sys.argv[2]), dict(os.environ), sys.argv[3], options)
         print(json.dumps({"pid": s.pid, "watchdog": s.watchdog_pid}), flush=True)
     time.sleep(120)
     """
@@ -201,11 +201,12 @@ def test_child_gets_default_sigint_even_if_the_caller_ignores_it(fresh_home, env
 
 def test_watch_pid_stops_the_child_when_that_process_ends(fresh_home, env):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    spawned = process.spawn(SLEEPER, env, fresh_home / "c.log", watch_pid=other.pid)
+    options = process.SpawnOptions(watch_pid=other.pid)
+    spawned = process.spawn(SLEEPER, env, fresh_home / "c.log", options)
     other.kill()
     other.wait()
     _wait_gone(spawned.pid, spawned.watchdog_pid, timeout=5)
-    assert "depends on" in process.tail(fresh_home / "c.log")
+    assert "stopped (dependency-gone)" in process.tail(fresh_home / "c.log")
     assert not process.is_alive(spawned.watchdog_pid)
 
 
@@ -216,7 +217,7 @@ def test_stop_kills_a_child_that_ignores_sigterm(fresh_home, env):
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         "print('SIGTERM' + ' ignored', flush=True); time.sleep(60)",
     ]
-    spawned = process.spawn(stubborn, env, fresh_home / "s.log", grace=0.5)
+    spawned = process.spawn(stubborn, env, fresh_home / "s.log", process.SpawnOptions(grace=0.5))
     # The watchdog logs the command line too: wait for the text only the child prints.
     wait_until(
         lambda: "SIGTERM ignored" in process.tail(fresh_home / "s.log"), 10, what="the child"

@@ -188,24 +188,69 @@ def test_starting_the_instant_the_previous_owner_exits_works_20_times(fresh_home
     assert "database is locked" not in log
 
 
-def test_a_damaged_state_file_is_never_dropped_while_its_server_runs(fresh_home):
-    """status sees the server, start() adopts it (no second server), stop_all() stops it."""
-    pid = PrefectServer(quiet=True).start().pid
+def _server_state(home: Path, **changes: object) -> dict[str, object]:
+    """A server's state file as the package writes it, with ``changes``."""
+    state: dict[str, object] = {
+        "pid": 1, "create_time": 1.0, "watchdog_pid": 1, "watchdog_create_time": 1.0,
+        "kind": "server", "name": "server", "home": str(home), "argv": ["prefect"],
+        "log": str(home / "logs" / "server.log"), "log_offset": 0, "started_at": 1.0,
+        "owner": "kernel", "owner_pid": 1, "socket": None, "port": 4200,
+        "api_url": "http://127.0.0.1:4200/api", "ui_url": "http://127.0.0.1:4200",
+    }  # fmt: skip
+    return state | changes
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"kind": "server", "pid": 12', "cannot be read as JSON"),
+        ("[1, 2]", "names no kind of service"),
+        (json.dumps({"kind": "nonsense"}), "names no kind of service"),
+        ("PORT_AS_TEXT", "its port is '4200'"),
+        ("PID_AS_BOOL", "its pid is True"),
+        ("NO_API_URL", "it has no api_url"),
+    ],
+)
+def test_a_damaged_state_file_reads_as_damaged_never_as_an_error(tmp_path, text, problem):
+    """Cut short, not an object, or a field of the wrong type: ``Damaged``, never a TypeError."""
+    state = _server_state(tmp_path)
+    text = {
+        "PORT_AS_TEXT": json.dumps(state | {"port": "4200"}),
+        "PID_AS_BOOL": json.dumps(state | {"pid": True}),
+        "NO_API_URL": json.dumps({k: v for k, v in state.items() if k != "api_url"}),
+    }.get(text, text)
+    path = tmp_path / "state" / "server.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    found = registry.read(path)
+    assert isinstance(found, registry.Damaged) and problem in found.problem, found
+    assert registry.server_record(tmp_path) is None and registry.records(tmp_path) == []
+    path.write_text(json.dumps(state))
+    assert isinstance(registry.read(path), registry.ServerRecord)
+
+
+def _status(home: Path) -> subprocess.CompletedProcess[str]:
+    """`energy-flows status` for ``home``, in a terminal of its own."""
+    command = [sys.executable, "-m", "energy_flows.cli", "status"]
+    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home))
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_damaged_state_file_is_said_and_replaced_by_the_next_start(fresh_home):
+    """The files are written in one step (never half a file), so only damage from outside
+    (a disk fault, an edit) leaves one. Reads skip it; the next start says so and replaces it.
+    """
     path = fresh_home / "state" / "server.json"
-    path.write_text(path.read_text()[:40])  # cut short, as by a full disk or a crash
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_server_state(fresh_home, port="4200")))
+    assert control.running(fresh_home).empty
+    status = _status(fresh_home)
+    assert status.returncode == 0 and "Nothing runs" in status.stdout, status.stderr
 
-    table = control.running(fresh_home)
-    assert list(table["pid"]) == [pid] and "no state file" in table.loc[0, "state"]
-
-    again = PrefectServer(quiet=True).start()
-    assert again.reused and again.pid == pid
-    assert any("was damaged" in m and str(pid) in m for m in again.messages)
-    assert registry.live_server(fresh_home).pid == pid
-    assert list(fresh_home.glob("state/server.json.damaged-*"))
-    servers = [r for r in control.discover(fresh_home) if r.kind == "server"]
-    assert len(servers) == 1
-    control.stop_all(fresh_home, quiet=True)
-    assert _gone(pid)
+    server = PrefectServer(quiet=True).start()
+    assert any("was damaged (its port is '4200')" in m for m in server.messages), server.messages
+    assert registry.live_server(fresh_home).pid == server.pid
+    server.stop()
 
 
 def test_reads_change_nothing(fresh_home):
@@ -217,14 +262,7 @@ def test_reads_change_nothing(fresh_home):
     try:
         before = sorted(p.name for p in (fresh_home / "state").iterdir())
         assert worker.record is not None and len(control.running(fresh_home)) == 2
-        status = subprocess.run(
-            [sys.executable, "-m", "energy_flows.cli", "status"],
-            env=dict(os.environ, ENERGY_FLOWS_HOME=str(fresh_home)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert worker.name in status.stdout
+        assert worker.name in _status(fresh_home).stdout
         assert sorted(p.name for p in (fresh_home / "state").iterdir()) == before
         assert path.exists() and not _gone(pid)
     finally:

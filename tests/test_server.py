@@ -15,7 +15,7 @@ import pytest
 from energy_flows.errors import HomeNotWritableError, ServiceError, WaitTimeout
 from energy_flows.services import api, control, registry
 from energy_flows.services import server as server_module
-from energy_flows.services.server import PrefectServer, start_server
+from energy_flows.services.server import PrefectServer
 from energy_flows.waiting import wait_until
 
 pytestmark = pytest.mark.server
@@ -51,7 +51,6 @@ def test_second_start_reuses_fast_and_does_not_duplicate(prefect_server):
     assert time.monotonic() - started < 0.5
     assert again.reused and again.pid == prefect_server.pid
     assert "Reusing" in again.messages[0]
-    assert start_server(home=prefect_server.home, quiet=True) is again
 
 
 def test_repr_logs_and_state_file(prefect_server):
@@ -100,11 +99,11 @@ def test_stale_state_file_is_reported_as_stopped_then_removed(fresh_home):
     ensure_home(fresh_home)
     me = psutil.Process()
     for pid, create_time in [(999_999, 1.0), (me.pid, me.create_time() - 1000)]:
-        rec = registry.ServiceRecord(
-            kind="server", name="server", home=str(fresh_home), pid=pid,
+        rec = registry.ServerRecord(
+            kind=registry.Kind.SERVER, name="server", home=str(fresh_home), pid=pid,
             create_time=create_time, watchdog_pid=999_998, watchdog_create_time=1.0,
-            argv=[], log="", started_at=0, owner="kernel", owner_pid=1,
-            api_url="http://127.0.0.1:1/api",
+            argv=[], log="", log_offset=0, started_at=0, owner=registry.Owner.KERNEL,
+            owner_pid=1, port=1, api_url="http://127.0.0.1:1/api", ui_url="http://127.0.0.1:1",
         )  # fmt: skip
         rec.save()
         assert registry.live_server(fresh_home) is None
@@ -177,3 +176,24 @@ def test_a_kernel_that_starts_a_server_gets_prefect_imported_the_fast_way(fresh_
         "collector_on": True,
         "frozen": 0,
     }, out.stderr
+
+
+def test_a_start_that_cannot_record_its_server_stops_what_it_spawned(fresh_home, monkeypatch):
+    """The state file cannot be written (a full disk): no unrecorded server is left running.
+
+    The write fails as a full disk makes it fail (ENOSPC from the state file's save).
+    """
+    import errno
+
+    from conftest import package_processes
+
+    def full_disk(self: registry.ServiceRecord) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(registry.ServiceRecord, "save", full_disk)
+    with pytest.raises(ServiceError) as info:
+        PrefectServer(quiet=True).start()
+    message = str(info.value)
+    assert "server.json (No space left on device)" in message, message
+    assert "nothing is left running" in message
+    assert wait_until(lambda: not package_processes(fresh_home), 15, what="no process left")

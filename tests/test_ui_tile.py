@@ -124,9 +124,16 @@ def _processes_of(home: Path) -> list[psutil.Process]:
 
 def _prefect_servers_of(home: Path) -> list[int]:
     """The process ids of ``home``'s servers, read from the process table (not the registry)."""
-    from energy_flows.services.control import discover
-
-    return [rec.pid for rec in discover(home) if rec.kind == "server"]
+    servers = []
+    for proc in _processes_of(home):
+        with contextlib.suppress(psutil.Error):
+            argv = proc.cmdline()
+            if argv[1:3] == ["-m", "energy_flows.services.launch"] and argv[4:6] == [
+                "server",
+                "start",
+            ]:
+                servers.append(proc.pid)
+    return servers
 
 
 @pytest.fixture

@@ -134,6 +134,41 @@ def test_flow_runs_start_through_the_fast_launcher(worker_factory, nap_flow_dir)
     assert seen["rfc3987_syntax_loaded"] is False
 
 
+def test_a_pool_made_with_prefects_cli_gets_the_fast_launcher(worker_factory, nap_flow_dir):
+    """`prefect work-pool create P --type process` (lesson 04's command), a plain deployment:
+    the package's Worker gives the pool the fast launch command, and the run uses it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect import flow
+
+    from energy_flows.orchestration import ensure_work_pool, run_result
+
+    pool = f"cli-{uuid.uuid4().hex[:6]}"
+    prefect = str(Path(sys.executable).parent / "prefect")
+    made = subprocess.run(
+        [prefect, "work-pool", "create", pool, "--type", "process"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert ensure_work_pool(pool).flow_run_command is None  # Prefect's default so far
+    flow.from_source(str(nap_flow_dir), "nap_flow.py:process_probe").deploy(
+        name="plain", work_pool_name=pool, work_queue_name="q", print_next_steps=False
+    )
+    worker_factory(pool=pool, queues=["q"])
+    info = ensure_work_pool(pool)
+    assert info.flow_run_command == flow_run_command()
+    assert flow_run_command() in info._repr_html_()  # shown where the pool is inspected
+    run = _run("process-probe/plain")
+    assert wait_for(run.id, timeout=60, progress=False).state == "Completed"
+    seen = run_result(run.id).result
+    assert seen["frozen_objects"] > 10_000 and seen["rfc3987_syntax_loaded"] is False
+
+
 def test_stopping_a_worker_crashes_its_runs_in_flight(worker_factory, nap_flow_dir):
     worker = worker_factory(pool="flight-pool", queues=["slow"])
     run = _run(_deploy(nap_flow_dir, "flight-pool", "slow"), 120)
@@ -157,7 +192,9 @@ def test_server_death_stops_its_workers(fresh_home):
     wait_until(lambda: _gone(worker_pid), 15, what="the orphaned worker to stop")
     assert worker.status() == "stopped"
     assert control.running(fresh_home).empty
-    assert "depends on" in worker.logs(tail=5)
+    # Its watchdog says why, once it has stopped the worker's leftovers (a moment later).
+    said = lambda: "stopped (dependency-gone" in worker.logs(tail=5)  # noqa: E731
+    wait_until(said, 10, what="the watchdog's last word", missing=lambda: worker.logs(tail=5))
 
 
 def test_basic_auth_server_and_worker(fresh_home, monkeypatch):

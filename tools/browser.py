@@ -139,7 +139,7 @@ def jupyter_lab(
     """
     from energy_flows.errors import ServiceError
     from energy_flows.lab import lab_command
-    from energy_flows.services.process import is_alive, spawn, tail
+    from energy_flows.services.process import SpawnOptions, is_alive, spawn, tail
     from energy_flows.settings import classroom_env, ensure_home
     from energy_flows.waiting import wait_until
 
@@ -174,7 +174,7 @@ def jupyter_lab(
         argv.append("--LabApp.expose_app_in_browser=True")
     base = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
     argv.append(f"--ServerApp.base_url={base}")
-    spawned = spawn(argv, env, log, grace=20, cwd=root_dir)
+    spawned = spawn(argv, env, log, SpawnOptions(grace=20, cwd=str(root_dir)))
     url = f"http://127.0.0.1:{port}{base.rstrip('/')}"
 
     def answering() -> bool:

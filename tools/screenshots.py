@@ -622,7 +622,7 @@ def _dask_batch(timeout: float, shoot: Any) -> None:
     import threading
 
     from energy_flows.flows import energy_usage_batch
-    from energy_flows.services.cluster import dashboard_links, dask_runner
+    from energy_flows.services.cluster import dask_runner
     from energy_flows.waiting import wait_until
 
     outcome: dict[str, Any] = {}
@@ -634,22 +634,10 @@ def _dask_batch(timeout: float, shoot: Any) -> None:
         except BaseException as exc:  # reported below, in this thread
             outcome["error"] = exc
 
-    def counts() -> dict[str, int]:
-        """The scheduler's task counts, from the dashboard's JSON (empty before and after)."""
-        links = dashboard_links(local=True)
-        if not links:
-            return {}
-        url = links[0].removesuffix("/status") + "/json/counts.json"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                return json.load(answer)
-        except (OSError, ValueError):
-            return {}
-
     def busy() -> bool | None:
         if "error" in outcome or "rows" in outcome:
             return True  # over: said below
-        now = counts()
+        now = _dask_counts()
         # Tasks running, and enough done for the task stream to show them.
         return (now.get("processing", 0) >= 1 and now.get("memory", 0) >= DASK_METERS // 8) or None
 
@@ -658,12 +646,7 @@ def _dask_batch(timeout: float, shoot: Any) -> None:
     try:
         wait_until(busy, max(timeout, 120), what="the batch's tasks to run on Dask", interval=0.2)
         if "error" not in outcome and "rows" not in outcome:
-            shoot(dashboard_links(local=True)[0].removesuffix("/status"))
-            if not dashboard_links(local=True):
-                raise ScreenshotError(
-                    "The batch on Dask ended before its dashboard was photographed: raise "
-                    "DASK_METERS in tools/screenshots.py."
-                )
+            _shoot_dashboard(shoot)
     finally:
         thread.join(max(timeout, 180))
     if "error" in outcome:
@@ -671,6 +654,33 @@ def _dask_batch(timeout: float, shoot: Any) -> None:
     if outcome.get("rows") != DASK_METERS:
         raise ScreenshotError(
             f"The batch on Dask gave {outcome.get('rows')} rows, not {DASK_METERS}."
+        )
+
+
+def _dask_counts() -> dict[str, int]:
+    """The scheduler's task counts, from the dashboard's JSON (empty before and after)."""
+    from energy_flows.services.cluster import dashboard_links
+
+    links = dashboard_links(local=True)
+    if not links:
+        return {}
+    url = links[0].removesuffix("/status") + "/json/counts.json"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return json.load(answer)
+    except (OSError, ValueError):
+        return {}
+
+
+def _shoot_dashboard(shoot: Any) -> None:
+    """``shoot(dashboard_url)`` while the batch runs; an error if it ended meanwhile."""
+    from energy_flows.services.cluster import dashboard_links
+
+    shoot(dashboard_links(local=True)[0].removesuffix("/status"))
+    if not dashboard_links(local=True):
+        raise ScreenshotError(
+            "The batch on Dask ended before its dashboard was photographed: raise "
+            "DASK_METERS in tools/screenshots.py."
         )
 
 

@@ -8,6 +8,9 @@ readings into a regular hourly grid the forecasting step can trust.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -55,6 +58,142 @@ def check_readings(df: object) -> pd.DataFrame:
     return df
 
 
+#: One row of :func:`validate_readings`: check, status, hours, detail.
+Row = tuple[str, str, int, str]
+
+
+@dataclass(frozen=True)
+class _Readings:
+    """What the checks of :func:`validate_readings` look at."""
+
+    kwh: pd.Series
+    index: pd.DatetimeIndex
+    grid: pd.DatetimeIndex  # every hour from the first reading to the last
+    max_kwh: float
+    temperature: pd.Series | None
+
+
+def _counted(check: str, count: int, bad: str, fine: str, problem: str) -> Row:
+    """A check that counts offending hours: ``ok`` with ``fine`` when none, else ``bad``."""
+    return (check, "ok", 0, fine) if count == 0 else (check, bad, int(count), problem)
+
+
+def _rows(r: _Readings) -> Row:
+    first, last = r.index.min(), r.index.max()
+    return ("rows", "ok", len(r.kwh), f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}")
+
+
+def _in_order(r: _Readings) -> Row:
+    unsorted = int((np.diff(r.index.asi8) < 0).sum())
+    problem = f"{unsorted} steps go back in time; sort the index"
+    return _counted("timestamps in order", unsorted, "warning", "sorted", problem)
+
+
+def _duplicated(r: _Readings) -> Row:
+    twice = r.index[r.index.duplicated()]
+    problem = (
+        "e.g. "
+        + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in twice[:3])
+        + " (the autumn daylight saving change writes 02:00 twice); "
+        "clean_readings averages each duplicated hour"
+    )
+    return _counted("duplicated timestamps", len(twice), "warning", "none", problem)
+
+
+def _on_the_hour(r: _Readings) -> Row:
+    off_grid = int((r.index != r.index.floor("h")).sum())
+    problem = "some readings are not at the start of an hour"
+    return _counted("timestamps on the hour", off_grid, "warning", "all on the hour", problem)
+
+
+def _missing(r: _Readings) -> Row:
+    absent = int((~r.grid.isin(r.index.floor("h"))).sum())
+    empty = int(r.kwh.isna().sum())
+    share = 100 * (absent + empty) / max(len(r.grid), 1)
+    detail = (
+        f"{absent} hours absent from the index, {empty} readings empty "
+        f"({share:.2f} % of {len(r.grid)} hours)"
+    )
+    return ("missing hours", "ok" if absent + empty == 0 else "warning", absent + empty, detail)
+
+
+def _longest_gap(r: _Readings) -> Row:
+    full = pd.Series(r.kwh.notna().to_numpy(), index=r.index)
+    full = full[~full.index.duplicated()].reindex(r.grid, fill_value=False)
+    runs = (~full).astype(int).groupby(full.cumsum()).sum()
+    longest = int(runs.max()) if len(runs) else 0
+    too_long = longest > MAX_FILL_HOURS
+    detail = f"{longest} hours in a row without a reading" + (
+        f" (longer than {MAX_FILL_HOURS} h: not filled)" if too_long else ""
+    )
+    return ("longest gap", "warning" if too_long else "ok", longest, detail)
+
+
+def _negative(r: _Readings) -> Row:
+    problem = "a consumption meter cannot go below zero"
+    return _counted("negative values", int((r.kwh < 0).sum()), "error", "none", problem)
+
+
+def _zeros(r: _Readings) -> Row:
+    problem = "a home always uses some energy: probably missing readings"
+    return _counted("exact zeros", int((r.kwh == 0).sum()), "warning", "none", problem)
+
+
+def _implausible(r: _Readings) -> Row:
+    limit = f"{r.max_kwh:g} kWh in an hour"
+    problem = f"above {limit} (max {r.kwh.max():.1f}): meter glitches"
+    count = int((r.kwh > r.max_kwh).sum())
+    return _counted("implausible values", count, "error", f"none above {limit}", problem)
+
+
+def _unit(r: _Readings) -> Row:
+    median = float(r.kwh[r.kwh > 0].median()) if (r.kwh > 0).any() else 0.0
+    if median > 50:
+        return (
+            "unit",
+            "error",
+            len(r.kwh),
+            f"median {median:.0f} per hour: looks like Wh, not kWh",
+        )
+    if 0 < median < 0.01:
+        return (
+            "unit",
+            "error",
+            len(r.kwh),
+            f"median {median:.4f} per hour: looks like MWh, not kWh",
+        )
+    return ("unit", "ok", 0, f"median {median:.2f} kWh per hour: plausible for a home")
+
+
+def _temperature(r: _Readings) -> Row | None:
+    if r.temperature is None:
+        return None
+    temp = r.temperature
+    odd = int(((temp < -50) | (temp > 55)).sum())
+    return (
+        "temperature range",
+        "ok" if odd == 0 else "warning",
+        odd,
+        f"{temp.min():.1f} to {temp.max():.1f} °C",
+    )
+
+
+#: The checks of :func:`validate_readings`, in the order of its rows.
+_CHECKS: tuple[Callable[[_Readings], Row | None], ...] = (
+    _rows,
+    _in_order,
+    _duplicated,
+    _on_the_hour,
+    _missing,
+    _longest_gap,
+    _negative,
+    _zeros,
+    _implausible,
+    _unit,
+    _temperature,
+)
+
+
 def validate_readings(df: pd.DataFrame, max_kwh: float = MAX_PLAUSIBLE_KWH) -> pd.DataFrame:
     """Check raw readings and report what a cleaning step will have to fix.
 
@@ -68,107 +207,14 @@ def validate_readings(df: pd.DataFrame, max_kwh: float = MAX_PLAUSIBLE_KWH) -> p
     DatetimeIndex, non-numeric values, or nothing but missing values.
     """
     check_readings(df)
-    kwh = df["kwh"].astype(float)
     index = df.index
-    rows: list[tuple[str, str, int, str]] = []
-
-    def add(check: str, status: str, count: int, detail: str) -> None:
-        rows.append((check, status, int(count), detail))
-
-    n = len(df)
-    first, last = index.min(), index.max()
-    grid = pd.date_range(first.floor("h"), last.floor("h"), freq="h")
-    add("rows", "ok", n, f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}")
-
-    unsorted = int((np.diff(index.asi8) < 0).sum())
-    add(
-        "timestamps in order",
-        "ok" if unsorted == 0 else "warning",
-        unsorted,
-        "sorted" if unsorted == 0 else f"{unsorted} steps go back in time; sort the index",
-    )
-    duplicated = int(index.duplicated().sum())
-    add(
-        "duplicated timestamps",
-        "ok" if duplicated == 0 else "warning",
-        duplicated,
-        "none"
-        if duplicated == 0
-        else "e.g. "
-        + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in index[index.duplicated()][:3])
-        + " (the autumn daylight saving change writes 02:00 twice); "
-        "clean_readings averages each duplicated hour",
-    )
-    off_grid = int((index != index.floor("h")).sum())
-    add(
-        "timestamps on the hour",
-        "ok" if off_grid == 0 else "warning",
-        off_grid,
-        "all on the hour" if off_grid == 0 else "some readings are not at the start of an hour",
-    )
-    absent = int((~grid.isin(index.floor("h"))).sum())
-    empty = int(kwh.isna().sum())
-    add(
-        "missing hours",
-        "ok" if absent + empty == 0 else "warning",
-        absent + empty,
-        f"{absent} hours absent from the index, {empty} readings empty "
-        f"({100 * (absent + empty) / max(len(grid), 1):.2f} % of {len(grid)} hours)",
-    )
-    present = kwh.notna()
-    full = pd.Series(present.to_numpy(), index=index)
-    full = full[~full.index.duplicated()].reindex(grid, fill_value=False)
-    runs = (~full).astype(int).groupby((full).cumsum()).sum()
-    longest = int(runs.max()) if len(runs) else 0
-    add(
-        "longest gap",
-        "ok" if longest <= MAX_FILL_HOURS else "warning",
-        longest,
-        f"{longest} hours in a row without a reading"
-        + ("" if longest <= MAX_FILL_HOURS else f" (longer than {MAX_FILL_HOURS} h: not filled)"),
-    )
-    negative = int((kwh < 0).sum())
-    add(
-        "negative values",
-        "ok" if negative == 0 else "error",
-        negative,
-        "none" if negative == 0 else "a consumption meter cannot go below zero",
-    )
-    zeros = int((kwh == 0).sum())
-    add(
-        "exact zeros",
-        "ok" if zeros == 0 else "warning",
-        zeros,
-        "none" if zeros == 0 else "a home always uses some energy: probably missing readings",
-    )
-    implausible = int((kwh > max_kwh).sum())
-    add(
-        "implausible values",
-        "ok" if implausible == 0 else "error",
-        implausible,
-        f"none above {max_kwh:g} kWh in an hour"
-        if implausible == 0
-        else f"above {max_kwh:g} kWh in an hour (max {kwh.max():.1f}): meter glitches",
-    )
-    median = float(kwh[kwh > 0].median()) if (kwh > 0).any() else 0.0
-    if median > 50:
-        unit_status, unit_detail = "error", f"median {median:.0f} per hour: looks like Wh, not kWh"
-    elif 0 < median < 0.01:
-        unit_status, unit_detail = "error", f"median {median:.4f} per hour: looks like MWh, not kWh"
-    else:
-        unit_status, unit_detail = "ok", f"median {median:.2f} kWh per hour: plausible for a home"
-    add("unit", unit_status, 0 if unit_status == "ok" else n, unit_detail)
+    grid = pd.date_range(index.min().floor("h"), index.max().floor("h"), freq="h")
+    temperature = None
     if "temperature_c" in df.columns:
-        temp = pd.to_numeric(df["temperature_c"], errors="coerce")
-        odd = int(((temp < -50) | (temp > 55)).sum())
-        add(
-            "temperature range",
-            "ok" if odd == 0 else "warning",
-            odd,
-            f"{temp.min():.1f} to {temp.max():.1f} °C",
-        )
-    report = pd.DataFrame(rows, columns=["check", "status", "hours", "detail"]).set_index("check")
-    return report
+        temperature = pd.to_numeric(df["temperature_c"], errors="coerce")
+    readings = _Readings(df["kwh"].astype(float), index, grid, max_kwh, temperature)
+    rows = [row for check in _CHECKS if (row := check(readings)) is not None]
+    return pd.DataFrame(rows, columns=["check", "status", "hours", "detail"]).set_index("check")
 
 
 def clean_readings(

@@ -18,15 +18,7 @@ cell shows one readable table.
 =====================================  ==========================================
 """
 
-from energy_flows.orchestration.common import (
-    DEFAULT_DEPLOYMENT,
-    DEFAULT_POOL,
-    DEFAULT_QUEUE,
-    FINAL_STATES,
-    RUN_STATES,
-    WAITING_STATES,
-    flow_run_command,
-)
+from energy_flows.orchestration.common import flow_run_command
 from energy_flows.orchestration.deployments import (
     DeploymentInfo,
     deploy,
@@ -60,6 +52,14 @@ from energy_flows.orchestration.runs import (
 )
 from energy_flows.orchestration.waits import wait_for
 from energy_flows.orchestration.zombies import ZombieAutomation, ensure_zombie_automation
+from energy_flows.vocabulary import (
+    DEFAULT_DEPLOYMENT,
+    DEFAULT_POOL,
+    DEFAULT_QUEUE,
+    FINAL_STATES,
+    RUN_STATES,
+    WAITING_STATES,
+)
 
 __all__ = [
     "DEFAULT_DEPLOYMENT",

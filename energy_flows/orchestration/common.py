@@ -11,9 +11,6 @@ never use ``asyncio.run``.
 from __future__ import annotations
 
 import datetime as dt
-import html
-import shlex
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,25 +18,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from energy_flows.errors import ServiceError
-from energy_flows.vocabulary import (
-    DEFAULT_DEPLOYMENT,
-    DEFAULT_POOL,
-    DEFAULT_QUEUE,
-    FINAL_STATES,
-    RUN_STATES,
-    WAITING_STATES,
-)
+from energy_flows.markup import field_table
+from energy_flows.settings import flow_run_command
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
 __all__ = [
-    "DEFAULT_DEPLOYMENT",
-    "DEFAULT_POOL",
-    "DEFAULT_QUEUE",
-    "FINAL_STATES",
-    "RUN_STATES",
-    "WAITING_STATES",
     "api_url",
     "client",
     "flow_run_command",
@@ -49,18 +34,6 @@ __all__ = [
     "timestamp",
     "ui_url",
 ]
-
-
-def flow_run_command() -> str:
-    """The command a process worker should start each flow run with.
-
-    ``python -m energy_flows.services.launch engine`` runs Prefect's engine in
-    one interpreter (Prefect's default path starts two) and without the
-    optional ``rfc3987_syntax`` import: a deployment's run starts about a
-    second sooner. It is the ``command`` default of the course's process
-    pools, and of its deployments.
-    """
-    return f"{shlex.quote(sys.executable)} -m energy_flows.services.launch engine"
 
 
 def api_url() -> str | None:
@@ -141,14 +114,14 @@ def seconds(value: dt.timedelta | None, ndigits: int = 1) -> float | None:
 
 
 def html_table(title: str, rows: dict[str, Any], note: str | None = None) -> str:
-    """A two-column HTML table with a title: the ``_repr_html_`` of the info objects."""
-    body = "".join(
-        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
-        f"<td style='text-align:left'>{html.escape(_fmt(v))}</td></tr>"
-        for k, v in rows.items()
+    """The ``_repr_html_`` of the info objects: a title over one row per field."""
+    return field_table(
+        title,
+        [(name, _fmt(value)) for name, value in rows.items()],
+        note=note,
+        title_tag="strong",
+        name_style="text-align:left;padding-right:1em",
     )
-    extra = f"<p><em>{html.escape(note)}</em></p>" if note else ""
-    return f"<div><strong>{html.escape(title)}</strong><table>{body}</table>{extra}</div>"
 
 
 def _fmt(value: Any) -> str:

@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from energy_flows.orchestration import housekeeping
-from energy_flows.orchestration.common import DEFAULT_POOL, DEFAULT_QUEUE, client, now_utc
+from energy_flows.orchestration.common import client, now_utc
 from energy_flows.orchestration.pools import read_pool, read_queue, status_name
 from energy_flows.orchestration.runs import deployment_names, read_queue_runs
+from energy_flows.vocabulary import DEFAULT_POOL, DEFAULT_QUEUE
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.objects import FlowRun
+    from prefect.client.schemas.objects import FlowRun, WorkPool, WorkQueue
 
 #: The label Prefect's workers put on the runs they submit.
 WORKER_LABEL = "prefect.worker.name"
@@ -126,14 +128,24 @@ def _paused_deployments(c: SyncPrefectClient, runs: list[FlowRun]) -> list[str]:
     return sorted(d.name for d in found if d.paused)
 
 
-def diagnose(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> Diagnosis:
-    """Why runs in this queue are, or are not, being run: a paragraph, never empty.
+@dataclass(frozen=True)
+class _Queue:
+    """What the server knows about a queue, read once for :func:`diagnose`."""
 
-    Reads only (it does not count as a poll). ``diagnose(...).blockers``
-    lists the reasons one by one; ``.ok`` is True when nothing holds the
-    queue back.
-    """
-    housekeeping.run()
+    name: str
+    pool: str
+    pool_info: WorkPool
+    queue_info: WorkQueue
+    online: list[str]  # the names of the pool's workers that are ONLINE
+    in_pool: list[FlowRun]  # runs in flight in the pool
+    in_queue: list[FlowRun]  # ... of them, in this queue
+    due: list[FlowRun]  # Scheduled or Late runs of the queue whose time has come
+    paused_deployments: list[str]
+    deployment_names: dict[Any, str]
+    now: dt.datetime
+
+
+def _read(queue: str, pool: str) -> _Queue:
     now = now_utc()
     with client() as c:
         p = read_pool(c, pool)
@@ -145,70 +157,118 @@ def diagnose(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> Diagnosis:
         in_queue = [r for r in in_pool if r.work_queue_name == queue]
         waiting = read_queue_runs(c, queue, pool, ["Scheduled", "Late"])
         due = [r for r in waiting if r.expected_start_time and r.expected_start_time <= now]
-        paused_deployments = _paused_deployments(c, waiting + in_queue)
+        paused = _paused_deployments(c, waiting + in_queue)
         names = deployment_names(c, due)
+    return _Queue(queue, pool, p, q, online, in_pool, in_queue, due, paused, names, now)
 
-    blockers: list[str] = []
-    if p.is_paused:
-        blockers.append(f"the work pool {pool!r} is paused (resume_work_pool({pool!r}))")
-    if q.is_paused:
-        blockers.append(
-            f"the work queue {queue!r} is paused (resume_work_queue({queue!r}, pool={pool!r}))"
-        )
-    queue_undo = f"ensure_work_queue({queue!r}, pool={pool!r}, concurrency_limit='unlimited')"
-    pool_undo = f"ensure_work_pool({pool!r}, concurrency_limit='unlimited')"
-    for reason in (
-        _limit_reason(f"queue {queue!r}", q.concurrency_limit, in_queue, queue_undo),
-        _limit_reason(f"pool {pool!r}", p.concurrency_limit, in_pool, pool_undo),
-    ):
-        if reason:
-            blockers.append(reason)
+
+def _paused_pool(f: _Queue) -> str | None:
+    if not f.pool_info.is_paused:
+        return None
+    return f"the work pool {f.pool!r} is paused (resume_work_pool({f.pool!r}))"
+
+
+def _paused_queue(f: _Queue) -> str | None:
+    if not f.queue_info.is_paused:
+        return None
+    return f"the work queue {f.name!r} is paused (resume_work_queue({f.name!r}, pool={f.pool!r}))"
+
+
+def _queue_limit(f: _Queue) -> str | None:
+    undo = f"ensure_work_queue({f.name!r}, pool={f.pool!r}, concurrency_limit='unlimited')"
+    return _limit_reason(f"queue {f.name!r}", f.queue_info.concurrency_limit, f.in_queue, undo)
+
+
+def _pool_limit(f: _Queue) -> str | None:
+    undo = f"ensure_work_pool({f.pool!r}, concurrency_limit='unlimited')"
+    return _limit_reason(f"pool {f.pool!r}", f.pool_info.concurrency_limit, f.in_pool, undo)
+
+
+def _orphaned(f: _Queue) -> str | None:
     orphaned = [
         r
-        for r in in_queue
-        if (r.labels or {}).get(WORKER_LABEL) and r.labels[WORKER_LABEL] not in online
+        for r in f.in_queue
+        if (worker := (r.labels or {}).get(WORKER_LABEL)) and worker not in f.online
     ]
-    if orphaned:
-        blockers.append(
-            f"{len(orphaned)} run(s) are still in flight for a worker that is no longer "
-            f"online: {_describe(orphaned)}. Runs of the course's workers are marked Crashed "
-            "within seconds; for other workers, Prefect's zombie-run automation does it "
-            "(lesson 06)"
-        )
-    if not online:
-        blockers.append(
+    if not orphaned:
+        return None
+    return (
+        f"{len(orphaned)} run(s) are still in flight for a worker that is no longer "
+        f"online: {_describe(orphaned)}. Runs of the course's workers are marked Crashed "
+        "within seconds; for other workers, Prefect's zombie-run automation does it "
+        "(lesson 06)"
+    )
+
+
+def _no_poller(f: _Queue) -> str | None:
+    queue, pool = f.name, f.pool
+    if not f.online:
+        return (
             f"no worker polls {queue}: none is online in pool {pool!r} (start one with "
             f"`Worker(pool={pool!r}, queues=[{queue!r}]).start()` or "
             f"`prefect worker start --pool {pool} --work-queue {queue}`)"
         )
-    elif q.last_polled is None or status_name(q.status) not in ("READY", "PAUSED"):
-        blockers.append(
-            f"{len(online)} worker(s) are online in {pool!r} ({', '.join(online)}), but none "
-            f"polls {queue!r}: start one with --work-queue {queue}"
-        )
-    if paused_deployments:
-        blockers.append(
-            "the deployment(s) "
-            + ", ".join(repr(n) for n in paused_deployments)
-            + " are paused: their schedules add no new runs (resume_deployment(...))"
-        )
-    if blockers:
-        text = f"Runs in {queue!r} are held back: " + "; ".join(blockers) + "."
-        return Diagnosis(text, blockers)
+    polled = f.queue_info.last_polled is not None
+    if polled and status_name(f.queue_info.status) in ("READY", "PAUSED"):
+        return None
+    return (
+        f"{len(f.online)} worker(s) are online in {pool!r} ({', '.join(f.online)}), but none "
+        f"polls {queue!r}: start one with --work-queue {queue}"
+    )
 
-    polled = f"{(now - q.last_polled).total_seconds():.0f} s ago" if q.last_polled else "never"
-    busy = f"{len(in_queue)} run(s) in flight ({_describe(in_queue)})" if in_queue else ""
-    if due:
-        deployments = sorted({names.get(r.deployment_id, "?") for r in due})
+
+def _paused_deployment(f: _Queue) -> str | None:
+    if not f.paused_deployments:
+        return None
+    return (
+        "the deployment(s) "
+        + ", ".join(repr(n) for n in f.paused_deployments)
+        + " are paused: their schedules add no new runs (resume_deployment(...))"
+    )
+
+
+#: Each thing that can hold a queue's runs back, in the order a diagnosis names them.
+_BLOCKERS = (
+    _paused_pool,
+    _paused_queue,
+    _queue_limit,
+    _pool_limit,
+    _orphaned,
+    _no_poller,
+    _paused_deployment,
+)
+
+
+def _all_clear(f: _Queue) -> str:
+    """Who polls the queue, what is in flight and what starts next."""
+    last = f.queue_info.last_polled
+    polled = f"{(f.now - last).total_seconds():.0f} s ago" if last else "never"
+    busy = f"{len(f.in_queue)} run(s) in flight ({_describe(f.in_queue)})" if f.in_queue else ""
+    start = "no run is due yet"
+    if f.due:
+        deployments = sorted({f.deployment_names.get(r.deployment_id, "?") for r in f.due})
         start = (
-            f"{len(due)} due run(s) of {', '.join(map(repr, deployments))} start at the next poll"
+            f"{len(f.due)} due run(s) of {', '.join(map(repr, deployments))} start at the next poll"
         )
-    else:
-        start = "no run is due yet"
     parts = [
-        f"Nothing holds {queue!r} back: {len(online)} worker(s) online in {pool!r} "
-        f"({', '.join(online)}), last poll {polled}",
+        f"Nothing holds {f.name!r} back: {len(f.online)} worker(s) online in {f.pool!r} "
+        f"({', '.join(f.online)}), last poll {polled}",
         busy,
         start,
     ]
-    return Diagnosis("; ".join(p for p in parts if p) + ".")
+    return "; ".join(p for p in parts if p) + "."
+
+
+def diagnose(queue: str = DEFAULT_QUEUE, pool: str = DEFAULT_POOL) -> Diagnosis:
+    """Why runs in this queue are, or are not, being run: a paragraph, never empty.
+
+    Reads only (it does not count as a poll). ``diagnose(...).blockers``
+    lists the reasons one by one; ``.ok`` is True when nothing holds the
+    queue back.
+    """
+    housekeeping.run()
+    facts = _read(queue, pool)
+    blockers = [reason for check in _BLOCKERS if (reason := check(facts))]
+    if blockers:
+        return Diagnosis(f"Runs in {queue!r} are held back: " + "; ".join(blockers) + ".", blockers)
+    return Diagnosis(_all_clear(facts))

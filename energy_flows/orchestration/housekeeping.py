@@ -25,10 +25,6 @@ def register(key: str, task: Callable[[], object]) -> None:
     _TASKS[key] = task
 
 
-def unregister(key: str) -> None:
-    _TASKS.pop(key, None)
-
-
 def run() -> None:
     """Run every registered task (errors are swallowed: a read must not fail for them)."""
     for task in list(_TASKS.values()):

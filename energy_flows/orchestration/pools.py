@@ -17,14 +17,9 @@ import pandas as pd
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.names import check_prefect_name
-from energy_flows.orchestration.common import (
-    DEFAULT_POOL,
-    DEFAULT_QUEUE,
-    client,
-    flow_run_command,
-    html_table,
-    timestamp,
-)
+from energy_flows.orchestration.common import client, html_table, timestamp
+from energy_flows.settings import with_flow_run_command
+from energy_flows.vocabulary import DEFAULT_POOL, DEFAULT_QUEUE
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -43,6 +38,9 @@ class PoolInfo:
     ``status`` is READY when at least one worker is online, NOT_READY without
     one, PAUSED when paused. ``changes`` says what the call that returned it
     did: ``("created",)``, ``("concurrency_limit 1 → 2",)`` or ``()`` (nothing).
+    ``flow_run_command`` is how a process pool's workers start each flow run:
+    the course's fast launcher (:func:`energy_flows.settings.flow_run_command`),
+    or None for Prefect's default (``python -m prefect.engine``, in two interpreters).
     """
 
     name: str
@@ -52,6 +50,7 @@ class PoolInfo:
     paused: bool
     concurrency_limit: int | None
     changes: tuple[str, ...] = ()
+    flow_run_command: str | None = None
 
     def _repr_html_(self) -> str:
         return html_table(
@@ -62,6 +61,7 @@ class PoolInfo:
                 "paused": self.paused,
                 "concurrency limit": self.concurrency_limit,
                 "changes": self.changes or "none (already as asked)",
+                "flow runs start with": self.flow_run_command or "Prefect's default command",
             },
         )
 
@@ -104,6 +104,8 @@ def status_name(value: object) -> str:
 
 
 def _pool_info(pool: WorkPool, changes: tuple[str, ...] = ()) -> PoolInfo:
+    variables = (pool.base_job_template or {}).get("variables") or {}
+    command = (variables.get("properties") or {}).get("command") or {}
     return PoolInfo(
         name=pool.name,
         type=pool.type,
@@ -112,6 +114,7 @@ def _pool_info(pool: WorkPool, changes: tuple[str, ...] = ()) -> PoolInfo:
         paused=bool(pool.is_paused),
         concurrency_limit=pool.concurrency_limit,
         changes=changes,
+        flow_run_command=command.get("default") or None,
     )
 
 
@@ -179,7 +182,7 @@ def _process_job_template() -> dict:
     from prefect.workers.process import ProcessWorker
 
     template = ProcessWorker.get_default_base_job_template()
-    template["variables"]["properties"]["command"]["default"] = flow_run_command()
+    with_flow_run_command(template)
     return template
 
 

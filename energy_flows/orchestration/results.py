@@ -110,7 +110,7 @@ def run_result(run: Any) -> RunResult:
         LogFilterFlowRunId,
     )
     from prefect.client.schemas.sorting import ArtifactSort, LogSort
-    from prefect.exceptions import MissingResult, ObjectNotFound
+    from prefect.exceptions import ObjectNotFound
 
     from energy_flows.errors import OrchestrationError
 
@@ -149,6 +149,22 @@ def run_result(run: Any) -> RunResult:
                 wait_until(complete, LOG_GRACE_SECONDS, what="the run's last log lines")
             except WaitTimeout:
                 pass
+    art, log = _tables(artifacts, logs)
+    result, note = _result_and_note(flow_run.state, info.state)
+    return RunResult(
+        name=info.name,
+        id=info.id,
+        state=info.state,
+        result=result,
+        artifacts=art,
+        logs=log,
+        run=info,
+        note=note,
+    )
+
+
+def _tables(artifacts: list[Any], logs: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's artifacts and log lines as the tables of :class:`RunResult`."""
     art = pd.DataFrame(
         [
             {
@@ -175,42 +191,33 @@ def run_result(run: Any) -> RunResult:
         columns=LOG_COLUMNS,
     )
     log["timestamp"] = pd.to_datetime(log["timestamp"], utc=True)
+    return art, log
 
-    result: Any = None
-    note = ""
-    state = flow_run.state
+
+def _result_and_note(state: Any, state_name: str) -> tuple[Any, str]:
+    """A run's return value (None when there is none), and a note that says why not."""
+    from prefect.exceptions import MissingResult
+
     if state is None or not state.is_final():
-        note = (
-            f"The run is {info.state}: it has no result yet. Wait for it with "
+        return None, (
+            f"The run is {state_name}: it has no result yet. Wait for it with "
             "wait_for(run), then call run_result(run) again."
         )
-    elif state.is_completed():
-        try:
-            # `_sync=True`: in a notebook's event loop Prefect would hand back a coroutine.
-            dual: Any = state  # Prefect types the dual (sync/async) `result` as async only
-            result = dual.result(raise_on_failure=False, _sync=True)
-        except MissingResult:
-            note = (
-                "The run completed but its result was not saved (result persistence was off "
-                "for the worker). Workers started by energy_flows save results."
-            )
-        except Exception as exc:
-            note = f"The run completed but its result cannot be read: {exc}"
-    else:
+    if not state.is_completed():
         message = state.message or ""
-        note = f"The run ended {info.state}" + (f": {message}" if message else ".")
-        if info.state == "Failed":
-            note += " Its logs say why."
-    return RunResult(
-        name=info.name,
-        id=info.id,
-        state=info.state,
-        result=result,
-        artifacts=art,
-        logs=log,
-        run=info,
-        note=note,
-    )
+        note = f"The run ended {state_name}" + (f": {message}" if message else ".")
+        return None, note + (" Its logs say why." if state_name == "Failed" else "")
+    try:
+        # `_sync=True`: in a notebook's event loop Prefect would hand back a coroutine.
+        dual: Any = state  # Prefect types the dual (sync/async) `result` as async only
+        return dual.result(raise_on_failure=False, _sync=True), ""
+    except MissingResult:
+        return None, (
+            "The run completed but its result was not saved (result persistence was off "
+            "for the worker). Workers started by energy_flows save results."
+        )
+    except Exception as exc:
+        return None, f"The run completed but its result cannot be read: {exc}"
 
 
 #: How long run_result waits for the log lines of a run that has just finished.

@@ -20,18 +20,10 @@ import pandas as pd
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.orchestration import housekeeping
-from energy_flows.orchestration.common import (
-    DEFAULT_POOL,
-    DEFAULT_QUEUE,
-    FINAL_STATES,
-    RUN_STATES,
-    client,
-    html_table,
-    seconds,
-    timestamp,
-)
+from energy_flows.orchestration.common import client, html_table, seconds, timestamp
 from energy_flows.orchestration.deployments import resolve_deployment
 from energy_flows.orchestration.pools import read_pool, read_queue, status_name
+from energy_flows.vocabulary import DEFAULT_POOL, DEFAULT_QUEUE, FINAL_STATES, RUN_STATES
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient

@@ -21,14 +21,7 @@ import pandas as pd
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.orchestration import housekeeping
-from energy_flows.orchestration.common import (
-    DEFAULT_POOL,
-    DEFAULT_QUEUE,
-    RUN_STATES,
-    WAITING_STATES,
-    client,
-    now_utc,
-)
+from energy_flows.orchestration.common import client, now_utc
 from energy_flows.orchestration.diagnosis import diagnose
 from energy_flows.orchestration.pools import read_queue
 from energy_flows.orchestration.runs import (
@@ -40,6 +33,7 @@ from energy_flows.orchestration.runs import (
     run_uuid,
     runs_frame,
 )
+from energy_flows.vocabulary import DEFAULT_POOL, DEFAULT_QUEUE, RUN_STATES, WAITING_STATES
 
 Until = Literal["completed", "late", "empty"]
 

@@ -1,8 +1,7 @@
-"""A few Prefect REST calls over plain HTTP (urllib).
+"""A few Prefect REST calls over plain HTTP (urllib), without ``import prefect`` (2-3 s).
 
-Checking that a server is healthy, or that a worker is online, must not
-cost ``import prefect`` (2-3 s): ``energy-flows up`` answers "already
-running" in a fraction of a second thanks to these.
+So ``energy-flows up`` answers "already running" in a fraction of a second,
+and a worker's runs are finished seconds after it ended.
 """
 
 from __future__ import annotations
@@ -12,7 +11,9 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from datetime import datetime
 from typing import Any
 
 from energy_flows import settings
@@ -26,19 +27,14 @@ class ApiError(Exception):
         self.status = status
 
 
-#: HTTP statuses that mean "busy, ask again": SQLite answers "database is
-#: locked" as 503 when several processes write at once. Prefect's own client
-#: retries these too.
+#: HTTP statuses that mean "busy, ask again" (SQLite's "database is locked" is a 503),
+#: as Prefect's own client retries them.
 RETRY_STATUSES = (429, 502, 503)
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
 def auth_header(secret: str | None = None) -> str | None:
-    """``Basic ...`` from ``PREFECT_API_AUTH_STRING`` ("user:password"), as Prefect's client sends.
-
-    A server started with ``PREFECT_SERVER_API_AUTH_STRING`` refuses every
-    other API call (health checks stay open).
-    """
+    """``Basic ...`` from ``PREFECT_API_AUTH_STRING`` ("user:password"), as Prefect's client sends."""
     # A terminal (`energy-flows down`) has not adopted the home's settings: read its file.
     secret = secret or os.environ.get("PREFECT_API_AUTH_STRING") or settings.auth_string()
     if not secret:
@@ -84,3 +80,18 @@ def healthy(api_url: str, timeout: float = 1.0) -> bool:
             return resp.status == 200
     except (OSError, ValueError):
         return False
+
+
+def quote(name: str) -> str:
+    """A name as one segment of an API path (``/work_pools/<name>/...``)."""
+    return urllib.parse.quote(name, safe="")
+
+
+def timestamp(value: str | None) -> float | None:
+    """Seconds since the epoch of a time the API gives (ISO 8601), or None."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,50 +1,44 @@
-"""One shape for every service the package manages: the server, workers, and what comes next.
+"""One shape and one life cycle for every service the package manages.
 
-A managed service is an object you construct, ``start()`` (it starts the
-process, or reuses the one that already runs for the home), look at (its
-``status()``, ``record``, ``logs()``, and an HTML table in a notebook), and
-``stop()`` or ``close()``. Used as a context manager it stops only what it
-started itself, never a service it merely reused. dask.distributed's
-``ProcessInterface`` is the model.
-
-:func:`launch` is the one place that turns "start this service" into a
-running process (under its watchdog, see :mod:`~energy_flows.services.process`)
-and a state file (see :mod:`~energy_flows.services.registry`).
+A service is an object you construct, ``start()`` (it starts the process, or
+reuses the one that runs for the home), look at (``status()``, ``record``,
+``logs()``, an HTML table) and ``stop()``; used as a context manager it stops
+only what it started itself. :meth:`ManagedService.start` is the one start
+loop; the server, PostgreSQL and workers supply its hooks. docs/architecture.md
+draws it; dask.distributed's ``ProcessInterface`` is the model.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import enum
-import html
 import os
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from energy_flows import settings
-from energy_flows.services import process, registry
-from energy_flows.services.registry import ServiceRecord
+from energy_flows.errors import PortTakenError, ServiceError, WaitTimeout
+from energy_flows.markup import element, field_table
+from energy_flows.services import control, process, registry
+from energy_flows.services.process import SpawnOptions
+from energy_flows.services.registry import Kind, Owner, ServiceRecord
 from energy_flows.vocabulary import SERVICE_STATUS_COLOURS
-from energy_flows.waiting import say
+from energy_flows.waiting import say, wait_until
 
 
 class Status(enum.StrEnum):
     """Where a service is in its life (compares equal to its text, e.g. ``"running"``)."""
 
-    CREATED = "created"  # constructed, never started by this object
     RUNNING = "running"
     NOT_ANSWERING = "not answering"  # the process runs, but does not answer (yet)
     STOPPED = "stopped"
 
     def __repr__(self) -> str:
         return repr(self.value)  # reads as the plain text it equals, e.g. 'running'
-
-
-#: Colours of the states in the HTML tables (one list for the whole package: vocabulary.py).
-STATUS_COLOURS = SERVICE_STATUS_COLOURS
 
 
 class LogText(str):
@@ -54,95 +48,47 @@ class LogText(str):
         return str(self)
 
     def _repr_html_(self) -> str:
-        return f"<pre style='max-height:30em;overflow:auto'>{html.escape(self)}</pre>"
+        return element("pre", str(self), style="max-height:30em;overflow:auto")
 
 
-def html_rows(title: str, rows: Sequence[tuple[str, str]]) -> str:
-    """A titled two-column table; the values are HTML already (escape them first)."""
-    body = "".join(
-        f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-        for k, v in rows
-    )
-    return f"<div><b>{html.escape(title)}</b><table>{body}</table></div>"
+#: Seconds to wait for a service that is shutting down (its owner ended) to be gone.
+SHUTDOWN_WAIT = 20.0
+
+#: Seconds to give the process whose start failed to try again before starting our own.
+RETRY_WAIT = 10.0
+
+#: How many log lines a start error shows.
+ERROR_LOG_LINES = 20
 
 
-def log_path(home: Path, kind: str, name: str) -> Path:
-    """``logs/server.log``, ``logs/postgres.log`` or ``logs/worker-<name>.log``."""
-    return (
-        home / "logs" / (f"{kind}.log" if kind in ("server", "postgres") else f"worker-{name}.log")
-    )
+class _GoneMeanwhile(Exception):
+    """The service about to be adopted went away (it stopped, or its start failed): look again."""
 
 
-def launch(
-    kind: str,
-    name: str,
-    home: Path,
-    argv: list[str],
-    env: dict[str, str],
-    *,
-    detached: bool,
-    grace: float,
-    watch_pid: int | None = None,
-    hold: str | None = None,
-    on_exit: Sequence[str] | None = None,
-    stop_signal: signal.Signals = signal.SIGTERM,
-    **fields: Any,
-) -> ServiceRecord:
-    """Start a service with :func:`process.spawn` and record it in its state file.
-
-    Marks the start in its log (``log_offset``, so errors show only this
-    start's lines). ``fields`` fill the record's service-specific fields
-    (port and URLs, pool and queues, or the database).
-    """
-    log = log_path(home, kind, name)
-    with process.private_open(log, "a") as f:
-        f.write("\n")
-        offset = f.tell()
-        f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n")
-    sock = process.socket_path_for(home, f"worker-{name}" if kind == "worker" else name)
-    spawned = process.spawn(
-        argv,
-        env,
-        log,
-        tied=not detached,
-        socket_path=sock,
-        watch_pid=watch_pid,
-        grace=grace,
-        cwd=home,
-        hold=hold,
-        on_exit=on_exit,
-        stop_signal=stop_signal,
-    )
-    rec = ServiceRecord(
-        kind=kind,
-        name=name,
-        home=str(home),
-        pid=spawned.pid,
-        create_time=spawned.create_time,
-        watchdog_pid=spawned.watchdog_pid,
-        watchdog_create_time=spawned.watchdog_create_time,
-        argv=argv,
-        log=str(log),
-        log_offset=offset,
-        started_at=time.time(),
-        owner="cli" if detached else "kernel",
-        owner_pid=os.getpid(),
-        socket=None if detached else sock,
-        **fields,
-    )
-    rec.save()
-    return rec
+R = TypeVar("R", bound=ServiceRecord)
 
 
-class ManagedService:
+class ManagedService(Generic[R]):
     """The common part of :class:`PrefectServer`, :class:`PostgresServer` and :class:`Worker`.
 
-    Subclasses set ``kind`` and ``title`` and implement :meth:`start`,
-    :meth:`stop` and :meth:`_rows` (their lines of the HTML table).
+    A kind sets the class attributes below and supplies the hooks: ``_spawn``
+    (start its process, through :meth:`_launch`), ``_ready`` (does it answer?),
+    and optionally ``_prepare``, ``_on_ready``, ``_adopting``, ``_started``,
+    ``_undo`` and ``_rows``.
     """
 
-    kind: str = "service"
-    title: str = "Service"
+    kind: ClassVar[Kind]
+    record_class: ClassVar[type[ServiceRecord]]
+    #: In sentences: "the Prefect server", "PostgreSQL", "the worker 'agent-1'".
+    noun: str = "the service"
+    #: How a start that timed out failed: "did not answer".
+    not_ready: ClassVar[str] = "did not answer"
+    #: How to start it, for an error about a service that does not run.
+    start_hint: ClassVar[str] = ""
+    #: What a failed start advises when the cause is in its log.
+    fix_hint: ClassVar[str] = "Fix the cause shown above, then run the cell again."
+    #: The longest pause between two readiness checks, in seconds.
+    poll_interval: ClassVar[float] = 0.2
 
     def __init__(
         self,
@@ -150,39 +96,295 @@ class ManagedService:
         home: str | os.PathLike[str] | None,
         quiet: bool,
         detached: bool,
+        timeout: float,
     ) -> None:
         self.name = name
         self.home = settings.home_dir(home)
         self.quiet = quiet
         self.detached = detached
+        self.timeout = timeout
+        self.title = "Service"
+        #: How often a start may take another port after its port was taken meanwhile.
+        self.port_retries = 2
         #: True when :meth:`start` adopted a service that already ran.
         self.reused = False
         #: True when this object started the process itself.
         self.started_here = False
         #: What the last :meth:`start` or :meth:`stop` said.
         self.messages: list[str] = []
-        self._record: ServiceRecord | None = None  # what this object started or adopted
+        self._record: R | None = None  # what this object started or adopted
 
-    # -- life cycle (subclasses) -------------------------------------------
-    def start(self) -> Self:  # pragma: no cover - abstract
+    # -- the life cycle ------------------------------------------------------------------
+    def start(self) -> Self:
+        """Start the service, or reuse the one that runs for this home; returns self.
+
+        Idempotent. A :class:`~energy_flows.errors.ServiceError` with its last log lines
+        when it cannot start, nothing left running."""
+        settings.ensure_home(self.home)
+        self.messages = []
+        deadline = time.monotonic() + self.timeout
+        try:
+            self._prepare()
+            rec = self._start_or_adopt(deadline)
+        except BaseException:
+            self._undo()
+            raise
+        self._record = rec
+        self._started(rec)
+        return self
+
+    def _start_or_adopt(self, deadline: float) -> R:
+        """Lock, reconcile, then adopt the live service or spawn one, and wait until it answers."""
+        retries = 0
+        while True:
+            with registry.locked(self.home):
+                for line in control.reconcile(self.home, quiet=True):
+                    self._say(line)
+                rec = self._current()
+                fresh = rec is None
+                if rec is None:
+                    rec = self._spawn(retry=retries > 0)
+            try:
+                if fresh:
+                    self._wait_ready(rec, deadline, ours=True)
+                else:
+                    self._adopt(rec, deadline)
+                return rec
+            except _GoneMeanwhile:
+                continue
+            except PortTakenError as exc:
+                # Another program (or another home's server starting at the same moment)
+                # took the port between our check and the bind: a free port, and say so.
+                if not fresh or retries >= self.port_retries:
+                    raise
+                retries += 1
+                self._say(f"Port {exc.port} was taken meanwhile by another program; retrying.")
+
+    def _current(self) -> R | None:
+        """The home's record of this service if its process (or its watchdog) still runs."""
+        found = registry.read(registry.state_path(self.home, self.kind, self.name))
+        if isinstance(found, registry.Damaged):
+            self._say(f"The state file {found.path} was damaged ({found.problem}); replacing it.")
+        if isinstance(found, self.record_class) and (found.alive() or found.watchdog_alive()):
+            return found  # type: ignore[return-value]  # record_class is R's class
+        return None
+
+    def _launch(
+        self, argv: Sequence[str], env: dict[str, str], options: SpawnOptions, **fields: Any
+    ) -> R:
+        """Spawn the process under its watchdog and record it (a process that cannot be
+        recorded is stopped again); ``log_offset`` marks this start's part of the log."""
+        log = self.log_path
+        offset = process.mark_log(log, f"starting: {' '.join(argv)}")
+        sock = (
+            None if self.detached else process.socket_path_for(self.home, self.kind.stem(self.name))
+        )
+        options = dataclasses.replace(
+            options, tied=not self.detached, socket=sock, cwd=str(self.home)
+        )
+        spawned = process.spawn(argv, env, log, options)
+        rec = self.record_class(
+            **dataclasses.asdict(spawned),
+            kind=self.kind,
+            name=self.name,
+            home=str(self.home),
+            argv=list(argv),
+            log=str(log),
+            log_offset=offset,
+            started_at=time.time(),
+            owner=Owner.CLI if self.detached else Owner.KERNEL,
+            owner_pid=os.getpid(),
+            socket=sock,
+            **fields,
+        )
+        try:
+            rec.save()
+        except OSError as exc:
+            spawned.stop(timeout=10)
+            raise ServiceError(
+                f"Could not write {rec.path} ({exc.strerror}), so {self.noun} that had just "
+                "started was stopped again: nothing is left running. Make room on that disk "
+                "(or make the folder writable), then run the cell again."
+            ) from exc
+        self.started_here = True
+        return rec  # type: ignore[return-value]  # record_class is R's class
+
+    def _adopt(self, rec: R, deadline: float) -> None:
+        """Reuse the service another kernel, cell or terminal started for this home."""
+        if not rec.alive():  # ended; its watchdog is still finishing (a worker's runs)
+            self._wait_gone(rec, "")
+            raise _GoneMeanwhile
+        lines = self._adopting(rec)
+        if rec.owner == Owner.KERNEL and rec.owner_pid != os.getpid():
+            # Become an owner too, so it lives as long as this process. Its watchdog
+            # refuses once it has decided to stop (its kernel ended).
+            if process.attach(rec.socket) != process.ATTACHED:
+                self._wait_gone(rec, ", because the kernel that started it ended")
+                raise _GoneMeanwhile
+        if not self._ready(rec):  # started a moment ago by someone else
+            self._wait_ready(rec, deadline, ours=False)
+        self.reused = True
+        ours = self._record is not None and self._record.pid == rec.pid  # a second start()
+        self.started_here = self.started_here and ours
+        for line in lines:
+            self._say(line)
+
+    def _wait_ready(self, rec: R, deadline: float, ours: bool) -> None:
+        """Wait until ``rec`` answers; on failure stop it if it is ours, and say why."""
+
+        def ready() -> bool:
+            if not rec.alive():
+                if ours:
+                    raise self._failed(rec, "stopped while starting")
+                self._wait_for_retry(rec)  # someone else's start failed: let them retry
+                raise _GoneMeanwhile
+            # Only our process counts: another program may answer on the port.
+            return self._ready(rec)
+
+        label = self.starting_line() if ours else f"Waiting for {self.noun} another process started"
+        try:
+            wait_until(
+                ready,
+                max(1.0, deadline - time.monotonic()),
+                what=self.waiting_for(rec),
+                progress=None if self.quiet else label,
+                # Cheap checks, looked at often: a learner waits on this.
+                interval=0.05,
+                max_interval=self.poll_interval,
+            )
+            if ours:
+                self._on_ready(rec)
+        except WaitTimeout as exc:
+            if ours:
+                control.stop(rec, quiet=True)
+            raise self._failed(
+                rec, f"{self.not_ready} within {self.timeout:g} s", not ours
+            ) from exc
+        except BaseException:
+            if ours:
+                control.stop(rec, quiet=True)
+            raise
+
+    def _wait_gone(self, rec: R, why: str) -> None:
+        """Wait for a service that is shutting down to be gone (stop it if it hangs)."""
+        started = time.monotonic()
+        try:
+            wait_until(
+                lambda: not rec.alive() and not rec.watchdog_alive(),
+                SHUTDOWN_WAIT,
+                what=f"the previous process (pid {rec.pid}) to stop",
+                interval=0.05,
+                max_interval=0.2,
+            )
+            how = f"waited {time.monotonic() - started:.1f} s for it to stop"
+        except WaitTimeout:
+            rec.stop(timeout=10)
+            how = f"it had not stopped after {SHUTDOWN_WAIT:g} s, so it was stopped"
+        self._say(
+            f"{self.subject} this home ran before (pid {rec.pid}) was shutting down{why}; "
+            f"{how}. Starting a new one."
+        )
+
+    def _wait_for_retry(self, rec: R) -> None:
+        """Another process's start died: give it time to start again (on a free port).
+
+        Starting our own now would give the home our service in place of theirs,
+        without their settings (the JupyterLab tile's proxy address, say).
+        """
+        if rec.owner_pid <= 0 or rec.owner_pid == os.getpid():
+            return
+
+        def retried_or_gone() -> bool:
+            current = registry.read(rec.path)
+            if isinstance(current, ServiceRecord) and current.pid != rec.pid:
+                return True
+            return not process.is_alive(rec.owner_pid)
+
+        with contextlib.suppress(WaitTimeout):
+            wait_until(
+                retried_or_gone,
+                RETRY_WAIT,
+                what=f"process {rec.owner_pid} to start {self.noun} again",
+                interval=0.05,
+                max_interval=0.2,
+            )
+
+    def _failed(self, rec: R, what: str, left: bool = False) -> ServiceError:
+        """The error of a start that failed, with this start's last log lines and what to do."""
+        lines, port_taken = process.failed_start_log(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
+        state = (
+            f"It still runs (pid {rec.pid}): `energy-flows status` shows it, "
+            "`energy-flows down` stops it."
+            if left
+            else "Nothing is left running."
+        )
+        hint = self.fix_hint
+        if port_taken:
+            hint = "Another program took the port meanwhile: run the cell again to use a free port."
+        message = f"{self.subject} {what}. {state}\nLast {ERROR_LOG_LINES} lines of {rec.log}:\n{lines}\n{hint}"
+        if port_taken:
+            return PortTakenError(message, port=getattr(rec, "port", None))
+        return ServiceError(message)
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """Before anything: checks and files the start needs."""
+
+    def _spawn(self, retry: bool) -> R:  # pragma: no cover - every kind has one
+        """Start the process (under the home's lock) with :meth:`_launch`; ``retry``: after a taken port."""
         raise NotImplementedError
 
-    def stop(self) -> Any:  # pragma: no cover - abstract
+    def _ready(self, rec: R) -> bool:  # pragma: no cover - every kind has one
+        """Whether the process answers (a cheap check, called often)."""
         raise NotImplementedError
+
+    def _on_ready(self, rec: R) -> None:
+        """After a process this start spawned answers; a failure here stops it."""
+
+    def _adopting(self, rec: R) -> list[str]:
+        """What reusing ``rec`` tells the learner; raise to refuse it."""
+        return []
+
+    def _started(self, rec: R) -> None:
+        """After a start that worked, spawned or adopted."""
+
+    def _undo(self) -> None:
+        """After a start that failed: what else it started."""
+
+    def _rows(self, rec: R | None) -> list[tuple[str, Any]]:
+        """The kind's lines of the HTML table (values are text, or :class:`Markup`)."""
+        return []
+
+    def _answers(self, rec: R) -> bool:
+        """Whether the running service answers, for :meth:`status`."""
+        return self._ready(rec)
+
+    # -- words ---------------------------------------------------------------------------
+    @property
+    def subject(self) -> str:
+        """:attr:`noun` at the start of a sentence."""
+        return self.noun[:1].upper() + self.noun[1:]
+
+    def starting_line(self) -> str:
+        return f"Starting {self.noun} for {self.home}"
+
+    def waiting_for(self, rec: R) -> str:
+        return f"{self.noun} (pid {rec.pid}) to answer"
+
+    # -- stopping and context manager ----------------------------------------------------
+    def stop(self) -> Any:
+        """Stop this home's workers, its server, then its PostgreSQL; returns what stopped.
+
+        Safe to call twice. Everything of the home stops: the server and the
+        workers depend on it (a worker stops only itself).
+        """
+        stopped = control.stop_all(self.home, quiet=self.quiet)
+        self._mark_stopped()
+        return stopped
 
     def close(self) -> Any:
         """The same as :meth:`stop`."""
         return self.stop()
-
-    def _mark_reused(self, rec: ServiceRecord) -> None:
-        """:meth:`start` adopted a running service: note whether it is still this object's.
-
-        It is when it is the very process this object started (a second ``start()``);
-        otherwise this object only uses it, and ``with`` will leave it running.
-        """
-        self.reused = True
-        ours = self._record is not None and self._record.pid == rec.pid
-        self.started_here = self.started_here and ours
 
     def _mark_stopped(self) -> None:
         """After :meth:`stop`: nothing runs that this object started."""
@@ -202,14 +404,22 @@ class ManagedService:
         if self.started_here:
             self.stop()
 
-    # -- information ---------------------------------------------------------
+    # -- information ---------------------------------------------------------------------
     @property
-    def record(self) -> ServiceRecord | None:
+    def record(self) -> R | None:
         """The state file of the running service (None when it does not run). Changes nothing."""
-        rec = registry.ServiceRecord.load(registry.state_path(self.home, self.kind, self.name))
-        if rec is None and self._record is not None:
-            rec = self._record  # its state file is gone or damaged: what this object knows
-        return rec if rec is not None and rec.alive() else None
+        found = registry.read(registry.state_path(self.home, self.kind, self.name))
+        rec = found if isinstance(found, self.record_class) else self._record
+        return rec if rec is not None and rec.alive() else None  # type: ignore[return-value]
+
+    def _info(self) -> R:
+        """The record, also of a service that has just ended; an error when there is none."""
+        rec = self.record or self._record
+        if rec is None:
+            raise ServiceError(
+                f"{self.subject} does not run for {self.home}. Start it: {self.start_hint}"
+            )
+        return rec
 
     @property
     def pid(self) -> int | None:
@@ -218,27 +428,38 @@ class ManagedService:
 
     @property
     def log_path(self) -> Path:
-        return log_path(self.home, self.kind, self.name)
+        return registry.log_path(self.home, self.kind, self.name)
 
     def status(self) -> Status:
         """:class:`Status`: ``running``, ``not answering`` or ``stopped``."""
-        return Status.RUNNING if self.record is not None else Status.STOPPED
+        rec = self.record
+        if rec is None:
+            return Status.STOPPED
+        return Status.RUNNING if self._answers(rec) else Status.NOT_ANSWERING
 
     def logs(self, tail: int = 40) -> LogText:
         """The last ``tail`` lines of the service's log file."""
         return LogText(process.tail(self.log_path, tail))
 
-    def _rows(self, rec: ServiceRecord | None) -> list[tuple[str, str]]:
-        return []
+    def __repr__(self) -> str:
+        rec = self.record
+        if rec is None:
+            return f"<{type(self).__name__} stopped home={str(self.home)!r}>"
+        return (
+            f"<{type(self).__name__} {self.status()} {self._where(rec)} pid={rec.pid} "
+            f"uptime={rec.uptime()} home={str(self.home)!r}>"
+        )
+
+    def _where(self, rec: R) -> str:
+        """Where it answers, for ``repr()``."""
+        return ""
 
     def _repr_html_(self) -> str:
         rec = self.record
         state = self.status()
-        colour = STATUS_COLOURS.get(state, STATUS_COLOURS[Status.NOT_ANSWERING])
-        rows = [("State", f"<b style='color:{colour}'>{html.escape(str(state))}</b>")]
-        rows += self._rows(rec)
-        rows.append(("Log", html.escape(str(self.log_path))))
-        return html_rows(self.title, rows)
+        colour = SERVICE_STATUS_COLOURS[state]
+        rows = [("State", element("b", str(state), style=f"color:{colour}")), *self._rows(rec)]
+        return field_table(self.title, [*rows, ("Log", str(self.log_path))])
 
     def _say(self, message: str) -> None:
         self.messages.append(message)

@@ -1,40 +1,10 @@
-"""A Dask cluster for one flow run: the batch flow on several processes.
+"""A Dask cluster for one flow run: lesson 07's batch flow on several processes.
 
-Prefect's default task runner runs a flow's tasks in threads of the flow's own
-process. Lesson 07 ("outgrowing one machine") swaps it for prefect-dask's
-``DaskTaskRunner``, which sends each task to a ``distributed`` cluster::
-
-    from energy_flows.flows import energy_usage_batch
-    from energy_flows.services.cluster import dask_runner
-
-    on_dask = energy_usage_batch.with_options(task_runner=dask_runner(n_workers=2))
-    summary = on_dask(n_meters=8)
-    summary.attrs["dashboard_link"]       # where the Dask dashboard was while it ran
-
-The flow, its tasks and its results are the same; only where the tasks run
-changes. :func:`dask_runner` returns a :class:`ClassroomDaskRunner`, a
-``DaskTaskRunner`` set up the way every service of the package is:
-
-* **one cluster per flow run, always closed.** Prefect enters a fresh copy of
-  the task runner for every flow run and leaves it when the run ends, however
-  it ends (completed, failed, interrupted). The runner starts a
-  ``distributed.LocalCluster`` on entering and closes it on leaving, so no
-  scheduler or worker process outlives the run.
-* **processes, not threads.** Each Dask worker is a separate Python process
-  with one thread, watched by a nanny that restarts it, or stops it when it
-  uses more than its memory limit.
-* **loopback only, free ports.** The scheduler, the workers and the dashboard
-  listen on 127.0.0.1; the dashboard's port is a free one
-  (:func:`~energy_flows.services.process.free_port`, as for the server).
-* **a dashboard link that works here and behind JupyterHub**, built by the
-  same helpers as the Prefect UI's (:mod:`~energy_flows.services.urls`):
-  ``http://127.0.0.1:<port>/status`` on a laptop,
-  ``<hub>/user/<name>/proxy/absolute/<port>/status`` on a hub.
-
-While a run is on, :func:`dashboard_links` lists the dashboards of the
-clusters running in this process, and the runner's ``dashboard_link`` says
-where its own is (the batch flow logs it and returns it in
-``summary.attrs["dashboard_link"]``).
+``energy_usage_batch.with_options(task_runner=dask_runner(n_workers=2))``
+runs the batch's tasks on a ``distributed.LocalCluster`` of worker processes,
+started when the run starts and closed when it ends, however it ends; on
+127.0.0.1, with a dashboard link that works here and behind JupyterHub
+(:func:`dashboard_link_for`). The details: docs/dask.md.
 """
 
 from __future__ import annotations
@@ -51,38 +21,22 @@ from energy_flows.errors import DataError
 from energy_flows.services import urls
 from energy_flows.services.process import free_port
 
-__all__ = [
-    "DEFAULT_MEMORY_LIMIT",
-    "DEFAULT_N_WORKERS",
-    "ClassroomDaskRunner",
-    "dashboard_links",
-    "dask_runner",
-]
-
 #: Two worker processes: one per core of a 2-core laptop.
 DEFAULT_N_WORKERS = 2
-#: Memory each worker may use. A worker that has run the batch's tasks (Prefect,
-#: pandas and the package imported) holds about 200 MB; one meter's pipeline
-#: adds a few tens. Over 80 % of the limit the worker pauses, over 95 % its
-#: nanny restarts it. Two workers stay under 1.5 GB on a laptop.
+#: Memory each worker may use: it holds about 200 MB with Prefect and pandas imported,
+#: a meter's pipeline adds a few tens; over 95 % its nanny restarts it.
 DEFAULT_MEMORY_LIMIT = "768MiB"
 #: The largest cluster a learner can ask for here (a laptop, not a data centre).
 MAX_WORKERS = 16
 
-#: Set in every Dask worker process: Prefect's console handler there stays silent.
-#: The workers are child processes that share the kernel's stderr, and the
-#: package's rule is that children never write into the notebook (their lines
-#: would arrive in bursts, in any order). The tasks' logs still go to the
-#: server: they are on the flow run's page in the UI, as from any worker.
+#: Set in every Dask worker process: children never write into the notebook (the
+#: workers share the kernel's stderr); the tasks' logs still go to the server.
 WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
 
 
 class _SlowExitIsNormal(logging.Filter):
-    """Drops the nanny's warning about a worker it killed at the end of a run.
-
-    A worker that takes more than 4 s to exit once the run is over is killed
-    by its nanny: that is how a cluster ends on a busy machine, not a fault.
-    """
+    """Drops the nanny's warning about a worker it killed at the end of a run (more than
+    4 s to exit): that is how a cluster ends on a busy machine, not a fault."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Worker process still alive after")
@@ -92,14 +46,8 @@ _SLOW_EXIT = _SlowExitIsNormal()
 
 
 def _quiet_cluster_logs() -> None:
-    """Keep the cluster's routine chatter out of the notebook (in the kernel, once).
-
-    The scheduler and the nannies live in the kernel's process and log each
-    start, connection and stop at INFO: about 30 lines per flow run, in an
-    order that depends on timing, which the dashboard shows better. The
-    ``distributed`` loggers are set to WARNING (a level set on purpose, to
-    WARNING or above, is kept); warnings and errors still show.
-    """
+    """Keep the cluster's INFO chatter (its scheduler and nannies live in the kernel) out of
+    the notebook: ``distributed`` logs at WARNING, unless set higher on purpose."""
     logger = logging.getLogger("distributed")
     if logger.level < logging.WARNING:
         logger.setLevel(logging.WARNING)
@@ -115,12 +63,10 @@ _RUNNING_LOCK = threading.Lock()
 
 
 def dashboard_links(local: bool = False) -> list[str]:
-    """The dashboard links of the Dask clusters running in this process now.
+    """The dashboard links of the Dask clusters running in this process now ([] when none).
 
-    Empty when no flow run on a :class:`ClassroomDaskRunner` is running. A
-    notebook cell (or a test) can read it while a batch runs in another thread.
-    ``local=True`` gives the addresses on this machine instead of the links to
-    show (they differ behind JupyterHub, where the browser goes through the hub).
+    ``local=True``: the addresses on this machine, not the links to show
+    (they differ behind JupyterHub, where the browser goes through the hub).
     """
     with _RUNNING_LOCK:
         return [pair[1] if local else pair[0] for pair in _RUNNING.values()]
@@ -129,12 +75,8 @@ def dashboard_links(local: bool = False) -> list[str]:
 def dashboard_link_for(port: int) -> tuple[str, str, str | None]:
     """Where a dashboard on ``port`` is reached: (link to show, local address, path prefix).
 
-    On a laptop the three are ``http://127.0.0.1:<port>/status``, the same,
-    and ``None``. Under JupyterHub the browser goes through
-    jupyter-server-proxy's non-stripping ``/proxy/absolute/<port>/`` path, and
-    the scheduler is told that prefix (its ``http_prefix``), exactly as the
-    Prefect server is (:func:`~energy_flows.services.urls.hub_prefix`); the
-    local address then carries the prefix too.
+    Behind JupyterHub the scheduler is told the proxy's prefix (its
+    ``http_prefix``), as the Prefect server is (:func:`urls.hub_prefix`).
     """
     prefix = urls.hub_prefix(port)
     shown = urls.ui_url_for(port, prefix).rstrip("/") + "/status"
@@ -186,10 +128,8 @@ def _in_dask_worker() -> bool:
 class ClassroomDaskRunner(DaskTaskRunner):
     """prefect-dask's ``DaskTaskRunner`` on a local cluster of processes, per flow run.
 
-    Build it with :func:`dask_runner`. Prefect calls :meth:`duplicate` at the
-    start of each flow run and enters the copy: entering starts the cluster
-    (on a new free dashboard port), leaving closes it. ``dashboard_link`` is
-    the link to show while the copy is entered, else ``None``.
+    Prefect enters a :meth:`duplicate` for each flow run: entering starts the
+    cluster, leaving closes it; ``dashboard_link`` is set in between.
     """
 
     def __init__(
@@ -221,9 +161,7 @@ class ClassroomDaskRunner(DaskTaskRunner):
     def __enter__(self) -> Self:
         """Start the cluster now, not at the first task, so its dashboard is there all run long.
 
-        Prefect also enters a copy of the flow's task runner around every task
-        it runs on a Dask worker (to rebuild the flow run's context there).
-        That copy must start nothing: it stays the lazy ``DaskTaskRunner``.
+        (Inside a Dask worker Prefect enters a copy around each task: it starts nothing.)
         """
         if _in_dask_worker():
             super().__enter__()

@@ -1,9 +1,7 @@
 """``energy-flows up | down | status | logs | reset``: the services, from a terminal.
 
-The same classes as the notebooks (:class:`~energy_flows.services.server.PrefectServer`,
-:class:`~energy_flows.services.worker.Worker`), in terminal mode: what ``up``
-starts keeps running after the command returns, until ``energy-flows down``.
-Nothing here imports Prefect, so ``status`` and a second ``up`` answer at once.
+The notebooks' classes in terminal mode: what ``up`` starts runs until
+``energy-flows down``. No Prefect import: ``status`` and a second ``up`` answer at once.
 """
 
 from __future__ import annotations
@@ -13,7 +11,8 @@ import shutil
 
 from energy_flows import settings
 from energy_flows.errors import EnergyFlowsError
-from energy_flows.services import control, process
+from energy_flows.services import control, process, registry
+from energy_flows.services.registry import Kind, Owner
 
 
 def up(args: argparse.Namespace) -> int:
@@ -33,7 +32,7 @@ def up(args: argparse.Namespace) -> int:
         auth=True if getattr(args, "auth", False) else None,
     ).start()
     rec = server.record
-    if server.reused and rec is not None and rec.owner == "kernel":
+    if server.reused and rec is not None and rec.owner == Owner.KERNEL:
         print(
             f"Note: this server belongs to a notebook kernel (pid {rec.owner_pid}) "
             "and stops when that kernel ends."
@@ -109,10 +108,10 @@ def logs(args: argparse.Namespace) -> int:
     """Print the last lines of the server's, PostgreSQL's or a worker's log."""
     home = settings.home_dir()
     which = getattr(args, "which", "server") or "server"
-    if which in ("server", "postgres"):
-        path = home / "logs" / f"{which}.log"
+    if which in (Kind.SERVER, Kind.POSTGRES):
+        path = registry.log_path(home, Kind(which), which)
     else:
-        path = home / "logs" / f"worker-{which.removeprefix('worker-')}.log"
+        path = registry.log_path(home, Kind.WORKER, which.removeprefix("worker-"))
     if not path.exists():
         available = sorted(p.stem for p in (home / "logs").glob("*.log"))
         raise EnergyFlowsError(

@@ -1,20 +1,11 @@
 """A new home's Prefect database, copied from a migrated template instead of built.
 
-A server on a new home spends most of its start (about 5 of 7 s on a
-2-core machine) creating Prefect's database: some hundred Alembic
-migrations, run one after the other. Every new home gets the same result,
-so the package builds it once per Prefect version, as an empty SQLite file
-in the user's cache, and copies it into each new home before the server
-starts. The server then finds its database at the latest revision and starts
-as fast as on an existing home. A learner's first lesson, ``energy-flows
-reset``, ``make notebooks`` and the tests all start new homes.
-
-The template is only a speed-up. When it cannot be built or read (no
-writable cache, a damaged file), the server creates its database itself, as
-Prefect always does; and because Prefect still checks the revision on
-start, a template from another version would be migrated, never misread.
-``ENERGY_FLOWS_CACHE`` moves the cache (default ``$XDG_CACHE_HOME`` or
-``~/.cache``, then ``energy-flows``); ``make setup`` builds the template.
+Creating Prefect's database (its Alembic migrations) is most of a first
+server start. The package builds it once per Prefect version, an empty
+SQLite file in the user's cache (``ENERGY_FLOWS_CACHE``, else
+``~/.cache/energy-flows``; ``make setup`` builds it), and copies it into each
+new home. It is only a speed-up: without it the server migrates its own
+database, and Prefect still checks the revision on start.
 """
 
 from __future__ import annotations
@@ -79,11 +70,8 @@ def revision(path: Path) -> str | None:
 def build_template(timeout: float = 300.0) -> Path | None:
     """Build the template with ``prefect server database upgrade``; return its path.
 
-    Runs Prefect's own migrations in a scratch folder (through the fast
-    launcher, tied to this process like every process the package starts),
-    checks the result and moves it into place in one step, so two
-    kernels doing this at once both end up with a complete file. Returns None,
-    leaving nothing behind, when it fails.
+    Migrates in a scratch folder and moves the checked result into place in one
+    step (two kernels at once both get a whole file); None, and nothing left, on failure.
     """
     target = template_path()
     try:
@@ -134,7 +122,7 @@ def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
 
 
 def _remove_abandoned_builds(folder: Path, older_than: float = 900.0) -> None:
-    """Scratch folders of builds whose process was killed (the build itself takes seconds)."""
+    """Scratch folders of builds whose process was killed."""
     for scratch in folder.glob(".build-*"):
         with contextlib.suppress(OSError):
             if time.time() - scratch.stat().st_mtime > older_than:
@@ -146,9 +134,8 @@ def seed_home(
 ) -> bool:
     """Give a new home a copy of the template; True when it did.
 
-    Does nothing for a home that has a database already, or when Prefect is
-    pointed at another database. Builds the template first if there is none
-    (once per Prefect version, about 5 s), printing a line through ``say``.
+    Nothing for a home that has a database, or when Prefect is pointed at
+    another database; builds the template first if there is none (``say`` tells).
     """
     target = home_database(home)
     if target.exists() or any(os.environ.get(name) for name in DATABASE_URL_VARIABLES):
@@ -173,9 +160,8 @@ def seed_home(
 def main() -> int:
     """``python -m energy_flows.services.database``: build the templates now (``make setup``).
 
-    The SQLite one, then the PostgreSQL one (``services/postgres.py``) when
-    PostgreSQL is installed. Only the SQLite one decides the exit code: the
-    lessons need it, and a PostgreSQL home can still build its own database.
+    SQLite's, then PostgreSQL's when it is installed; only SQLite's, which the
+    lessons need, decides the exit code.
     """
     from energy_flows.services import pgdata, postgres
 

@@ -1,40 +1,12 @@
 """Start Prefect processes fast: no optional ``rfc3987_syntax``, no collector pauses.
 
-Every process the package starts (server, worker, one per flow run) spends
-most of its start-up importing Prefect. Two things make that slow for no
-benefit, and this launcher removes both:
-
-* ``jsonschema`` imports ``rfc3987_syntax`` when it is installed (JupyterLab's
-  dependencies install it) to validate "iri" strings, which Prefect never
-  needs. It costs about a second per process. The launcher marks the module
-  as absent (``sys.modules[name] = None`` makes ``import`` raise
-  ``ImportError``, which jsonschema handles).
-* Importing Prefect creates hundreds of thousands of long-lived objects
-  (pydantic models, SQLAlchemy tables, FastAPI routes). Python's cyclic
-  garbage collector runs again and again while they are created, and every
-  full collection afterwards walks all of them again, though none of them is
-  garbage. The launcher imports what the process needs with the collector
-  paused, then moves those objects to the collector's permanent generation
-  (``gc.freeze()``: later collections skip them) and turns the collector back
-  on before any server, worker or flow code runs. Measured side by side, a
-  server on an existing home answers about 0.7 s sooner
-  (``benchmarks/bench_services.py``).
-
-It runs:
-
-* ``python -m energy_flows.services.launch prefect ARGS...``: the ``prefect``
-  command (what ``.venv/bin/prefect`` runs), used for the server and workers;
-* ``python -m energy_flows.services.launch engine``: ``python -m prefect.engine``,
-  the one interpreter a worker starts per flow run.
-
-Each of these processes also ends by itself when its watchdog (its parent)
-is killed: nothing would tie it to its notebook any more
-(:func:`exit_with_parent`).
-
-A notebook kernel that starts or reuses a server gets the same treatment
-through :func:`prepare_kernel` (without the freeze): a lesson's set-up cell
-takes about 4 s instead of 8 s.
-
+``python -m energy_flows.services.launch prefect ARGS...`` runs the ``prefect``
+command (servers, workers) and ``... launch engine`` one flow run, each with
+``rfc3987_syntax`` kept out (jsonschema imports it when installed, about a
+second per process, and Prefect never needs it) and Prefect imported with the
+cyclic garbage collector paused, then ``gc.freeze()``: the hundreds of
+thousands of objects an import creates are not garbage, and later collections
+skip them. A kernel gets the same import through :func:`prepare_kernel`.
 Only the standard library is imported here before Prefect itself.
 """
 
@@ -73,11 +45,8 @@ def block_optional_modules() -> None:
 def preload(modules: Iterable[str], *, freeze: bool = True) -> None:
     """Import ``modules`` with the cyclic garbage collector paused, then resume it.
 
-    Import creates long-lived objects, not garbage, so the collections it
-    would trigger find nothing. Reference counting still frees what it can
-    meanwhile. With ``freeze``, ``gc.freeze()`` then tells the collector to
-    leave everything alive so far alone in later collections. The collector
-    is back on (if it was on) before this returns, for the code that runs next.
+    With ``freeze``, ``gc.freeze()`` then leaves everything alive so far out of
+    later collections. The collector is back on (if it was) before this returns.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -102,10 +71,9 @@ def prepare_kernel() -> None:
 
     Called once the kernel is pointed at a server, just before the lesson's
     next cells import Prefect anyway: ``rfc3987_syntax`` stays out and the
-    collector pauses during the import (``lesson_setup("04")`` in a fresh
-    kernel: 3.8 s instead of 8.1 s). Nothing is
-    frozen here: the kernel also holds the learner's own objects, whose
-    garbage the collector must keep finding.
+    collector pauses during the import. Nothing is frozen here: the kernel
+    also holds the learner's own objects, whose garbage the collector must
+    keep finding.
     """
     if all(name in sys.modules for name in KERNEL_PRELOAD):
         return
@@ -116,10 +84,8 @@ def prepare_kernel() -> None:
 def exit_with_parent(interval: float = 0.5) -> None:
     """Send ourselves SIGTERM (a graceful stop) once our parent process has gone.
 
-    The watchdog parent stops its child in every normal case; this covers the
-    watchdog itself being killed (``kill -9``, the OOM killer), after which
-    the orphan would otherwise run on, tied to no kernel. Portable: it watches
-    ``os.getppid()``, which changes when the parent dies.
+    For a watchdog that was killed itself (``kill -9``, out of memory): its
+    child would run on, tied to no kernel. ``os.getppid()`` changes when it dies.
     """
     parent = os.getppid()
 
@@ -160,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     preload(PRELOAD[kind])
     if args[0] == "engine":
         sys.argv = [sys.argv[0], *args[1:]]
-        # prefect.engine was preloaded above; runpy warns that it then runs a module
-        # already imported, once per flow run in the worker's log. That is the point.
+        # prefect.engine was preloaded on purpose: no runpy warning per run in the log.
         warnings.filterwarnings(
             "ignore", message="'prefect.engine' found in sys.modules", category=RuntimeWarning
         )

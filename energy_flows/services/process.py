@@ -1,24 +1,9 @@
 """One way to start, watch and stop the package's child processes.
 
-Every process the package starts (the Prefect server, workers, and
-JupyterLab for ``energy-flows lab``) is started by :func:`spawn`, and a
-command run to its end (building the database template) by :func:`run`,
-which waits on the same kind of watchdog:
-
-* its output goes to a log file, never to the notebook's output area;
-* it runs under a tiny watchdog parent (``watchdog.py``, standard library
-  only) in its own session, so the kernel's interrupt button does not reach
-  it, while the end of its owner, however it ends, closes a pipe that the
-  watchdog watches and makes it stop the child and its whole process group;
-* it is started with SIGINT at its default, so SIGTERM/SIGINT stop it even
-  when the caller ignored SIGINT;
-* it creates its files readable by its user only (umask 077): the home's
-  database, logs and results are private;
-* with ``tied=False`` ("terminal mode", used by ``energy-flows up``) the
-  watchdog ignores its owner: the child runs until it is stopped explicitly.
-
-``docs/prefect-facts.md`` explains why a plain child, or ``start_new_session=True``
-alone, leaves orphans behind.
+:func:`spawn` starts a process under the watchdog (``watchdog.py``) with its
+output in a log file, its files private to its user, and SIGINT at its
+default; :func:`run` runs a command to its end the same way. Why a watchdog,
+and not a plain child or ``start_new_session=True``: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -49,30 +34,81 @@ WATCHDOG_SCRIPT = Path(__file__).with_name("watchdog.py")
 #: Files the package's processes create are readable and writable by their user only.
 PRIVATE_UMASK = 0o077
 
-# Keep the write ends of the watchdogs' pipes, and the sockets attached to
-# other owners' watchdogs, for the whole life of this process: the OS closes
-# them when it ends, and that is the signal for the watchdogs to stop.
+# The watchdogs' pipes and the sockets attached to other owners' watchdogs live as
+# long as this process: the OS closes them when it ends, the watchdogs' signal to stop.
 _HELD_POPENS: dict[int, subprocess.Popen[bytes]] = {}
 _HELD_SOCKETS: dict[str, socket.socket] = {}
 
 
 @dataclass(frozen=True)
+class SpawnOptions:
+    """How a process is tied to its owners and stopped (the watchdog's options).
+
+    Attributes:
+        tied: stop it when this process ends (kernels, tests); ``False`` is the
+            terminal mode of ``energy-flows up``: it runs until stopped.
+        socket: a unix socket where other processes :func:`attach`, to keep it
+            alive as long as they live too.
+        watch_pid: stop it when this process ends (a worker watches its server).
+        hold: another service's watchdog socket, held as one of its owners for
+            this one's whole life (a worker holds its server: the server outlives it).
+        on_exit: a command the watchdog runs once the child has stopped, with
+            ``ENERGY_FLOWS_STOP_REASON`` (a :class:`~energy_flows.services.watchdog.StopReason`)
+            and ``ENERGY_FLOWS_EXIT_CODE`` set.
+        grace: seconds between the stop signal and SIGKILL.
+        stop_signal: what asks it to stop (PostgreSQL's fast shutdown is SIGINT).
+        cwd: its working directory.
+    """
+
+    tied: bool = True
+    socket: str | None = None
+    watch_pid: int | None = None
+    hold: str | None = None
+    on_exit: tuple[str, ...] = ()
+    grace: float = 5.0
+    stop_signal: signal.Signals = signal.SIGTERM
+    cwd: str | None = None
+
+    def watchdog_argv(self, argv: Sequence[str]) -> list[str]:
+        """The watchdog's command line that runs ``argv`` with these options."""
+        # -I: no PYTHONPATH or user site; the environment's site-packages stay (psutil).
+        cmd = [sys.executable, "-I", str(WATCHDOG_SCRIPT), "--grace", f"{self.grace:g}"]
+        if self.stop_signal != signal.SIGTERM:
+            cmd += ["--stop-signal", self.stop_signal.name]
+        if not self.tied:
+            cmd.append("--detached")
+        for flag, value in (
+            ("--socket", self.socket),
+            ("--watch-pid", self.watch_pid),
+            ("--hold", self.hold),
+        ):
+            if value:
+                cmd += [flag, str(value)]
+        if self.on_exit:
+            cmd += ["--on-exit", json.dumps(list(self.on_exit))]
+        return [*cmd, "--", *argv]
+
+
+@dataclass(frozen=True)
 class Spawned:
-    """What :func:`spawn` started: the watchdog and the real child under it."""
+    """A process started by :func:`spawn`: its pid and its watchdog's, with their start
+    times (psutil's ``create_time``: a later process with the same pid is not ours)."""
 
     pid: int
     create_time: float
     watchdog_pid: int
     watchdog_create_time: float
-    log_path: Path | None
-    tied: bool
 
     def alive(self) -> bool:
-        """Whether the child still runs (and is this child, not a reused PID)."""
+        """Whether the process still runs (and is this one, not a reused pid)."""
         return is_alive(self.pid, self.create_time)
 
+    def watchdog_alive(self) -> bool:
+        """Whether its watchdog still runs (it may be finishing what the process left)."""
+        return is_alive(self.watchdog_pid, self.watchdog_create_time)
+
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the child and its watchdog (SIGTERM, then SIGKILL); True if it ran."""
+        """Stop the process and its watchdog (SIGTERM, then SIGKILL); True if either ran."""
         return stop(
             self.pid, self.create_time, self.watchdog_pid, self.watchdog_create_time, timeout
         )
@@ -82,54 +118,27 @@ def _start_watchdog(
     argv: Sequence[str],
     env: dict[str, str],
     log_path: str | os.PathLike[str] | None,
-    *,
-    tied: bool,
-    socket_path: str | None = None,
-    watch_pid: int | None = None,
-    grace: float = 5.0,
-    cwd: str | os.PathLike[str] | None = None,
-    hold: str | None = None,
-    on_exit: Sequence[str] | None = None,
-    stop_signal: signal.Signals = signal.SIGTERM,
+    options: SpawnOptions,
 ) -> subprocess.Popen[bytes]:
-    """Start the watchdog that runs ``argv`` (see :func:`spawn` for the arguments)."""
-    # -I: no PYTHONPATH or user site; the environment's site-packages stay (psutil).
-    cmd = [sys.executable, "-I", str(WATCHDOG_SCRIPT), "--grace", f"{grace:g}"]
-    if stop_signal != signal.SIGTERM:
-        cmd += ["--stop-signal", stop_signal.name]
-    if not tied:
-        cmd.append("--detached")
-    if socket_path:
-        cmd += ["--socket", socket_path]
-    if watch_pid:
-        cmd += ["--watch-pid", str(watch_pid)]
-    if hold:
-        cmd += ["--hold", hold]
-    if on_exit:
-        cmd += ["--on-exit", json.dumps(list(on_exit))]
-    cmd += ["--", *argv]
-
+    out: Any = None
     if log_path is not None:
-        log_path = Path(log_path)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        out: int | object = private_open(log_path, "ab")  # the child gets its own copy
-    else:
-        out = None
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        out = private_open(log_path, "ab")  # the child gets its own copy
     try:
         popen = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE if tied else subprocess.DEVNULL,
-            stdout=out,  # type: ignore[arg-type]
+            options.watchdog_argv(argv),
+            stdin=subprocess.PIPE if options.tied else subprocess.DEVNULL,
+            stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
             env=env,
-            cwd=cwd,
+            cwd=options.cwd,
             start_new_session=True,
             close_fds=True,
             umask=PRIVATE_UMASK,
         )
     finally:
         if out is not None:
-            out.close()  # type: ignore[attr-defined]
+            out.close()
     _HELD_POPENS[popen.pid] = popen
     return popen
 
@@ -138,64 +147,20 @@ def spawn(
     argv: Sequence[str],
     env: dict[str, str],
     log_path: str | os.PathLike[str] | None,
-    *,
-    tied: bool = True,
-    socket_path: str | None = None,
-    watch_pid: int | None = None,
-    grace: float = 5.0,
-    cwd: str | os.PathLike[str] | None = None,
-    hold: str | None = None,
-    on_exit: Sequence[str] | None = None,
-    stop_signal: signal.Signals = signal.SIGTERM,
+    options: SpawnOptions | None = None,
 ) -> Spawned:
-    """Start ``argv`` under a watchdog and return its process ids.
+    """Start ``argv`` under a watchdog; returns once the child runs.
 
-    Args:
-        argv: the command, e.g. ``[sys.executable, "-m", "...", ...]``.
-        env: its full environment (build it with
-            :func:`energy_flows.settings.classroom_env`).
-        log_path: file that receives the child's stdout and stderr (appended).
-            ``None`` lets the child write to this process's terminal (for
-            ``energy-flows lab``).
-        tied: stop the child when this process ends (notebook kernels,
-            tests). ``False`` is the terminal mode: it runs until stopped.
-        socket_path: a unix socket other processes can attach to with
-            :func:`attach`, to keep the child alive as long as they live too.
-        watch_pid: stop the child when this process ends (a worker watches
-            its server).
-        grace: seconds between SIGTERM and SIGKILL when stopping.
-        cwd: working directory of the child.
-        hold: the socket of another service's watchdog; the new watchdog is an
-            owner of that service as long as it lives (a worker holds its
-            server, so the server outlives its workers).
-        on_exit: a command the watchdog runs once the child has stopped, with
-            ``ENERGY_FLOWS_STOP_REASON`` and ``ENERGY_FLOWS_EXIT_CODE`` set
-            (a worker's marks the runs it had taken as Crashed).
-        stop_signal: the signal that asks the child to stop (PostgreSQL takes
-            SIGINT, its "fast shutdown"; SIGTERM would wait for every client
-            to disconnect). SIGKILL still follows after ``grace``.
+    ``env`` is its whole environment (:func:`energy_flows.settings.classroom_env`);
+    its stdout and stderr are appended to ``log_path`` (``None``: this
+    process's terminal, for ``energy-flows lab``).
     """
-    popen = _start_watchdog(
-        argv,
-        env,
-        log_path,
-        tied=tied,
-        socket_path=socket_path,
-        watch_pid=watch_pid,
-        grace=grace,
-        cwd=cwd,
-        hold=hold,
-        on_exit=on_exit,
-        stop_signal=stop_signal,
-    )
-    log_path = Path(log_path) if log_path is not None else None
+    popen = _start_watchdog(argv, env, log_path, options or SpawnOptions())
 
     def child_started() -> psutil.Process | None:
         if popen.poll() is not None:
-            raise ServiceError(
-                f"The process could not be started: {' '.join(argv)}\n"
-                + (tail(log_path, 20) if log_path else "")
-            )
+            detail = tail(log_path, 20) if log_path is not None else ""
+            raise ServiceError(f"The process could not be started: {' '.join(argv)}\n{detail}")
         try:
             children = psutil.Process(popen.pid).children()
         except psutil.NoSuchProcess:
@@ -208,9 +173,33 @@ def spawn(
         create_time=child.create_time(),
         watchdog_pid=popen.pid,
         watchdog_create_time=psutil.Process(popen.pid).create_time(),
-        log_path=log_path,
-        tied=tied,
     )
+
+
+def run(
+    argv: Sequence[str],
+    env: dict[str, str],
+    log_path: str | os.PathLike[str],
+    *,
+    timeout: float,
+    cwd: str | os.PathLike[str] | None = None,
+) -> int:
+    """Run a command to its end under a watchdog, tied to this process; return its exit code.
+
+    Like ``subprocess.run``, but the command also ends when this process dies,
+    and it is stopped when ``timeout`` passes (``subprocess.TimeoutExpired``)
+    or when this process is interrupted meanwhile.
+    """
+    options = SpawnOptions(cwd=None if cwd is None else str(cwd))
+    watchdog = _start_watchdog(argv, env, log_path, options)
+    try:
+        return watchdog.wait(timeout)
+    except BaseException:
+        # The watchdog passes SIGTERM on and takes the command's group with it.
+        stop(watchdog.pid, None, watchdog.pid, None)
+        raise
+    finally:
+        _forget(watchdog.pid)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -255,14 +244,10 @@ ATTACHED, STOPPING, ABSENT = "attached", "stopping", "absent"
 
 
 def attach(socket_path: str | None) -> str:
-    """Tie a service started by another process to this one too.
+    """Become an owner of a service another process started (it then lives as long as we do).
 
-    A kernel that reuses a server started by another kernel attaches to
-    the server's watchdog: the server then lives as long as one of them does.
-    Returns :data:`ATTACHED`; :data:`STOPPING` when the watchdog has already
-    decided to stop the service (its owner just ended): wait for it to go,
-    do not adopt it; or :data:`ABSENT` when there is nothing to attach to
-    (e.g. a terminal-mode service, which is not tied to anyone).
+    :data:`ATTACHED`; :data:`STOPPING` when its watchdog has decided to stop it
+    (wait for it to go); :data:`ABSENT` when no watchdog listens there.
     """
     if not socket_path or not os.path.exists(socket_path):
         return ABSENT
@@ -281,8 +266,7 @@ def attach(socket_path: str | None) -> str:
         answer = conn.recv(16)
     except OSError:
         conn.close()
-        # The socket file outlived its watchdog (killed), or it is closing right now.
-        return ABSENT
+        return ABSENT  # the socket file outlived its watchdog, or it is closing right now
     if not answer.startswith(b"ok"):
         conn.close()
         return STOPPING
@@ -311,38 +295,23 @@ def private_open(path: str | os.PathLike[str], mode: str = "a") -> Any:
     return os.fdopen(fd, mode)
 
 
-def run(
-    argv: Sequence[str],
-    env: dict[str, str],
-    log_path: str | os.PathLike[str],
-    *,
-    timeout: float,
-    cwd: str | os.PathLike[str] | None = None,
-) -> int:
-    """Run a command to its end under a watchdog, tied to this process; return its exit code.
-
-    Like ``subprocess.run``, but the command also ends when this process
-    dies (a killed kernel leaves nothing running), and it is stopped when
-    ``timeout`` passes (``subprocess.TimeoutExpired``) or when this process
-    is interrupted meanwhile.
-    """
-    watchdog = _start_watchdog(argv, env, log_path, tied=True, cwd=cwd)
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step (readers never see half a file), 0600."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        return watchdog.wait(timeout)
+        with private_open(partial, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
     except BaseException:
-        # The watchdog passes SIGTERM on and takes the command's group with it.
-        stop(watchdog.pid, None, watchdog.pid, None)
+        with contextlib.suppress(OSError):
+            partial.unlink()
         raise
-    finally:
-        _forget(watchdog.pid)
 
 
 def is_alive(pid: int | None, create_time: float | None = None) -> bool:
-    """Whether ``pid`` runs and is the same process (not a reused PID).
-
-    ``create_time`` (from psutil, stored in the state files) tells our
-    process apart from an unrelated one that got the same PID later.
-    """
+    """Whether ``pid`` runs and is the same process (``create_time``: not a reused pid)."""
     if not pid:
         return False
     held = _HELD_POPENS.get(pid)
@@ -368,10 +337,9 @@ def stop(
 ) -> bool:
     """Stop a child started by :func:`spawn` (SIGTERM, then SIGKILL). Returns True if it ran.
 
-    SIGTERM goes to the watchdog, which forwards it to the child and kills
-    the whole group after its grace period; if the watchdog is gone, the
-    child gets SIGTERM directly. Whatever still lives after ``timeout``
-    seconds is killed.
+    SIGTERM goes to the watchdog, which forwards it and kills the child's
+    group after its grace period (or to the child itself, if its watchdog is
+    gone). Whatever still lives after ``timeout`` seconds is killed.
     """
     child_alive = is_alive(pid, create_time)
     dog_alive = bool(watchdog_pid) and is_alive(watchdog_pid, watchdog_create_time)
@@ -411,19 +379,31 @@ def _forget(watchdog_pid: int | None) -> None:
             popen.wait(timeout=1)
 
 
+def _read_from(path: str | os.PathLike[str], start: int, most: int) -> str:
+    """The last ``most`` bytes of a file from byte ``start`` on, as text ("" if unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(start, size - most))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def mark_log(path: str | os.PathLike[str], what: str) -> int:
+    """Write ``==== <time> <what>`` into a log; returns where the lines after it begin."""
+    with private_open(path, "a") as f:
+        f.write("\n")
+        offset = f.tell()
+        f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {what}\n")
+    return offset
+
+
 def tail(path: str | os.PathLike[str] | None, lines: int = 20, start: int = 0) -> str:
     """The last ``lines`` lines of a log file, from byte ``start`` on ("" if none)."""
     if path is None:
         return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(start, size - max(4096, lines * 400)))
-            data = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
+    return "\n".join(_read_from(path, start, max(4096, lines * 400)).splitlines()[-lines:])
 
 
 #: How a failed bind reads in the logs of uvicorn (Prefect) and of PostgreSQL.
@@ -435,21 +415,13 @@ def failed_start_log(
 ) -> tuple[str, bool]:
     """What a service that failed to start logged: an excerpt, and whether its port was taken.
 
-    The excerpt is the last ``lines`` lines from byte ``start`` on (this start's
-    part of the log), preceded by this start's first error line when the tail
-    does not hold it: a server that cannot bind its port logs that cause
-    first and then a long shutdown traceback, which alone would hide it.
+    The last ``lines`` lines from byte ``start`` on (this start's part of the
+    log), preceded by the first error line when the tail does not hold it: a
+    server that cannot bind its port logs the cause first, then a long traceback.
     """
     if path is None:
         return "", False
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(start, size - (1 << 20)))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return "", False
+    text = _read_from(path, start, 1 << 20)
     all_lines = text.splitlines()
     last = all_lines[-lines:]
     first_error = next(

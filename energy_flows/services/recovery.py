@@ -1,32 +1,11 @@
 """Finish what a worker leaves behind: its unfinished runs end Crashed, saying why.
 
-When a Prefect worker ends, the flow-run processes it started end with it
-(its watchdog kills them), but the *runs* stay Pending ("Submitting") or
-Running in the server's database forever: Prefect only learns that a run
-has ended from the run's own process or from its worker. Such zombie runs
-block the queue's concurrency limit, so later runs wait for good.
-
-This module ends them. A run is attributed only to the worker that took it:
-Prefect labels every run a worker submits with ``prefect.worker.name``, and
-only state changes after that worker started count (a later worker of the
-same name never inherits an earlier one's runs). The rare run a worker had
-set Pending but not labelled yet (the worker died in between) is attributed
-to it when it sits in its pool and queues and no other live worker of the
-home serves that pool.
-
-It runs:
-
-* from the worker's watchdog, as its ``--on-exit`` command, seconds after
-  the worker ended in any way: ``Worker.stop()``, a kernel restart or
-  shutdown, Ctrl-C of ``make lab``, a SIGKILL of the worker, its server
-  gone (``python -m energy_flows.services.recovery --home H --worker N``);
-* from :func:`energy_flows.services.control.reconcile` at the next package
-  call that starts a service or reads a queue, for whatever the watchdog
-  could not finish (the server was down, or the watchdog itself was killed).
-
-It also removes the worker from its pool in Prefect, so the pool does not
-show it ONLINE for another 90 s. Only the standard library and the package's
-small REST helper are used: it starts in a fraction of a second.
+Prefect keeps a run Pending or Running until the run's own process or its
+worker reports; after a worker ends, its runs would stay so forever, holding
+their queue's concurrency limit. The worker's watchdog runs :func:`main`
+seconds after the worker ended (its ``--on-exit``); :func:`settle` finishes
+later what could not be finished then (the server was down). Standard library
+and the small REST helper only: it starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -37,15 +16,14 @@ import json
 import os
 import sys
 import time
-import urllib.parse
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from energy_flows.services import api, registry
-from energy_flows.services.registry import ServiceRecord
+from energy_flows.services import api, process, registry
+from energy_flows.services.registry import WorkerRecord
+from energy_flows.services.watchdog import StopReason
 
 #: The label Prefect's workers put on every run they submit.
 WORKER_LABEL = "prefect.worker.name"
@@ -59,40 +37,26 @@ UNLABELLED_PENDING_SECONDS = 30.0
 #: What a run's Crashed state says (``reason`` completes the sentence).
 CRASH_MESSAGE = "Its worker {name!r} stopped while the run was in flight: {reason}."
 
-
-def describe_stop(reason: str | None, exit_code: str | int | None = None) -> str:
-    """Turn a watchdog's stop reason into words a learner understands."""
-    reason = reason or ""
-    if reason.startswith("its owner ended"):
-        return (
-            "the notebook kernel (or program) that started it ended "
-            "(a kernel restart, a shutdown, or a crash)"
-        )
-    if reason.startswith(("it was asked to stop", "it was interrupted")):
-        return "it was stopped (Worker.stop(), energy-flows down, or the end of `make lab`)"
-    if reason.startswith("the process it depends on"):
-        return "its Prefect server stopped"
-    if reason.startswith("the process exited by itself"):
-        code = str(exit_code if exit_code is not None else reason.rsplit(" ", 1)[-1])
-        if code.lstrip("-").isdigit() and int(code) < 0:
-            return f"its process was killed (signal {-int(code)})"
-        return f"its process exited by itself (code {code})"
-    if reason:
-        return reason
-    return "its process ended and nothing recorded why (was it killed?)"
+_STOP_WORDS = {
+    StopReason.OWNER_ENDED: "the notebook kernel (or program) that started it ended "
+    "(a kernel restart, a shutdown, or a crash)",
+    StopReason.ASKED: "it was stopped (Worker.stop(), energy-flows down, or the end of `make lab`)",
+    StopReason.DEPENDENCY_GONE: "its Prefect server stopped",
+    StopReason.KILLED: "its process was killed (signal {signal})",
+    StopReason.EXITED: "its process exited by itself (code {code})",
+    StopReason.UNKNOWN: "its process ended and nothing recorded why (was it killed?)",
+}
 
 
-def _timestamp(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+def stop_reason(code: object) -> StopReason:
+    """The :class:`StopReason` a code names (``UNKNOWN`` for anything else)."""
+    return StopReason(code) if code in [r.value for r in StopReason] else StopReason.UNKNOWN
 
 
-def _quote(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
+def describe_stop(reason: object, exit_code: int | None = None) -> str:
+    """Why a worker stopped, in words a learner understands: the one place for them."""
+    code = exit_code or 0
+    return _STOP_WORDS[stop_reason(reason)].format(code=code, signal=-code)
 
 
 def in_flight_runs(api_url: str, pool: str) -> list[dict[str, Any]]:
@@ -113,17 +77,24 @@ def in_flight_runs(api_url: str, pool: str) -> list[dict[str, Any]]:
 
 def taken_by(
     runs: Iterable[dict[str, Any]],
-    worker: ServiceRecord,
+    worker: WorkerRecord,
     others_serve_pool: bool,
     now: float | None = None,
 ) -> list[dict[str, Any]]:
-    """The runs among ``runs`` that ``worker`` had taken (see the module's rules)."""
+    """The runs among ``runs`` that ``worker`` had taken.
+
+    Those Prefect labelled with the worker's name (``prefect.worker.name``)
+    since it started (a later worker of the same name never inherits an
+    earlier one's runs); and a run set Pending in its queues without a label
+    yet (it died in between), when no other live worker serves the pool or
+    the run has waited so for :data:`UNLABELLED_PENDING_SECONDS`.
+    """
     now = time.time() if now is None else now
     since = worker.started_at - 2.0  # clocks: the same machine, a little slack
     mine = []
     for run in runs:
         state = run.get("state") or {}
-        changed = _timestamp(state.get("timestamp")) or 0.0
+        changed = api.timestamp(state.get("timestamp")) or 0.0
         label = (run.get("labels") or {}).get(WORKER_LABEL)
         if label is not None:
             if label == worker.name and changed >= since:
@@ -162,75 +133,84 @@ def crash_runs(api_url: str, runs: Iterable[dict[str, Any]], message: str) -> li
 def forget_worker(api_url: str, pool: str, name: str) -> None:
     """Remove an ended worker from its pool in Prefect (else it shows ONLINE for ~90 s)."""
     with contextlib.suppress(OSError, api.ApiError):
-        api.call("DELETE", f"{api_url}/work_pools/{_quote(pool)}/workers/{_quote(name)}")
+        api.call("DELETE", f"{api_url}/work_pools/{api.quote(pool)}/workers/{api.quote(name)}")
 
 
 @dataclass
 class Outcome:
-    """What finishing an ended worker did."""
+    """What finishing an ended worker did (kept in ``state/ended/`` until it is complete)."""
 
     worker: str
     pid: int
-    reason: str
+    reason: str  # a StopReason
+    exit_code: int | None = None
     crashed: list[str] = field(default_factory=list)
     finished: bool = False  # False: the server could not be reached, try again later
     at: float = field(default_factory=time.time)
 
     def sentence(self) -> str:
-        """One line for the learner."""
+        """One line for the learner ("" when no run was in flight)."""
         if not self.crashed:
             return ""
         names = ", ".join(repr(n) for n in self.crashed[:5])
         more = f" and {len(self.crashed) - 5} more" if len(self.crashed) > 5 else ""
         return (
             f"Worker {self.worker!r} had {len(self.crashed)} run(s) in flight ({names}{more}) "
-            f"when it stopped because {self.reason}; they were marked Crashed. "
-            "Start a worker and trigger them again if you still need them."
+            f"when it stopped because {describe_stop(self.reason, self.exit_code)}; they were "
+            "marked Crashed. Start a worker and trigger them again if you still need them."
         )
 
 
-def outcome_path(worker: ServiceRecord) -> Path:
+def outcome_path(worker: WorkerRecord) -> Path:
     """Where the watchdog's on-exit command leaves what it did, for whoever asks next."""
     return registry.state_dir(worker.home) / "ended" / f"worker-{worker.name}-{worker.pid}.json"
 
 
-def read_outcome(worker: ServiceRecord) -> Outcome | None:
+def read_outcome(worker: WorkerRecord) -> Outcome | None:
     try:
         return Outcome(**json.loads(outcome_path(worker).read_text()))
     except (OSError, ValueError, TypeError):
         return None
 
 
-def _save_outcome(worker: ServiceRecord, outcome: Outcome) -> None:
-    path = outcome_path(worker)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(asdict(outcome), f)
-    os.replace(tmp, path)
-
-
-def finish_worker(
-    worker: ServiceRecord, api_url: str | None, reason: str, others_serve_pool: bool
+def finish(
+    worker: WorkerRecord, reason: str = StopReason.UNKNOWN, exit_code: int | None = None
 ) -> Outcome:
     """Crash the runs an ended worker had taken and remove it from its pool.
 
-    ``api_url`` is the home's server as it runs now (it may have restarted
-    on another port since the worker started); None or unreachable leaves
-    ``finished`` False, and the state file stays for a later try.
+    On the home's server as it runs now (it may have restarted on another
+    port since the worker started); when it cannot be reached, ``finished``
+    stays False and the state file stays for a later try.
     """
-    outcome = Outcome(worker.name, worker.pid, reason)
-    if not api_url or not worker.pool or not api.healthy(api_url, timeout=2):
+    outcome = Outcome(worker.name, worker.pid, reason, exit_code)
+    api_url = registry.server_url_for(worker)
+    if not api_url or not api.healthy(api_url, timeout=2):
         return outcome
+    others = any(
+        w.alive() and w.pool == worker.pool and w.name != worker.name
+        for w in registry.worker_records(worker.home)
+    )
     try:
-        runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others_serve_pool)
+        runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others)
     except (OSError, api.ApiError):
         return outcome
-    message = CRASH_MESSAGE.format(name=worker.name, reason=reason)
+    message = CRASH_MESSAGE.format(name=worker.name, reason=describe_stop(reason, exit_code))
     outcome.crashed = crash_runs(api_url, runs, message)
     outcome.finished = len(outcome.crashed) == len(runs)
     forget_worker(api_url, worker.pool, worker.name)
     return outcome
+
+
+def settle(worker: WorkerRecord) -> Outcome:
+    """Make sure an ended worker's runs are final (its on-exit command's work, finished if
+    need be), then forget the worker: its state file goes."""
+    done = read_outcome(worker)
+    if done is None or not done.finished:
+        done = finish(worker, *((done.reason, done.exit_code) if done else ()))
+    if done.finished:
+        worker.remove()
+        outcome_path(worker).unlink(missing_ok=True)
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,31 +218,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m energy_flows.services.recovery")
     parser.add_argument("--home", required=True)
     parser.add_argument("--worker", required=True)
-    parser.add_argument("--pid", type=int, help="the worker's pid (default: from its watchdog)")
     args = parser.parse_args(argv)
-    if args.pid is None:
-        args.pid = int(os.environ.get("ENERGY_FLOWS_CHILD_PID") or 0)
+    pid = int(os.environ.get("ENERGY_FLOWS_CHILD_PID") or 0)
     worker = registry.worker_record(args.home, args.worker)
-    if worker is None or worker.pid != args.pid:
+    if worker is None or worker.pid != pid:
         return 0  # already finished by someone else, or a newer worker took the name
-    reason = describe_stop(
-        os.environ.get("ENERGY_FLOWS_STOP_REASON"), os.environ.get("ENERGY_FLOWS_EXIT_CODE")
-    )
-    others = any(
-        w.alive() and w.pool == worker.pool and w.name != worker.name
-        for w in registry.worker_records(args.home)
-    )
-    outcome = finish_worker(worker, registry.server_url_for(worker), reason, others)
-    _save_outcome(worker, outcome)
-    print(
-        f"[recovery] worker {worker.name!r} ended: {reason}; "
-        + (
-            f"{len(outcome.crashed)} run(s) in flight marked Crashed"
-            if outcome.finished
-            else "its runs could not be checked (no server); the next start will"
-        ),
-        flush=True,
-    )
+    code = os.environ.get("ENERGY_FLOWS_EXIT_CODE", "")
+    exit_code = int(code) if code.lstrip("-").isdigit() else None
+    outcome = finish(worker, stop_reason(os.environ.get("ENERGY_FLOWS_STOP_REASON")), exit_code)
+    path = outcome_path(worker)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    process.write_private(path, json.dumps(asdict(outcome)))
+    done = f"{len(outcome.crashed)} run(s) in flight marked Crashed"
+    later = "its runs could not be checked (no server); the next start will"
+    said = done if outcome.finished else later
+    print(f"[recovery] worker {worker.name!r} ended ({outcome.reason}): {said}", flush=True)
     return 0
 
 

@@ -1,145 +1,207 @@
-"""State files: what the package started for a home, kept inside the home.
+"""State files: what the package runs for a home, one JSON file per service in ``<home>/state/``.
 
-Each service the package starts has one JSON file::
-
-    <home>/state/server.json
-    <home>/state/postgres.json          (when the server runs on a managed PostgreSQL)
-    <home>/state/worker-<name>.json
-
-with the PIDs of the real process and of its watchdog, their psutil
-``create_time`` (to tell our process from an unrelated one that later got
-the same PID), the port and URLs, the command, the log file, when it
-started and who owns it (``"kernel"``: tied to the process that started it;
-``"cli"``: runs until ``energy-flows down``).
-
-Because the files live in the home, a fresh kernel or a terminal sees what
-another one started. This module only reads and writes those files: reading
-never changes anything. A file whose process has ended stays until
-:mod:`~energy_flows.services.control` has finished what that process left
-behind (for a worker: marking the runs it had taken as Crashed), and a file
-that cannot be read is never deleted while its process may live.
-
-The whole state folder is private to its user (0700, files 0600). This
-module does not import Prefect (``energy-flows status`` stays fast).
+A record holds the process and its watchdog (pids and start times, so a
+reused pid is never taken for ours), its command, log and owner, and what
+its kind adds (a server's port and URLs, a worker's pool and queues). Files
+are replaced in one step and private to their user; reading never changes
+anything. No Prefect import here: ``energy-flows status`` stays fast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
-import time
+import types
+import typing
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 from energy_flows import settings
-from energy_flows.services import process
+from energy_flows.services import process, urls
+from energy_flows.services.process import Spawned
 
 try:  # POSIX; on Windows the package is not supported (see `energy-flows check`)
     import fcntl
 except ImportError:  # pragma: no cover - exercised by the Windows import test
     fcntl = None  # type: ignore[assignment]
 
-#: Service kinds with a state file, in the order they are listed (and started).
-KINDS = ("server", "postgres", "worker")
+
+class Kind(enum.StrEnum):
+    """The kinds of service with a state file, in the order they are listed and started."""
+
+    SERVER = "server"
+    POSTGRES = "postgres"
+    WORKER = "worker"
+
+    def stem(self, name: str) -> str:
+        """``server``, ``postgres`` (one per home) or ``worker-<name>``: names its files."""
+        return f"worker-{name}" if self is Kind.WORKER else self.value
 
 
-@dataclass
-class ServiceRecord:
-    """One state file: a server or a worker the package started for a home."""
+class Owner(enum.StrEnum):
+    """Who a service belongs to."""
 
-    kind: str  # "server", "postgres" or "worker"
-    name: str  # "server", "postgres", or the worker's name
+    KERNEL = "kernel"  # tied to the process that started it (a kernel, a script, a test)
+    CLI = "cli"  # `energy-flows up`: runs until `energy-flows down`
+
+
+@dataclass(frozen=True)
+class ServiceRecord(Spawned):
+    """What every state file holds (:class:`ServerRecord` and the others add their kind's)."""
+
+    kind: Kind
+    name: str
     home: str
-    pid: int  # the Prefect process itself
-    create_time: float
-    watchdog_pid: int
-    watchdog_create_time: float
     argv: list[str]
     log: str
+    log_offset: int  # where this start's lines begin in the log
     started_at: float
-    owner: str  # "kernel" (tied to its starter) or "cli" (until `energy-flows down`)
+    owner: Owner
     owner_pid: int
-    socket: str | None = None
-    port: int | None = None
-    api_url: str | None = None
-    ui_url: str | None = None
-    pool: str | None = None
-    queues: list[str] = field(default_factory=list)
-    limit: int | None = None
-    server_pid: int | None = None
-    log_offset: int = 0  # where this start's lines begin in the log
-    #: The server's database ("sqlite", or a PostgreSQL URL without its password);
-    #: for a managed PostgreSQL, its own address (again without the password).
-    database: str | None = None
-    #: The server asks for the home's password (a server started with auth; a
-    #: worker whose server does). See :func:`energy_flows.settings.auth_string`.
-    auth: bool = False
-    #: A worker that joined a server of another home or machine (``Worker(server=...)``).
-    remote: bool = False
+    socket: str | None = None  # the watchdog's socket, where other owners attach
 
     @property
     def path(self) -> Path:
         return state_path(self.home, self.kind, self.name)
 
-    def alive(self) -> bool:
-        """Whether the recorded process still runs (and is ours, not a reused PID)."""
-        return process.is_alive(self.pid, self.create_time)
-
-    def watchdog_alive(self) -> bool:
-        """Whether the process's watchdog still runs (without it nothing ties it to an owner)."""
-        return process.is_alive(self.watchdog_pid, self.watchdog_create_time)
-
     def uptime(self) -> str:
         return process.uptime(self.started_at)
 
     def save(self) -> None:
-        """Write the state file atomically (readers never see half a file)."""
-        path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with process.private_open(tmp, "w") as f:
-            f.write(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
+        """Write the state file in one step (readers never see half a file)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        process.write_private(self.path, json.dumps(asdict(self), indent=2))
 
     def remove(self) -> None:
         """Delete the state file, if it is still this record's (not a newer start's)."""
-        current = ServiceRecord.load(self.path)
-        if current is not None and current.pid != self.pid:
+        current = read(self.path)
+        if isinstance(current, ServiceRecord) and current.pid != self.pid:
             return
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
-    def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the process and its watchdog (SIGTERM, then SIGKILL); True if it was running.
 
-        Only the processes: what the service leaves behind (a worker's runs)
-        is :mod:`~energy_flows.services.control`'s to finish.
-        """
-        return process.stop(
-            self.pid, self.create_time, self.watchdog_pid, self.watchdog_create_time, timeout
-        )
+@dataclass(frozen=True, kw_only=True)
+class ServerRecord(ServiceRecord):
+    port: int
+    api_url: str
+    ui_url: str
+    #: "sqlite", or the PostgreSQL URL it runs on, without the password.
+    database: str = "sqlite"
+    #: It asks every API call for the home's password (:func:`energy_flows.settings.auth_string`).
+    auth: bool = False
 
-    @classmethod
-    def load(cls, path: Path) -> ServiceRecord | None:
-        """Read a state file; None when it is missing or cannot be read (see :func:`damaged`)."""
-        try:
-            data = json.loads(path.read_text())
-            names = {f.name for f in fields(cls)}
-            return cls(**{k: v for k, v in data.items() if k in names})
-        except (OSError, ValueError, TypeError):
-            return None
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresRecord(ServiceRecord):
+    port: int
+
+    @property
+    def address(self) -> str:
+        """Its URL without the password, e.g. ``postgresql+asyncpg://postgres@127.0.0.1:5433/prefect``."""
+        return urls.postgres_url_for(self.port)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerRecord(ServiceRecord):
+    api_url: str  # the server it works for, as it was when the worker started
+    pool: str
+    queues: list[str] = field(default_factory=list)
+    limit: int | None = None
+    auth: bool = False  # its server asks for a password
+    remote: bool = False  # it joined a server of another home (``Worker(server=...)``)
+
+
+_CLASSES: dict[Kind, type[ServiceRecord]] = {
+    Kind.SERVER: ServerRecord,
+    Kind.POSTGRES: PostgresRecord,
+    Kind.WORKER: WorkerRecord,
+}
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A state file that exists but is not a record (cut short, edited, a value of a wrong type)."""
+
+    path: Path
+    problem: str
+
+
+def read(path: Path) -> ServiceRecord | Damaged | None:
+    """The record in a state file, :class:`Damaged`, or None when there is no file."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return Damaged(path, f"it cannot be read as JSON ({exc})")
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or not _fits(kind, Kind):
+        return Damaged(path, "it names no kind of service")
+    cls = _CLASSES[Kind(kind)]
+    problem = _problem(cls, data)
+    if problem is not None:
+        return Damaged(path, problem)
+    values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+    return cls(**values | {"kind": Kind(kind), "owner": Owner(data["owner"])})
+
+
+def _problem(cls: type[ServiceRecord], data: dict[str, Any]) -> str | None:
+    """What makes ``data`` not a record of ``cls`` (a missing field, a wrong type), or None."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                return f"it has no {f.name}"
+        elif not _fits(data[f.name], hints[f.name]):
+            return f"its {f.name} is {data[f.name]!r}"
+    return None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field's type (``int``, ``list[str]``, ``str | None``, an enum)."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return any(_fits(value, option) for option in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return isinstance(value, str) and value in [member.value for member in hint]
+    if isinstance(value, bool) and hint is not bool:
+        return False
+    return isinstance(value, float | int) if hint is float else isinstance(value, hint)
+
+
+R = TypeVar("R", bound=ServiceRecord)
+
+
+def _load(cls: type[R], path: Path) -> R | None:
+    rec = read(path)
+    return rec if isinstance(rec, cls) else None
+
+
+def _alive(rec: R | None) -> R | None:
+    return rec if rec is not None and rec.alive() else None
 
 
 def state_dir(home: str | os.PathLike[str] | None = None) -> Path:
     return settings.home_dir(home) / "state"
 
 
-def state_path(home: str | os.PathLike[str] | None, kind: str, name: str) -> Path:
-    if kind in ("server", "postgres"):  # one of each per home
-        return state_dir(home) / f"{kind}.json"
-    return state_dir(home) / f"worker-{name}.json"
+def state_path(home: str | os.PathLike[str] | None, kind: Kind | str, name: str) -> Path:
+    """``state/server.json``, ``state/postgres.json`` or ``state/worker-<name>.json``."""
+    return state_dir(home) / f"{Kind(kind).stem(name)}.json"
+
+
+def log_path(home: str | os.PathLike[str] | None, kind: Kind | str, name: str) -> Path:
+    """``logs/server.log``, ``logs/postgres.log`` or ``logs/worker-<name>.log``."""
+    return settings.home_dir(home) / "logs" / f"{Kind(kind).stem(name)}.log"
 
 
 _LOCKS_HELD: dict[Path, int] = {}
@@ -173,14 +235,13 @@ def locked(home: str | os.PathLike[str] | None = None) -> Iterator[None]:
 
 
 def records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
-    """Every readable state file of a home, live or not: server, PostgreSQL, workers. Changes nothing."""
+    """Every readable state file of a home, live or not, servers first. Changes nothing."""
     folder = state_dir(home)
     if not folder.is_dir():
         return []
-    found = [rec for path in folder.glob("*.json") if (rec := ServiceRecord.load(path))]
-    order = {kind: i for i, kind in enumerate(KINDS)}
-    found.sort(key=lambda r: (order.get(r.kind, len(KINDS)), r.name))
-    return found
+    found = [rec for path in folder.glob("*.json") if isinstance(rec := read(path), ServiceRecord)]
+    order = list(Kind)
+    return sorted(found, key=lambda r: (order.index(r.kind), r.name))
 
 
 def live_records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
@@ -188,34 +249,31 @@ def live_records(home: str | os.PathLike[str] | None = None) -> list[ServiceReco
     return [rec for rec in records(home) if rec.alive()]
 
 
-def damaged(home: str | os.PathLike[str] | None = None) -> list[Path]:
-    """State files that exist but cannot be read (cut short, edited by hand ...)."""
-    folder = state_dir(home)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.json") if ServiceRecord.load(p) is None and p.exists())
-
-
-def set_aside(path: Path) -> Path:
-    """Keep a damaged state file for whoever wants to read it, out of the way."""
-    target = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-    with contextlib.suppress(OSError):
-        os.replace(path, target)
-    return target
-
-
-def server_record(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:
+def server_record(home: str | os.PathLike[str] | None = None) -> ServerRecord | None:
     """The server's state file, live or not (None when there is none). Changes nothing."""
-    return ServiceRecord.load(state_path(home, "server", "server"))
+    return _load(ServerRecord, state_path(home, Kind.SERVER, Kind.SERVER))
 
 
-def live_server(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:
+def live_server(home: str | os.PathLike[str] | None = None) -> ServerRecord | None:
     """The server of a home if its process runs, else None. Changes nothing."""
-    rec = server_record(home)
-    return rec if rec is not None and rec.alive() else None
+    return _alive(server_record(home))
 
 
-def server_url_for(worker: ServiceRecord) -> str | None:
+def live_postgres(home: str | os.PathLike[str] | None = None) -> PostgresRecord | None:
+    """The managed PostgreSQL of a home if its process runs, else None. Changes nothing."""
+    return _alive(_load(PostgresRecord, state_path(home, Kind.POSTGRES, Kind.POSTGRES)))
+
+
+def worker_record(home: str | os.PathLike[str] | None, name: str) -> WorkerRecord | None:
+    return _load(WorkerRecord, state_path(home, Kind.WORKER, name))
+
+
+def worker_records(home: str | os.PathLike[str] | None = None) -> list[WorkerRecord]:
+    """Every worker state file, live or not. Changes nothing."""
+    return [r for r in records(home) if isinstance(r, WorkerRecord)]
+
+
+def server_url_for(worker: WorkerRecord) -> str | None:
     """The API a worker's runs are recorded on, as it answers now.
 
     The home's server (it may have restarted on another port since the worker
@@ -225,23 +283,3 @@ def server_url_for(worker: ServiceRecord) -> str | None:
         return worker.api_url
     server = live_server(worker.home)
     return server.api_url if server else None
-
-
-def postgres_record(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:
-    """The managed PostgreSQL's state file, live or not (None when there is none)."""
-    return ServiceRecord.load(state_path(home, "postgres", "postgres"))
-
-
-def live_postgres(home: str | os.PathLike[str] | None = None) -> ServiceRecord | None:
-    """The managed PostgreSQL of a home if its process runs, else None. Changes nothing."""
-    rec = postgres_record(home)
-    return rec if rec is not None and rec.alive() else None
-
-
-def worker_records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
-    """Every worker state file, live or not. Changes nothing."""
-    return [r for r in records(home) if r.kind == "worker"]
-
-
-def worker_record(home: str | os.PathLike[str] | None, name: str) -> ServiceRecord | None:
-    return ServiceRecord.load(state_path(home, "worker", name))

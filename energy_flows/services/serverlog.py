@@ -1,20 +1,12 @@
-"""One line, not a traceback, for each "database is locked" the server retries.
+"""One log line, not a traceback, for each "database is locked" the server retries.
 
-On SQLite a burst of runs makes the server refuse many writes with
-``sqlite3.OperationalError: database is locked``. Prefect answers such a
-request with HTTP 503 and the client retries it: nothing is lost. But the
-server logs a full traceback for each refusal (the orchestration rules log
-"Encountered error during state validation" whatever
-``PREFECT_SERVER_LOG_RETRYABLE_ERRORS`` says), and a burst of 100 runs wrote
-over a thousand of them: ``energy-flows logs server`` became unreadable.
-
-:func:`shorten_busy_database_tracebacks` installs a log record factory in the
-server process (``services/launch.py`` calls it) that turns such a record into
-one line naming the cause. Other errors keep their traceback. A record
-factory, not a filter, because Prefect configures its loggers and handlers
-after this process starts, and a factory sees every record of every logger.
-
-Only the standard library is used: this runs before Prefect is imported.
+A burst of runs on SQLite makes the server refuse writes while another holds
+the lock; Prefect answers HTTP 503 and the client retries, so nothing is lost,
+but each refusal is logged with a full traceback. The launcher installs
+:func:`shorten_busy_database_tracebacks` in the server process: a log record
+factory (it sees every record of every logger, whatever handlers Prefect sets
+up later) that shortens those records to one line naming the cause.
+Standard library only: this runs before Prefect is imported.
 """
 
 from __future__ import annotations

@@ -1,51 +1,14 @@
 """The "Prefect UI" tile in JupyterLab's Launcher, through jupyter-server-proxy.
 
-jupyter-server-proxy adds a Launcher tile for every entry point of the group
-``jupyter_serverproxy_servers`` (``pyproject.toml`` names
-:func:`server_proxy_spec`). What happens on a click:
-
-1. JupyterLab opens ``<base_url>prefect-ui/`` in a new browser tab. On the
-   first request, jupyter-server-proxy starts the tile's command,
-   ``python -m energy_flows.services.ui_tile --port {port} --base-url {base_url}``
-   (it picks the port and knows JupyterLab's base URL: ``/`` for ``make lab``,
-   ``/user/<name>/`` on a JupyterHub), and forwards the request to it.
-2. That small process, the *tile process*, answers at once with a "Starting"
-   page, and meanwhile calls ``PrefectServer().start()``: the home's server is
-   started, or reused when a lesson, a terminal (``energy-flows up``) or an
-   earlier click started it. The home's registry (``<home>/state/server.json``,
-   under the home's lock) makes sure there is never a second server.
-3. Once the server answers, every request gets a redirect to
-   ``<base_url>proxy/absolute/<server port>/``: jupyter-server-proxy passes that
-   path to the server unchanged, and a server told that prefix serves its UI
-   and API there (:mod:`~energy_flows.services.urls`). The tile process gives
-   :func:`~energy_flows.services.urls.hub_prefix` JupyterLab's base URL (on a
-   hub it is ``JUPYTERHUB_SERVICE_PREFIX`` already), so the server it starts
-   works behind ``make lab`` as behind a hub.
-
-How long the server lives. The tile process is the server's owner, as a
-notebook kernel is (see :mod:`~energy_flows.services.process`): the server
-runs as long as the tile process or any kernel that reuses it, and the tile
-process runs until JupyterLab stops. jupyter-server-proxy keeps the process
-it started for JupyterLab's whole life and stops it when JupyterLab gets
-SIGTERM or Ctrl-C; if JupyterLab is killed outright, the tile process sees its
-parent go and ends too (:func:`~energy_flows.services.launch.exit_with_parent`).
-Either way the server's watchdog sees its owner go and stops the server,
-unless a kernel still uses it. ``energy-flows lab`` also stops, after
-JupyterLab, every kernel-owned service of the home: the tile's server counts
-as one (its state file says ``owner: kernel``). One side effect is
-jupyter-server-proxy's, not ours: once it has started a process, its own
-SIGTERM handler replaces JupyterLab's, so JupyterLab then exits at once
-instead of shutting its kernels down first (simpervisor issue #38). The
-kernels still end with it (they watch their parent), and their servers with them.
-
-A server that was started without the proxy prefix (by a lesson outside a
-hub, or ``energy-flows up``) is reused too, never replaced: its UI only
-works at its own address, ``http://127.0.0.1:<port>/``, so the tile shows a
-page that goes there when the browser runs on this machine, and says how to
-get the proxied address otherwise.
-
-Only the standard library is imported at the top: JupyterLab imports this
-module at start-up to read :func:`server_proxy_spec`.
+A click starts the tile process (``python -m energy_flows.services.ui_tile
+--port N --base-url URL``), which answers at once with a "Starting" page,
+starts or reuses the home's server with ``PrefectServer().start()`` (it
+becomes the server's owner, as a kernel would), then redirects every request
+to ``<base_url>proxy/absolute/<server port>/``, where the server serves its UI
+under that prefix. The tile process ends with JupyterLab (or when its parent
+dies), and the server with it unless a kernel still uses it. Only the
+standard library is imported at the top: JupyterLab imports this module at
+start-up to read :func:`server_proxy_spec`. More: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -64,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from energy_flows.services.registry import ServiceRecord
+    from energy_flows.services.registry import ServerRecord
 
 #: The tile's name: its path under JupyterLab's base URL (``<base_url>prefect-ui/``).
 NAME = "prefect-ui"
@@ -90,9 +53,8 @@ REFRESH_SECONDS = 1
 def server_proxy_spec() -> dict[str, Any]:
     """The tile for jupyter-server-proxy (the ``jupyter_serverproxy_servers`` entry point).
 
-    ``{port}`` and ``{base_url}`` are filled in by jupyter-server-proxy.
-    ``absolute_url`` passes the whole path to the tile process, so the
-    redirect it answers (a path under the base URL) reaches the browser as it is.
+    ``absolute_url``: the tile process gets the whole path, and its redirects reach
+    the browser as they are.
     """
     entry: dict[str, Any] = {"title": TITLE, "category": CATEGORY}
     if ICON.is_file():
@@ -172,12 +134,9 @@ def failed_reply(message: str) -> Reply:
 def ready_reply(api_url: str, port: int, ui_url: str, base_url: str) -> Reply:
     """The answer once the home's server runs: the redirect, or why there is none.
 
-    ``api_url``, ``port`` and ``ui_url`` are the running server's (its state
-    file's). A server started with the prefix of ``base_url`` (the address
-    jupyter-server-proxy forwards unchanged) gets a redirect there. One started
-    without it, its UI at the root of its own port, cannot be shown through
-    JupyterLab: its page goes to ``ui_url`` directly when the browser runs on
-    this machine, and says how to get the proxied address otherwise.
+    A server started without the proxy's prefix (by a lesson outside a hub)
+    cannot be shown through JupyterLab: the page sends a browser on this
+    machine to ``ui_url``, and says how to get the proxied address otherwise.
     """
     from energy_flows.services.urls import api_url_for
 
@@ -200,17 +159,12 @@ def ready_reply(api_url: str, port: int, ui_url: str, base_url: str) -> Reply:
     return Reply(200, _page("Prefect UI", body))
 
 
-def _ready(rec: ServiceRecord, base_url: str) -> Reply:
-    return ready_reply(rec.api_url or "", rec.port or 0, rec.ui_url or "", base_url)
+def _ready(rec: ServerRecord, base_url: str) -> Reply:
+    return ready_reply(rec.api_url, rec.port, rec.ui_url, base_url)
 
 
 class Tile:
-    """What the tile process knows: the home's server it started or reused, or why not.
-
-    :meth:`reply` is called for every request: it starts (in a background
-    thread) the home's server when none runs that this process holds, and
-    says what to answer meanwhile.
-    """
+    """The tile process's state: the home's server it holds (started or reused), or why not."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = normal_base_url(base_url)
@@ -230,7 +184,7 @@ class Tile:
         return self._home
 
     def reply(self) -> Reply:
-        """What to answer a request now; starts the server when needed."""
+        """What to answer a request now; starts (in a thread) the server when none is held."""
         from energy_flows.services import registry
 
         with self._lock:
@@ -252,17 +206,13 @@ class Tile:
         return self._while_starting()
 
     def _while_starting(self) -> Reply:
-        """A server this process has just started may be shown before ``start()`` returns.
-
-        ``start()`` ends by importing Prefect (a few seconds, for a kernel's
-        next cells): no need to wait for that here. A server this process
-        started is tied to it from the moment it was spawned (its state file
-        names this process as its owner); one it adopts is waited for.
-        """
+        """A server this process spawned is shown as soon as it answers (``start()`` then
+        imports Prefect for a kernel's next cells: no need to wait for that); one it adopts
+        is waited for."""
         from energy_flows.services import api, registry
 
         rec = registry.live_server(self.home)
-        if rec is None or rec.owner_pid != os.getpid() or not api.healthy(rec.api_url or ""):
+        if rec is None or rec.owner_pid != os.getpid() or not api.healthy(rec.api_url):
             return starting_reply(self.home)
         return _ready(rec, self.base_url)
 

@@ -1,9 +1,7 @@
 """Where the server's API and UI are reached (here or through JupyterHub), and its database.
 
-On a JupyterHub, a browser cannot reach ``127.0.0.1:<port>`` of the user's
-server: it goes through jupyter-server-proxy. Only the non-stripping path
-``<hub prefix>/proxy/absolute/<port>/`` works for Prefect's UI, with the
-server told its own path prefix (``docs/prefect-facts.md``).
+Behind JupyterHub a browser goes through jupyter-server-proxy: only its
+non-stripping ``<hub prefix>/proxy/absolute/<port>/`` works for Prefect's UI.
 """
 
 from __future__ import annotations
@@ -19,10 +17,8 @@ POSTGRES_USER, POSTGRES_DATABASE = "postgres", "prefect"
 
 
 def hub_prefix(port: int) -> str | None:
-    """The jupyter-server-proxy path for ``port`` under JupyterHub, else None.
-
-    ``JUPYTERHUB_SERVICE_PREFIX`` is e.g. ``/user/alice/``.
-    """
+    """The jupyter-server-proxy path for ``port`` under JupyterHub (its prefix, e.g.
+    ``/user/alice/``, in ``JUPYTERHUB_SERVICE_PREFIX``), else None."""
     service_prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if not service_prefix:
         return None

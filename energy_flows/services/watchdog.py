@@ -1,46 +1,19 @@
 """A tiny parent that makes sure a child process never outlives its owner.
 
 Run as ``python -I watchdog.py [options] -- ARGV...`` by
-:func:`energy_flows.services.process.spawn`. It imports only the standard
-library and psutil (no ``/proc`` reads: it runs on macOS as on Linux), so
-it starts in a few hundredths of a second. It is started in its own session
-(so the kernel's interrupt button and a terminal's Ctrl-C never reach it)
-and starts ``ARGV`` in a process group of its own. It stops the child, and
-everything the child started (a worker's flow runs), when:
-
-* its standard input reaches end-of-file: the owner (a notebook kernel)
-  holds the other end of that pipe, and the operating system closes it
-  whenever the owner ends: shutdown, restart, crash or ``SIGKILL``;
-  every other owner that attached through ``--socket`` has gone too;
-* ``--watch-pid PID`` is given and that process ends (a worker watches its
-  server: a worker without a server would retry for minutes);
-* it receives SIGTERM or SIGINT (a normal ``stop()``).
-
-With ``--detached`` (the ``energy-flows up`` command) standard input is not
-watched: the child runs until ``energy-flows down``.
-
-Owners and order. Another process attaches to ``--socket`` and stays an
-owner while its connection is open; once the watchdog has decided to stop,
-it answers ``stopping`` instead of ``ok``, so a late-comer knows to wait
-for the service to go rather than adopt it. ``--hold SOCKET`` makes this
-watchdog an owner of *another* service for its whole life: a worker's
-watchdog holds its server's, so when a kernel ends, the server stays up
-until its workers have stopped and their runs are recorded (workers before
-the server, in every exit mode).
-
-Stopping sends SIGTERM (or ``--stop-signal``, e.g. SIGINT for PostgreSQL's
-fast shutdown) to the child, waits ``--grace`` seconds, then
-SIGKILLs the child's process group and any descendant it saw. Then the
-``--on-exit`` command runs (a JSON list; ``ENERGY_FLOWS_STOP_REASON``,
-``ENERGY_FLOWS_EXIT_CODE`` and ``ENERGY_FLOWS_CHILD_PID`` in its environment): for a worker, it marks the
-runs the worker had taken as Crashed, saying why. The watchdog exits with
-the child's code.
+:func:`energy_flows.services.process.spawn`; standard library and psutil only,
+so it starts in a few hundredths of a second. It stops the child and the
+child's process group when its stdin pipe from the owner closes and no other
+owner holds its ``--socket``, when ``--watch-pid`` ends, or on SIGTERM/SIGINT;
+then it runs ``--on-exit`` with the :class:`StopReason` in
+``ENERGY_FLOWS_STOP_REASON``. Owners and order: docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import enum
 import json
 import os
 import signal
@@ -51,6 +24,18 @@ import threading
 import time
 
 import psutil
+
+
+class StopReason(enum.StrEnum):
+    """Why a watchdog stopped its child; ``recovery.describe_stop`` turns it into words."""
+
+    OWNER_ENDED = "owner-ended"  # its last owner (a kernel, a worker's watchdog) ended
+    ASKED = "asked"  # SIGTERM or SIGINT: stop(), `energy-flows down`, Ctrl-C of `make lab`
+    DEPENDENCY_GONE = "dependency-gone"  # --watch-pid ended (a worker's server)
+    EXITED = "exited"  # the child exited by itself (ENERGY_FLOWS_EXIT_CODE says how)
+    KILLED = "killed"  # the child died of a signal nobody here sent (kill -9, out of memory)
+    UNKNOWN = "unknown"  # nothing recorded why (the watchdog itself was killed)
+
 
 #: What the watchdog answers an owner that attaches: welcome, or "I am going away".
 WELCOME, STOPPING = b"ok\n", b"stopping\n"
@@ -75,7 +60,8 @@ def _create_time(pid: int) -> float | None:
 class Watchdog:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.stop_reason: str | None = None
+        self.stop_reason: StopReason | None = None
+        self.forced = False  # SIGKILLed after the grace period
         self.event = threading.Event()
         self.lock = threading.Lock()
         self.owners = 0
@@ -84,19 +70,19 @@ class Watchdog:
         self.held: socket.socket | None = None
 
     # -- reasons to stop ---------------------------------------------------
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason) -> None:
         with self.lock:
             if self.stop_reason is None:
                 self.stop_reason = reason
         self.event.set()
 
-    def _owner_gone(self, what: str) -> None:
+    def _owner_gone(self) -> None:
         with self.lock:
             self.owners -= 1
             last = self.owners <= 0
             if last and not self.args.detached and self.stop_reason is None:
                 # Decided under the lock: an owner attaching now is told "stopping".
-                self.stop_reason = f"its owner ended ({what})"
+                self.stop_reason = StopReason.OWNER_ENDED
         if last and not self.args.detached:
             self.event.set()
 
@@ -107,7 +93,7 @@ class Watchdog:
                 pass
         except OSError:
             pass
-        self._owner_gone("the notebook kernel or program that started it")
+        self._owner_gone()
 
     def _serve_socket(self, path: str) -> None:
         with contextlib.suppress(OSError):
@@ -141,7 +127,7 @@ class Watchdog:
             pass
         finally:
             conn.close()
-        self._owner_gone("another kernel or worker that used it")
+        self._owner_gone()
 
     def _hold_other(self, path: str) -> None:
         """Be an owner of another service (a worker of its server) until we exit."""
@@ -162,7 +148,7 @@ class Watchdog:
         while not self.event.is_set():
             now = _create_time(pid)
             if now is None or (started not in (None, -1.0) and abs(now - started) > 0.5):
-                self.request_stop(f"the process it depends on (pid {pid}) ended")
+                self.request_stop(StopReason.DEPENDENCY_GONE)
                 return
             self.event.wait(0.5)
 
@@ -183,15 +169,15 @@ class Watchdog:
             self._remember_descendants()
             code = self._stop_child()
         elif self.stop_reason is None:
-            self.stop_reason = f"the process exited by itself with code {code}"
+            self.stop_reason = StopReason.KILLED if code < 0 else StopReason.EXITED
         self._finish(code)
         return code
 
     def _start(self) -> None:
         """Start the child and the threads that watch its owners."""
         args = self.args
-        signal.signal(signal.SIGTERM, lambda *_: self.request_stop("it was asked to stop"))
-        signal.signal(signal.SIGINT, lambda *_: self.request_stop("it was interrupted"))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.request_stop(StopReason.ASKED))
         if args.hold:
             self._hold_other(args.hold)
         # The child gets a process group of its own (everything it starts
@@ -229,7 +215,8 @@ class Watchdog:
             with contextlib.suppress(OSError):
                 os.unlink(self.args.socket)
         self._kill_leftovers()
-        print(f"[watchdog {os.getpid()}] stopped: {self.stop_reason}; exit code {code}")
+        forced = f"; killed after {self.args.grace:g} s" if self.forced else ""
+        print(f"[watchdog {os.getpid()}] stopped ({self.stop_reason}{forced}); exit code {code}")
         sys.stdout.flush()
         if self.args.on_exit:
             self._run_on_exit(code)
@@ -245,7 +232,7 @@ class Watchdog:
             if self.child.poll() is not None:
                 return self.child.returncode
             time.sleep(0.05)
-        self.stop_reason = f"{self.stop_reason}; killed after {self.args.grace:g} s"
+        self.forced = True
         with contextlib.suppress(OSError):
             self.child.kill()
         return self.child.wait()
@@ -263,7 +250,7 @@ class Watchdog:
     def _run_on_exit(self, code: int) -> None:
         env = dict(
             os.environ,
-            ENERGY_FLOWS_STOP_REASON=self.stop_reason or "",
+            ENERGY_FLOWS_STOP_REASON=self.stop_reason or StopReason.UNKNOWN,
             ENERGY_FLOWS_EXIT_CODE=str(code),
             ENERGY_FLOWS_CHILD_PID=str(self.child.pid if self.child else ""),
         )

@@ -1,53 +1,27 @@
 """Prefect workers ("agents" in the original walkthrough) as managed processes.
 
-A worker polls a work pool's queues and starts each flow run it picks up as
-a new process::
-
-    from energy_flows import PrefectServer, Worker
-    server = PrefectServer().start()
-    worker = Worker(pool="energy-pool", queues=["energy_usage"]).start()
-    worker              # state, pool, queues, PID
-    worker.stop()       # runs still in flight end Crashed, and it says so
-
-The worker gets the classroom environment (it asks for runs every second),
-and flow runs start through :func:`flow_run_command`: one interpreter per
-run, without the slow optional import (see ``launch.py``).
-
-However a worker ends (``stop()``, its kernel restarting or shutting down,
-Ctrl-C of ``make lab``, a SIGKILL, its server stopping), the runs it had
-taken and not finished end Crashed, with a message that says why, within
-seconds: its watchdog runs :mod:`~energy_flows.services.recovery` once the
-worker has gone. Its watchdog also holds the server as an owner, so a
-kernel's server outlives that kernel's workers long enough for this.
-
-A worker can also join a server that another home (another learner, the
-instructor) runs, as in a class sharing one server::
-
-    worker = Worker("energy-pool", ["energy_usage"], server="http://10.0.0.5:4200/api",
-                    auth="class:the-password")
-
-It runs, and keeps its logs, in this home; the password is kept in the home
-(0600) for the processes it starts. Its runs end Crashed when it ends, as above.
+``Worker(pool, queues).start()`` starts ``prefect worker start`` for a pool's
+queues (or reuses the one of that name). Its flow runs start through the
+pool's fast launch command (:func:`energy_flows.settings.flow_run_command`).
+However it ends, the runs it had taken end Crashed within seconds, saying why
+(``recovery.py``). ``Worker(..., server=URL, auth=...)`` joins another home's
+server. The life cycle: docs/architecture.md.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import sys
-import urllib.parse
 from collections.abc import Sequence
-from datetime import datetime
-from typing import ClassVar
 
 from energy_flows import names, settings
-from energy_flows.errors import OrchestrationError, ServiceError, WaitTimeout
-from energy_flows.services import api, control, process, registry
-from energy_flows.services.base import ManagedService, launch
-from energy_flows.services.registry import ServiceRecord
+from energy_flows.errors import OrchestrationError, ServiceError
+from energy_flows.services import api, control, registry
+from energy_flows.services.base import ManagedService
+from energy_flows.services.process import SpawnOptions
+from energy_flows.services.registry import Kind, ServerRecord, WorkerRecord
 from energy_flows.vocabulary import DEFAULT_POOL, DEFAULT_QUEUE
-from energy_flows.waiting import wait_until
 
 #: Seconds a worker gets to stop gracefully before it is killed.
 STOP_GRACE_SECONDS = 3.0
@@ -67,23 +41,10 @@ def worker_argv(pool: str, queues: Sequence[str], name: str, limit: int | None) 
         argv += ["--work-queue", queue]
     if limit is not None:
         argv += ["--limit", str(limit)]
-    # No --no-prompt: its place moved between Prefect releases (a root option before 3.9,
-    # an option of the command since); PREFECT_CLI_PROMPT=false in the environment
-    # (settings.py) says the same to every Prefect 3.
-    return argv
+    return argv  # no --no-prompt: see server_argv
 
 
-def recovery_argv(home: os.PathLike[str] | str, name: str) -> list[str]:
-    """What a worker's watchdog runs once the worker has ended (marks its runs Crashed)."""
-    module = "energy_flows.services.recovery"
-    return [sys.executable, "-m", module, "--home", str(home), "--worker", name]
-
-
-def _quote(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
-
-
-class Worker(ManagedService):
+class Worker(ManagedService[WorkerRecord]):
     """A Prefect process worker for one work pool and one or more of its queues.
 
     Args:
@@ -107,9 +68,14 @@ class Worker(ManagedService):
     at once, saying what to change.
     """
 
-    kind = "worker"
-
-    _instances: ClassVar[dict[tuple[str, str], Worker]] = {}
+    kind = Kind.WORKER
+    record_class = WorkerRecord
+    not_ready = "was not ONLINE"
+    fix_hint = (
+        "Fix the cause shown above (is the server still running? server.status()), "
+        "then run the cell again."
+    )
+    poll_interval = 0.25
 
     def __init__(
         self,
@@ -156,52 +122,52 @@ class Worker(ManagedService):
                 f"limit is the most runs the worker takes at once: a whole number ≥ 1, "
                 f"or None for no limit; got {limit!r}."
             )
-        super().__init__(worker_name, home, quiet, detached)
+        super().__init__(worker_name, home, quiet, detached, timeout)
         self.pool = pool
         self.queues = queue_list
         self.limit = limit
-        self.timeout = timeout
         self.title = f"Prefect worker (agent) {worker_name}"
+        self.noun = f"the worker {worker_name!r}"
         self.server = server.rstrip("/") if server else None
         self.auth = auth
 
-    # -- life cycle -------------------------------------------------------
-    def start(self) -> Worker:
-        """Start the worker (or reuse the one with this name) and wait until ONLINE."""
-        settings.ensure_home(self.home)
-        self.messages = []
-        with registry.locked(self.home):
-            for line in control.reconcile(self.home, quiet=True):
-                self._say(line)
-            api_url, server = self._server()
-            existing = registry.worker_record(self.home, self.name)
-            if existing is not None and existing.alive():
-                rec = self._adopt(existing)
-            else:
-                self._ensure_queues(api_url, pool_may_be_missing=True)
-                rec = self._spawn(api_url, server)
-                try:
-                    self._wait_online(rec)
-                    self._ensure_queues(rec.api_url or "")
-                except BaseException:
-                    control.stop_worker(rec, quiet=True)
-                    raise
-                self._use_fast_command(rec)
-        self._record = rec
-        Worker._instances[(str(self.home), self.name)] = self
-        return self
+    # -- hooks of the life cycle (base.py) --------------------------------------------------
+    def _spawn(self, retry: bool) -> WorkerRecord:
+        api_url, server = self._server()
+        self._ensure_queues(api_url, pool_may_be_missing=True)
+        recovery = (sys.executable, "-m", "energy_flows.services.recovery")
+        options = SpawnOptions(
+            grace=STOP_GRACE_SECONDS,
+            # It stops with this home's server; another home's is not ours to watch.
+            watch_pid=server.pid if server else None,
+            # This home's server lives until this worker's runs are recorded.
+            hold=server.socket if server else None,
+            # Once it has ended, its runs end Crashed.
+            on_exit=(*recovery, "--home", str(self.home), "--worker", self.name),
+        )
+        return self._launch(
+            worker_argv(self.pool, self.queues, self.name, self.limit),
+            settings.classroom_env(self.home, api_url=api_url),
+            options,
+            api_url=api_url,
+            pool=self.pool,
+            queues=self.queues,
+            limit=self.limit,
+            auth=server.auth if server else settings.auth_string(self.home) is not None,
+            remote=server is None,
+        )
 
-    def _server(self) -> tuple[str, ServiceRecord | None]:
+    def _server(self) -> tuple[str, ServerRecord | None]:
         """The API to work for, and this home's server record (None for ``server=``)."""
         if self.server is None:
             server = registry.live_server(self.home)
-            if server is None or not api.healthy(server.api_url or ""):
+            if server is None or not api.healthy(server.api_url):
                 raise ServiceError(
                     f"No Prefect server is running for {self.home}, so the worker "
                     f"{self.name!r} cannot start. Start the server first: "
                     "server = PrefectServer().start()"
                 )
-            return server.api_url or "", server
+            return server.api_url, server
         if not api.healthy(self.server):
             raise ServiceError(
                 f"No Prefect server answers at {self.server} (GET {self.server}/health), so "
@@ -226,7 +192,42 @@ class Worker(ManagedService):
             settings.save_auth_string(self.auth, self.home)  # its processes send it
         return self.server, None
 
-    def _adopt(self, rec: ServiceRecord) -> ServiceRecord:
+    def _ready(self, rec: WorkerRecord) -> bool:
+        """ONLINE in its pool, with a heartbeat since it started.
+
+        A worker of the same name that stopped recently still shows ONLINE for
+        ~90 s: only a heartbeat from this one counts.
+        """
+        url = f"{rec.api_url}/work_pools/{api.quote(self.pool)}/workers/filter"
+        try:
+            workers = api.call("POST", url, {"limit": 200}, timeout=2)
+        except api.ApiError as exc:
+            if exc.status == 404:  # the worker has not created its pool yet
+                return False
+            raise
+        except OSError:
+            return False
+        for w in workers or []:
+            if w.get("name") == self.name and w.get("status") == "ONLINE":
+                beat = api.timestamp(w.get("last_heartbeat_time"))
+                if beat is None or beat >= rec.started_at - 1:
+                    return True
+        return False
+
+    def _answers(self, rec: WorkerRecord) -> bool:
+        return True  # its process runs: that is what `running` means for a worker
+
+    def waiting_for(self, rec: WorkerRecord) -> str:
+        return f"worker {self.name!r} to be ONLINE in work pool {self.pool!r}"
+
+    def starting_line(self) -> str:
+        return f"Starting worker {self.name!r}"
+
+    def _on_ready(self, rec: WorkerRecord) -> None:
+        self._ensure_queues(rec.api_url)
+        self._use_fast_command(rec)
+
+    def _adopting(self, rec: WorkerRecord) -> list[str]:
         elsewhere = self.server is not None and rec.api_url != self.server
         if rec.pool != self.pool or sorted(rec.queues) != sorted(self.queues) or elsewhere:
             raise ServiceError(
@@ -234,96 +235,18 @@ class Worker(ManagedService):
                 f"{rec.queues} on {rec.api_url}. Stop it first (Worker(name={self.name!r}).stop()) "
                 "or give this one another name."
             )
-        if rec.owner == "kernel" and rec.owner_pid != os.getpid() and not self.detached:
-            process.attach(rec.socket)
-        self._mark_reused(rec)
-        self._say(f"Reusing worker {self.name!r} (pid {rec.pid}) on {self.pool}: {rec.queues}.")
-        return rec
-
-    def _spawn(self, api_url: str, server: ServiceRecord | None) -> ServiceRecord:
-        """Start the worker for ``api_url``: this home's ``server``, or (None) another's."""
-        rec = launch(
-            "worker",
-            self.name,
-            self.home,
-            worker_argv(self.pool, self.queues, self.name, self.limit),
-            settings.classroom_env(self.home, api_url=api_url),
-            detached=self.detached,
-            grace=STOP_GRACE_SECONDS,
-            # It stops with this home's server; another home's is not ours to watch.
-            watch_pid=server.pid if server else None,
-            # This home's server lives until this worker's runs are recorded.
-            hold=server.socket if server else None,
-            on_exit=recovery_argv(self.home, self.name),
-            api_url=api_url,
-            pool=self.pool,
-            queues=self.queues,
-            limit=self.limit,
-            server_pid=server.pid if server else None,
-            auth=server.auth if server else settings.auth_string(self.home) is not None,
-            remote=server is None,
-        )
-        self.started_here = True
-        return rec
-
-    def _wait_online(self, rec: ServiceRecord) -> None:
-        url = f"{rec.api_url}/work_pools/{_quote(self.pool)}/workers/filter"
-        since = rec.started_at - 1
-
-        def online() -> bool:
-            if not rec.alive():
-                raise self._failed(rec, "stopped while starting")
-            try:
-                workers = api.call("POST", url, {"limit": 200}, timeout=2)
-            except api.ApiError as exc:
-                if exc.status == 404:  # the worker has not created its pool yet
-                    return False
-                raise
-            except OSError:
-                return False
-            for w in workers or []:
-                if w.get("name") == self.name and w.get("status") == "ONLINE":
-                    beat = _timestamp(w.get("last_heartbeat_time"))
-                    # A worker of the same name that stopped recently still shows
-                    # ONLINE for ~90 s: only a heartbeat from this one counts.
-                    if beat is None or beat >= since:
-                        return True
-            return False
-
-        try:
-            wait_until(
-                online,
-                self.timeout,
-                what=f"worker {self.name!r} to be ONLINE in work pool {self.pool!r}",
-                progress=None if self.quiet else f"Starting worker {self.name!r}",
-                interval=0.1,
-                max_interval=0.25,
-            )
-        except WaitTimeout as exc:
-            raise self._failed(rec, f"was not ONLINE within {self.timeout:g} s") from exc
-
-    def _failed(self, rec: ServiceRecord, what: str) -> ServiceError:
-        lines = process.tail(rec.log, 20, start=rec.log_offset)
-        return ServiceError(
-            f"The worker {self.name!r} {what}; it is not running.\n"
-            f"Last 20 lines of {rec.log}:\n{lines}\n"
-            "Fix the cause shown above (is the server still running? server.status()), "
-            "then run the cell again."
-        )
+        return [f"Reusing worker {self.name!r} (pid {rec.pid}) on {self.pool}: {rec.queues}."]
 
     def _ensure_queues(self, api_url: str, pool_may_be_missing: bool = False) -> None:
         """Create the worker's queues that do not exist yet.
 
-        ``prefect worker start`` creates its pool but not its queues, and a
-        worker asking for a queue that does not exist gets no runs at all.
-        When the pool already exists the queues are created before the worker
-        starts, so it polls them from its first second; otherwise the worker
-        creates the pool and its queues are created once it is ONLINE.
+        ``prefect worker start`` creates its pool but not its queues (a missing queue
+        gets it no runs): before it starts, or once ONLINE when it made the pool itself.
         """
         for queue in self.queues:
             try:
                 api.call(
-                    "POST", f"{api_url}/work_pools/{_quote(self.pool)}/queues", {"name": queue}
+                    "POST", f"{api_url}/work_pools/{api.quote(self.pool)}/queues", {"name": queue}
                 )
             except api.ApiError as exc:
                 if exc.status == 404 and pool_may_be_missing:
@@ -333,33 +256,26 @@ class Worker(ManagedService):
                         f"Could not create work queue {queue!r} in pool {self.pool!r}: {exc}"
                     ) from exc
 
-    def _use_fast_command(self, rec: ServiceRecord) -> None:
-        """Make :func:`flow_run_command` the pool's default, unless it has one."""
-        # Imported here: orchestration.common brings pandas, which `energy-flows up`
-        # (reusing a server) and `status` should not pay for.
-        from energy_flows.orchestration.common import flow_run_command
+    def _use_fast_command(self, rec: WorkerRecord) -> None:
+        """Give the pool the fast flow-run launch command, unless it has a command already.
 
-        url = f"{rec.api_url}/work_pools/{_quote(self.pool)}"
+        Pools made with ``ensure_work_pool`` have it; one made by ``prefect
+        work-pool create`` or by the worker itself gets it here.
+        """
+        url = f"{rec.api_url}/work_pools/{api.quote(self.pool)}"
         try:
-            pool = api.call("GET", url, timeout=5)
-            template = pool.get("base_job_template") or {}
-            prop = template.get("variables", {}).get("properties", {}).get("command")
-            if prop is None or prop.get("default"):
-                return
-            prop["default"] = flow_run_command()
-            api.call("PATCH", url, {"base_job_template": template}, timeout=5)
+            template = api.call("GET", url, timeout=5).get("base_job_template") or {}
+            if settings.with_flow_run_command(template):
+                api.call("PATCH", url, {"base_job_template": template}, timeout=5)
         except (OSError, api.ApiError, AttributeError, ValueError):
             pass  # only an optimisation: runs still start, a second later
 
     def stop(self) -> str:
         """Stop the worker (SIGTERM, graceful) and clean up after it.
 
-        Flow runs it had in flight are stopped with it; in the API they end
-        Crashed (otherwise they would stay Running forever and hold the
-        queue's concurrency limit), and the returned sentence names them.
-        Safe to call twice.
+        Flow runs it had in flight stop with it and end Crashed (not Running
+        forever, holding the queue's limit); the sentence names them. Safe twice.
         """
-        Worker._instances.pop((str(self.home), self.name), None)
         self._mark_stopped()
         with registry.locked(self.home):
             rec = registry.worker_record(self.home, self.name)
@@ -367,7 +283,7 @@ class Worker(ManagedService):
                 message = f"Worker {self.name!r} was not running."
                 self._say(message)
                 return message
-            message = control.stop_worker(rec, quiet=True)
+            message = control.stop(rec, quiet=True)
         self._say(message)
         return message
 
@@ -379,37 +295,12 @@ class Worker(ManagedService):
             f"pid={rec.pid if rec else None}>"
         )
 
-    def _rows(self, rec: ServiceRecord | None) -> list[tuple[str, str]]:
+    def _rows(self, rec: WorkerRecord | None) -> list[tuple[str, str]]:
         rows = [
-            ("Pool", html.escape(self.pool)),
-            ("Queues", html.escape(", ".join(self.queues))),
+            ("Pool", self.pool),
+            ("Queues", ", ".join(self.queues)),
             ("Limit", "none" if self.limit is None else str(self.limit)),
         ]
         if rec is not None:
             rows += [("PID", str(rec.pid)), ("Uptime", rec.uptime())]
         return rows
-
-
-def _timestamp(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def start_worker(
-    pool: str = DEFAULT_POOL,
-    queues: Sequence[str] | str = (DEFAULT_QUEUE,),
-    name: str | None = None,
-    limit: int | None = None,
-    home: str | os.PathLike[str] | None = None,
-    quiet: bool = False,
-) -> Worker:
-    """Start (or reuse) a worker; the same object on a second call in this kernel."""
-    worker = Worker(pool, queues, name=name, limit=limit, home=home, quiet=quiet)
-    existing = Worker._instances.get((str(worker.home), worker.name))
-    if existing is not None and existing.record is not None:
-        return existing
-    return worker.start()

@@ -19,13 +19,15 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as w
 
-from energy_flows.widgets.markup import muted, ok
+from energy_flows.markup import muted, ok
 
 __all__ = [
+    "Controls",
     "LiveView",
     "SnapshotDisplay",
     "button",
@@ -133,6 +135,21 @@ class SnapshotDisplay(w.VBox):
         return self.snapshot_text()
 
 
+@dataclass(frozen=True)
+class Controls:
+    """The words of a live view's control bar: its start button, the tooltips, its status.
+
+    ``words`` says what the status line calls refreshing and not refreshing
+    ("live"/"stopped", "following"/"not following").
+    """
+
+    refresh_tip: str
+    start: str = "Start"
+    start_tip: str = "Refresh every few seconds"
+    stop_tip: str = "Stop refreshing"
+    words: tuple[str, str] = ("live", "stopped")
+
+
 class LiveView(SnapshotDisplay):
     """A snapshot display that refreshes itself in a background thread.
 
@@ -143,37 +160,21 @@ class LiveView(SnapshotDisplay):
     between :meth:`start` and :meth:`stop`.
     """
 
-    def __init__(
-        self,
-        interval: float,
-        *,
-        start: tuple[str, str],
-        stop_tip: str,
-        refresh_tip: str,
-        css_class: str,
-        words: tuple[str, str] = ("live", "stopped"),
-        **kwargs: Any,
-    ) -> None:
-        """Build the control bar above the ``view``.
-
-        ``start`` is the start button's label and tooltip ("Start"/"Follow");
-        ``words`` says what the status line calls refreshing and not
-        refreshing ("live"/"stopped", "following"/"not following").
-        """
-        label, tip = start
-        self.start_button = button(label, "play", tip)
-        self.stop_button = button("Stop", "stop", stop_tip)
-        self.refresh_button = button("Refresh", "refresh", refresh_tip)
+    def __init__(self, interval: float, controls: Controls, css_class: str, **kwargs: Any) -> None:
+        """Build the control bar (its words: ``controls``) above the ``view``."""
+        self.start_button = button(controls.start, "play", controls.start_tip)
+        self.stop_button = button("Stop", "stop", controls.stop_tip)
+        self.refresh_button = button("Refresh", "refresh", controls.refresh_tip)
         self.status = w.HTML()
         self.view = w.HTML()
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.refresh_button.on_click(lambda _: self.refresh())
-        controls = w.HBox([self.start_button, self.stop_button, self.refresh_button, self.status])
-        super().__init__(children=[controls, self.view], **kwargs)
+        bar = w.HBox([self.start_button, self.stop_button, self.refresh_button, self.status])
+        super().__init__(children=[bar, self.view], **kwargs)
         self.add_class(css_class)
         self.interval = float(interval)
-        self._words = words
+        self._words = controls.words
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
         self._lock = threading.RLock()

@@ -9,10 +9,10 @@ from typing import Any
 import ipywidgets as w
 
 from energy_flows.errors import OrchestrationError
+from energy_flows.markup import Markup, bad, cell, element, ok
 from energy_flows.vocabulary import DEFAULT_DEPLOYMENT, DEFAULT_POOL, DEFAULT_QUEUE
 from energy_flows.widgets.base import SnapshotDisplay, button
 from energy_flows.widgets.cron import explain_cron
-from energy_flows.widgets.markup import Markup, bad, cell, element, ok
 from energy_flows.widgets.parameters import parameter_fields
 
 __all__ = ["DeploymentBuilder"]
@@ -109,18 +109,22 @@ class DeploymentBuilder(SnapshotDisplay):
             [f.widget for f in self.parameter_fields.values()],
             layout=w.Layout(margin="0 0 0 2em"),
         )
+        #: The fields below the parameters: schedule, where the runs go, paused.
+        self.settings_fields = [
+            self.schedule_field,
+            self.interval_field,
+            self.cron_field,
+            self.pool_field,
+            self.queue_field,
+            self.paused_field,
+        ]
         super().__init__(
             [
                 w.HTML(element("b", "Deploy the flow ", element("code", flow_name))),
                 self.name_field,
                 w.HTML(element("i", "parameters") if self.parameter_fields else ""),
                 params_box,
-                self.schedule_field,
-                self.interval_field,
-                self.cron_field,
-                self.pool_field,
-                self.queue_field,
-                self.paused_field,
+                *self.settings_fields,
                 w.HBox([self.deploy_button, self.message]),
                 self.output,
             ]
@@ -133,16 +137,8 @@ class DeploymentBuilder(SnapshotDisplay):
         self._validate_and_show()
 
     def _inputs(self) -> list[w.Widget]:
-        return [
-            self.name_field,
-            self.schedule_field,
-            self.interval_field,
-            self.cron_field,
-            self.pool_field,
-            self.queue_field,
-            self.paused_field,
-            *(f.widget for f in self.parameter_fields.values()),
-        ]
+        parameters = [f.widget for f in self.parameter_fields.values()]
+        return [self.name_field, *self.settings_fields, *parameters]
 
     # -- from code
     def set(
@@ -158,30 +154,29 @@ class DeploymentBuilder(SnapshotDisplay):
         parameters: dict[str, Any] | None = None,
     ) -> DeploymentBuilder:
         """Set fields as a learner would type them (validation runs as it would)."""
-        if name is not None:
-            self.name_field.value = name
-        if schedule is not None:
-            if schedule not in ("interval", "cron", "none"):
-                raise OrchestrationError(
-                    f"schedule must be 'interval', 'cron' or 'none', not {schedule!r}."
-                )
-            self.schedule_field.value = schedule
-        if interval is not None:
-            self.interval_field.value = float(interval)
-        if cron is not None:
-            self.cron_field.value = cron
-        if work_pool is not None:
-            self.pool_field.value = work_pool
-        if work_queue is not None:
-            self.queue_field.value = work_queue
-        if paused is not None:
-            self.paused_field.value = bool(paused)
-        for key, value in (parameters or {}).items():
+        if schedule is not None and schedule not in ("interval", "cron", "none"):
+            raise OrchestrationError(
+                f"schedule must be 'interval', 'cron' or 'none', not {schedule!r}."
+            )
+        for key in parameters or {}:
             if key not in self.parameter_fields:
                 raise OrchestrationError(
                     f"The flow has no parameter {key!r}; its parameters are "
                     f"{', '.join(self.parameter_fields) or 'none'}."
                 )
+        fields = [
+            (self.name_field, name),
+            (self.schedule_field, schedule),
+            (self.interval_field, None if interval is None else float(interval)),
+            (self.cron_field, cron),
+            (self.pool_field, work_pool),
+            (self.queue_field, work_queue),
+            (self.paused_field, None if paused is None else bool(paused)),
+        ]
+        for field, value in fields:
+            if value is not None:
+                field.value = value
+        for key, value in (parameters or {}).items():
             self.parameter_fields[key].set(value)
         return self
 

@@ -10,10 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from energy_flows.errors import ServiceError
-from energy_flows.widgets.base import LiveView, prefect_api
-from energy_flows.widgets.markup import bad, clock, element
+from energy_flows.markup import bad, clock, element
+from energy_flows.widgets.base import Controls, LiveView, prefect_api
 
 __all__ = ["LogTail", "format_log_line"]
+
+#: A log is followed, not refreshed.
+FOLLOWING = Controls(
+    "Read the log once now",
+    start="Follow",
+    start_tip="Show new lines as they come",
+    stop_tip="Stop following",
+    words=("following", "not following"),
+)
 
 
 def format_log_line(timestamp: Any, level: int | str, message: str) -> str:
@@ -84,14 +93,7 @@ class LogTail(LiveView):
         self.title = title or self._default_title()
         self.lines: list[str] = []
         self.problem: str | None = None
-        super().__init__(
-            interval,
-            start=("Follow", "Show new lines as they come"),
-            stop_tip="Stop following",
-            refresh_tip="Read the log once now",
-            css_class="energy-flows-log-tail",
-            words=("following", "not following"),
-        )
+        super().__init__(interval, FOLLOWING, "energy-flows-log-tail")
         self.follow_button = self.start_button  # the name a log viewer's reader looks for
         self.refresh()
         if follow:

@@ -10,9 +10,7 @@ from typing import Any
 import pandas as pd
 
 from energy_flows.errors import EnergyFlowsError
-from energy_flows.vocabulary import COUNT_COLUMNS, DEFAULT_POOL, DEFAULT_QUEUE, RUN_STATES
-from energy_flows.widgets.base import LiveView, current_api_url, prefect_api, server_answers
-from energy_flows.widgets.markup import (
+from energy_flows.markup import (
     LATE_CELL_STYLE,
     Markup,
     bad,
@@ -20,6 +18,14 @@ from energy_flows.widgets.markup import (
     clock,
     element,
     table,
+)
+from energy_flows.vocabulary import COUNT_COLUMNS, DEFAULT_POOL, DEFAULT_QUEUE, RUN_STATES
+from energy_flows.widgets.base import (
+    Controls,
+    LiveView,
+    current_api_url,
+    prefect_api,
+    server_answers,
 )
 
 __all__ = ["QueueMonitor", "QueueSnapshot"]
@@ -140,13 +146,8 @@ class QueueMonitor(LiveView):
         self._failures = 0
         self._history: list[dict[str, Any]] = []
         self._snapshot = _empty_snapshot(pool)
-        super().__init__(
-            interval,
-            start=("Start", "Refresh every few seconds"),
-            stop_tip="Stop refreshing",
-            refresh_tip="Read the queues once now",
-            css_class="energy-flows-queue-monitor",
-        )
+        controls = Controls(refresh_tip="Read the queues once now")
+        super().__init__(interval, controls, "energy-flows-queue-monitor")
         self.refresh()
         if autostart and not self._snapshot.server_stopped:
             self.start()

@@ -15,26 +15,21 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.names import check_prefect_name
-from energy_flows.orchestration.common import (
-    DEFAULT_DEPLOYMENT,
-    DEFAULT_POOL,
-    DEFAULT_QUEUE,
-    client,
-    flow_run_command,
-)
+from energy_flows.orchestration.common import client
 from energy_flows.orchestration.deployments.listing import DeploymentInfo, deployment_info
 from energy_flows.orchestration.deployments.parameters import check_flow_rules, validate_parameters
 from energy_flows.orchestration.deployments.schedules import build_schedule
 from energy_flows.orchestration.pools import read_pool
+from energy_flows.vocabulary import DEFAULT_DEPLOYMENT, DEFAULT_POOL, DEFAULT_QUEUE
 
 if TYPE_CHECKING:
     from prefect import Flow
 
-__all__ = ["deploy", "deploy_energy_flow", "deployment_problems"]
+__all__ = ["DeployOptions", "deploy", "deploy_energy_flow", "deployment_problems"]
 
 
 def _source_of(flow: Flow) -> tuple[Path, str]:
@@ -84,18 +79,24 @@ def _snapshot(info: DeploymentInfo) -> dict[str, Any]:
     }
 
 
+class DeployOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`deploy` (and :func:`deploy_energy_flow`): see there."""
+
+    parameters: dict[str, Any] | None
+    interval: int | float | dt.timedelta | None
+    cron: str | None
+    rrule: str | None
+    work_pool: str
+    work_queue: str
+    paused: bool
+    timezone: str | None
+    description: str | None
+    tags: list[str] | None
+    job_variables: dict[str, Any] | None
+
+
 def deployment_problems(
-    flow: Flow,
-    name: str,
-    *,
-    parameters: dict[str, Any] | None = None,
-    interval: int | float | dt.timedelta | None = None,
-    cron: str | None = None,
-    rrule: str | None = None,
-    work_pool: str = DEFAULT_POOL,
-    work_queue: str = DEFAULT_QUEUE,
-    paused: bool = False,
-    timezone: str | None = None,
+    flow: Flow, name: str, **options: Unpack[DeployOptions]
 ) -> dict[str, OrchestrationError]:
     """Every reason :func:`deploy` would refuse these arguments, found without the server.
 
@@ -106,6 +107,7 @@ def deployment_problems(
     them all while you type. What only the server knows (does the pool
     exist?) is checked when deploying.
     """
+    paused = options.get("paused", False)
     problems: dict[str, OrchestrationError] = {}
 
     def check(key: str, step: Any) -> None:
@@ -115,15 +117,18 @@ def deployment_problems(
             problems[key] = exc
 
     def parameters_step() -> None:
-        check_flow_rules(flow, validate_parameters(flow, parameters))
+        check_flow_rules(flow, validate_parameters(flow, options.get("parameters")))
 
     def paused_step() -> None:
         if not isinstance(paused, bool):
             raise OrchestrationError(f"paused must be True or False; got {paused!r}.")
 
+    work_pool = options.get("work_pool", DEFAULT_POOL)
+    work_queue = options.get("work_queue", DEFAULT_QUEUE)
     check("name", lambda: check_prefect_name(name, "deployment"))
     check("flow", lambda: _source_of(flow))
-    check("schedule", lambda: build_schedule(interval, cron, rrule, timezone))
+    schedule = (options.get("interval"), options.get("cron"), options.get("rrule"))
+    check("schedule", lambda: build_schedule(*schedule, options.get("timezone")))
     if "flow" not in problems:  # a flow's parameters can only be read from a flow
         check("parameters", parameters_step)
     check("paused", paused_step)
@@ -179,33 +184,22 @@ def deploy(
         OrchestrationError: the first of :func:`deployment_problems`, or what the
             server refuses (a work pool that does not exist).
     """
-    problems = deployment_problems(
-        flow,
-        name,
-        parameters=parameters,
-        interval=interval,
-        cron=cron,
-        rrule=rrule,
-        work_pool=work_pool,
-        work_queue=work_queue,
-        paused=paused,
-        timezone=timezone,
-    )
+    checks: DeployOptions = {"parameters": parameters, "paused": paused, "timezone": timezone}
+    checks |= {"interval": interval, "cron": cron, "rrule": rrule}
+    checks |= {"work_pool": work_pool, "work_queue": work_queue}
+    problems = deployment_problems(flow, name, **checks)
     if problems:
         raise next(iter(problems.values())).with_traceback(None)
     folder, entrypoint = _source_of(flow)
     schedule = build_schedule(interval, cron, rrule, timezone)
     checked = validate_parameters(flow, parameters)
     variables = dict(job_variables or {})
-    variables.setdefault("command", flow_run_command())
 
     from prefect import Flow as PrefectFlow
     from prefect.exceptions import ObjectNotFound
 
     with client() as c:
-        pool = read_pool(c, work_pool)
-        if pool.type != "process":
-            variables.pop("command", None)
+        read_pool(c, work_pool)
         try:
             before = deployment_info(c, c.read_deployment_by_name(f"{flow.name}/{name}"))
         except ObjectNotFound:
@@ -268,21 +262,13 @@ def _energy_pipeline() -> Flow:
 
 
 def deploy_energy_flow(
-    name: str = DEFAULT_DEPLOYMENT,
-    *,
-    parameters: dict[str, Any] | None = None,
-    interval: int | float | dt.timedelta | None = None,
-    cron: str | None = None,
-    rrule: str | None = None,
-    work_pool: str = DEFAULT_POOL,
-    work_queue: str = DEFAULT_QUEUE,
-    paused: bool = False,
-    timezone: str | None = None,
-    description: str | None = None,
+    name: str = DEFAULT_DEPLOYMENT, **options: Unpack[DeployOptions]
 ) -> DeploymentInfo:
     """Deploy the energy usage pipeline (:func:`energy_flows.flows.energy_usage_pipeline`).
 
-    The lesson's deployment: the same as :func:`deploy` with the package's flow.
+    The lesson's deployment: :func:`deploy` with the package's flow, and the
+    same keyword arguments (``parameters``, ``interval``, ``cron``, ``rrule``,
+    ``work_pool``, ``work_queue``, ``paused``, ``timezone``, ``description``...).
     Example: ``deploy_energy_flow(interval=30, parameters={"meter_id": "house-2"})``.
 
     The parameters go through the flow's own checks
@@ -290,17 +276,6 @@ def deploy_energy_flow(
     ``parameters={"days": 10}`` is refused here with the sentence a run would
     fail with (10 days leave no 3 weeks of training before the 28 test days).
     """
-    return deploy(
-        _energy_pipeline(),
-        name,
-        parameters=parameters,
-        interval=interval,
-        cron=cron,
-        rrule=rrule,
-        work_pool=work_pool,
-        work_queue=work_queue,
-        paused=paused,
-        timezone=timezone,
-        description=description
-        or "Forecast a household's electricity use (energy-flows lesson deployment).",
-    )
+    description = "Forecast a household's electricity use (energy-flows lesson deployment)."
+    options["description"] = options.get("description") or description
+    return deploy(_energy_pipeline(), name, **options)

@@ -1,24 +1,24 @@
-"""The one place the widgets write HTML: :func:`element`, and a few shorthands built on it.
+"""The one place the package writes HTML: :func:`element`, its tables, and a few shorthands.
 
-Every piece of text a widget shows (a queue name, an error message, a log
-line) may contain ``<`` or ``&``. :func:`element` escapes every child that is
-plain text and leaves alone what is already HTML (a :class:`Markup`, which is
-what :func:`element` itself returns), so HTML is nested, never pasted::
+:func:`element` escapes every child that is plain text (a queue name, an
+error, a log line may hold ``<`` or ``&``) and puts in as it is what is HTML
+already (a :class:`Markup`, which it returns itself)::
 
     element("div", "⚠ ", message, style=f"color:{BAD_COLOUR}")
     # <div style='color:#b71c1c'>⚠ 1 &lt; 2</div>
 
-Times are kept exact in the data and turned into text only here, when they
-are shown (:func:`clock`).
+:func:`field_table` is the titled table of the services' and the info objects'
+``_repr_html_``; :func:`table` the column table of the widgets. Standard
+library only (pandas is read only when the caller has imported it).
 """
 
 from __future__ import annotations
 
 import html
+import math
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-import pandas as pd
 
 from energy_flows.vocabulary import BAD_COLOUR, LATE_BACKGROUND, LATE_TEXT, MUTED_COLOUR, OK_COLOUR
 
@@ -38,6 +38,7 @@ __all__ = [
     "clock",
     "coloured",
     "element",
+    "field_table",
     "muted",
     "ok",
     "shown",
@@ -57,11 +58,17 @@ class Cell(Markup):
     __slots__ = ()
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN, or pandas' NaT and NA (pandas is asked only if it has been imported)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    pd = sys.modules.get("pandas")
+    return pd is not None and not isinstance(value, str | Sequence) and bool(pd.isna(value))
+
+
 def shown(value: Any) -> str:
     """A value as the text a table shows: ``"—"`` for a missing value (None, NaT, NaN)."""
-    if value is None or (not isinstance(value, str | Sequence) and pd.isna(value)):
-        return "—"
-    return str(value)
+    return "—" if _missing(value) else str(value)
 
 
 def element(tag: str, *children: Any, **attributes: Any) -> Markup:
@@ -140,12 +147,42 @@ def table(
     return element("table", header, *body, style="border-collapse:collapse")
 
 
+def field_table(
+    title: str,
+    fields: Iterable[tuple[str, Any]],
+    *,
+    note: str | None = None,
+    title_tag: str = "b",
+    name_style: str = "text-align:left",
+) -> Markup:
+    """A title over a table of one row per ``(name, value)``, and an optional note under it.
+
+    Values are escaped unless they are :class:`Markup`.
+    """
+    rows = [
+        element(
+            "tr",
+            element("th", name, style=name_style),
+            element("td", value, style="text-align:left"),
+        )
+        for name, value in fields
+    ]
+    return element(
+        "div",
+        element(title_tag, title),
+        element("table", *rows),
+        note and element("p", element("em", note)),
+    )
+
+
 def clock(value: Any, *, utc: bool = True) -> str:
     """``HH:MM:SS UTC`` of a timestamp (``"—"`` when missing); ``utc=False`` drops " UTC".
 
     The time keeps its fractions of a second in the data; they are dropped
     here, where it is shown.
     """
+    import pandas as pd
+
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "—"
     stamp = pd.Timestamp(value)
