@@ -91,6 +91,85 @@ def test_a_value_column_without_numbers_says_so(tmp_path: Path) -> None:
     assert "holds no numbers (first value: '0,65')" in str(info.value)
 
 
+def test_load_meter_csv_of_none_asks_for_a_path() -> None:
+    with pytest.raises(DataError) as info:
+        load_meter_csv(None)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "load_meter_csv needs the path of a CSV file, e.g. load_meter_csv('meter.csv'); got None."
+    )
+
+
+def test_a_file_that_is_not_utf8_names_the_encoding_to_pass(tmp_path: Path) -> None:
+    path = tmp_path / "zähler.csv"
+    path.write_bytes("timestamp;kwh;Zählerstand\n2024-01-01 00:00;0.5;1203\n".encode("cp1252"))
+    with pytest.raises(DataError) as info:
+        load_meter_csv(path, sep=";")
+    message = str(info.value)
+    assert message.startswith(f"{path} is not utf-8 text: it was probably saved by a spreadsheet")
+    assert (
+        "Line 1 has the byte 0xe4, which utf-8 cannot read: 'timestamp;kwh;Zählerstand'" in message
+    )
+    assert f"load_meter_csv({str(path)!r}, encoding='cp1252')" in message
+    # the remedy works
+    assert list(load_meter_csv(path, sep=";", encoding="cp1252")["kwh"]) == [0.5]
+
+    path.write_text("timestamp,kwh\n2024-01-01 00:00,0.5\n", encoding="utf-16")
+    with pytest.raises(DataError, match=r"is UTF-16 text .* Pass encoding='utf-16'"):
+        load_meter_csv(path)
+    assert list(load_meter_csv(path, encoding="utf-16")["kwh"]) == [0.5]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text("timestamp,kwh\n2024-01-01 00:00,0.5\n", encoding="utf-8-sig")
+    assert list(load_meter_csv(path)["kwh"]) == [0.5]
+    assert list(load_meter_csv(path, encoding="UTF8")["kwh"]) == [0.5]
+
+
+def test_a_row_with_an_extra_field_names_its_line_and_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "meter.csv"
+    path.write_text("timestamp,kwh\n2024-01-01 00:00,0.5\n\n2024-01-01 01:00,0,7\n")
+    with pytest.raises(DataError) as info:
+        load_meter_csv(path)
+    assert str(info.value) == (
+        f"{path}, line 4 has 3 fields where the header has 2: '2024-01-01 01:00,0,7'. Delete "
+        "the extra value on that line, or put a value that contains ',' in double quotes. If "
+        "the numbers use a decimal comma (0,65), the file needs another separator: save it "
+        "with ';' between the fields and pass sep=';'."
+    )
+    assert "Error tokenizing" not in str(info.value)
+
+
+def test_a_file_with_another_separator_says_which_to_pass(tmp_path: Path) -> None:
+    path = tmp_path / "meter.csv"
+    path.write_text("timestamp;kwh\n2024-01-01 00:00;0.5\n")
+    with pytest.raises(DataError) as info:
+        load_meter_csv(path)
+    assert str(info.value).endswith(
+        "The header has one column only: the file separates its fields with ';', not ','. "
+        "Pass sep=';'."
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dayfirst": "yes"}, "dayfirst must be True (dd/mm/yyyy), False (mm/dd/yyyy) or None (the data decides), got 'yes'."),
+        ({"date_format": "dd/mm/yyyy"}, "date_format must be a strptime format such as '%d/%m/%Y %H:%M', got 'dd/mm/yyyy'."),
+        ({"date_format": "%d/%m/%Y", "dayfirst": True}, "Pass dayfirst= or date_format=, not both"),
+        ({"encoding": "klingon"}, "encoding must be the name of a text encoding such as 'utf-8', 'cp1252' or 'latin-1', got 'klingon'."),
+    ],
+)  # fmt: skip
+def test_load_meter_csv_options_say_what_they_take(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "meter.csv"
+    path.write_text("timestamp,kwh\n2024-01-01 00:00,0.5\n")
+    with pytest.raises(DataError) as info:
+        load_meter_csv(path, **kwargs)
+    assert message in str(info.value)
+
+
 # --------------------------------------------------------------------------- simulate_meter
 
 
