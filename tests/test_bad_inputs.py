@@ -9,6 +9,7 @@ server (``prefect_server``) and prove that nothing was created.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -549,3 +550,157 @@ def test_builder_clears_the_last_result_when_the_form_changes(pool: str) -> None
     b.set(work_pool=pool)
     assert b.output.value == "" and b.last_error is None and b.result is None
     assert repr(b).endswith("✓ ready to deploy")
+
+
+# --------------------------------------------------------------------------- schedules a class cannot bear
+
+
+@pytest.mark.parametrize("interval", [0.001, 1, 9.99, dt.timedelta(seconds=5)])
+def test_an_interval_below_the_classroom_floor_is_refused(interval: Any) -> None:
+    from energy_flows.flows import energy_usage_pipeline
+    from energy_flows.orchestration.deployments import deployment_problems
+
+    problems = deployment_problems(energy_usage_pipeline, "fast", interval=interval)
+    assert list(problems) == ["schedule"]
+    message = str(problems["schedule"])
+    assert message == (
+        f"interval={_seconds(interval):g} s is too short: the shortest interval here is 10 seconds, so that runs do not pile up "
+        "in the queue faster than a classroom's workers can run them. Example: interval=30 "
+        "runs the flow every 30 seconds."
+    )
+    assert deployment_problems(energy_usage_pipeline, "fine", interval=10) == {}
+
+
+def _seconds(interval: Any) -> float:
+    return interval.total_seconds() if isinstance(interval, dt.timedelta) else float(interval)
+
+
+@pytest.mark.parametrize(
+    ("cron", "reason"),
+    [
+        ("0 0 30 2 *", "February has no day 30."),
+        ("0 0 31 4,6,9,11 *", "none of April, June, September, November has a day 31."),
+        ("15 6 30,31 feb *", "February has no days 30, 31."),
+    ],
+)
+def test_a_cron_that_never_fires_is_refused(cron: str, reason: str) -> None:
+    from energy_flows.orchestration.deployments import validate_cron
+
+    with pytest.raises(OrchestrationError) as info:
+        validate_cron(cron)
+    assert str(info.value) == (
+        f"The cron {cron!r} never fires: {reason} Pick a day every month has (1-28), "
+        "e.g. '0 6 28 2 *' is 06:00 on 28 February."
+    )
+
+
+@pytest.mark.parametrize("cron", ["0 0 29 2 *", "0 0 30 2 1", "0 0 31 * *", "*/5 * * * *"])
+def test_crons_that_fire_rarely_or_on_weekdays_are_kept(cron: str) -> None:
+    from energy_flows.orchestration.deployments import validate_cron
+
+    assert (
+        validate_cron(cron) == cron
+    )  # 29 Feb in leap years; Mondays of February; 31st of 7 months
+
+
+@pytest.mark.parametrize(
+    ("rrule", "message"),
+    [
+        ("DTSTART:20200101T060000\nRRULE:FREQ=DAILY;COUNT=3", "never fires: its last date, 2020-01-03 06:00, has passed (COUNT or UNTIL ended it)"),
+        ("DTSTART:20250101T000000\nRRULE:FREQ=SECONDLY;INTERVAL=2", "fires every 2 s: the shortest interval here is 10 seconds"),
+    ],
+)  # fmt: skip
+def test_an_rrule_that_never_fires_or_fires_every_second_is_refused(
+    rrule: str, message: str
+) -> None:
+    from energy_flows.orchestration.deployments import validate_rrule
+
+    with pytest.raises(OrchestrationError, match=re.escape(message)):
+        validate_rrule(rrule)
+
+
+# --------------------------------------------------------------------------- names and pool types
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("energy\nusage", "'\\n'"), ("a\tb", "'\\t'"), ("what?", "'?'"), ("run#2", "'#'")],
+)
+def test_a_deployment_name_prefect_cannot_send_is_refused(name: str, shown: str) -> None:
+    from energy_flows.flows import energy_usage_pipeline
+    from energy_flows.orchestration.deployments import deployment_problems
+
+    problems = deployment_problems(energy_usage_pipeline, name, interval=60)
+    assert list(problems) == ["name"]
+    assert str(problems["name"]) == (
+        f"The deployment name {name!r} contains {shown}, which Prefect cannot send in the web "
+        "address it looks names up by (line breaks, tabs and other control characters, '?' "
+        "and '#'). Use letters, digits, spaces, '-' and '_'."
+    )
+
+
+@pytest.mark.server
+def test_deploying_a_name_with_a_line_break_creates_nothing(pool: str) -> None:
+    from energy_flows.orchestration import deploy_energy_flow, ensure_work_pool
+
+    name = _unique("two") + "\nlines"
+    with pytest.raises(OrchestrationError, match="contains '\\\\n', which Prefect cannot send"):
+        deploy_energy_flow(name, interval=60, work_pool=pool)
+    assert name not in _deployment_names()
+    with pytest.raises(OrchestrationError, match="The work pool name 'a\\\\tb' contains '\\\\t'"):
+        ensure_work_pool("a\tb")
+
+
+@pytest.mark.server
+def test_a_pool_type_no_installed_worker_serves_is_refused(prefect_server: Any) -> None:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from energy_flows.orchestration import ensure_work_pool
+    from energy_flows.orchestration.pools import served_pool_types
+
+    assert "process" in served_pool_types()
+    name = _unique("nonsense-pool")
+    with pytest.raises(OrchestrationError) as info:
+        ensure_work_pool(name, type="nonsense")
+    assert str(info.value) == (
+        "No worker installed here serves work pools of type 'nonsense': such a pool would hold "
+        f"runs that no worker ever starts. Types served here: "
+        f"{', '.join(repr(t) for t in served_pool_types())}. Use type='process' (the lessons' "
+        "pools), or install the package of that worker first (e.g. prefect-docker for "
+        "type='docker')."
+    )
+    with get_client(sync_client=True) as c, pytest.raises(ObjectNotFound):
+        c.read_work_pool(name)  # nothing was created
+
+
+# --------------------------------------------------------------------------- parameter maxima at deploy
+
+
+def test_days_beyond_what_a_run_reads_are_refused_at_deploy_with_the_run_time_sentence() -> None:
+    from energy_flows.flows import energy_usage_batch, energy_usage_pipeline
+    from energy_flows.orchestration.deployments import deployment_problems
+
+    with pytest.raises(DataError) as run:  # what every run's ingest step would say
+        load_readings(days=10**9)
+    assert str(run.value) == (
+        "load_readings: days must be at most 36525, got 1000000000. Example: days=365."
+    )
+    for flow in (energy_usage_pipeline, energy_usage_batch):
+        problems = deployment_problems(flow, "huge", interval=60, parameters={"days": 10**9})
+        assert list(problems) == ["parameters"]
+        assert str(problems["parameters"]) == (
+            f"The flow {flow.name!r} would refuse every run of this deployment: "
+            f"{run.value} Change that parameter, then deploy again."
+        )
+        assert str(problems["parameters"].__cause__) == str(run.value)
+
+
+@pytest.mark.server
+def test_days_beyond_the_maximum_create_no_deployment(pool: str) -> None:
+    from energy_flows.orchestration import deploy_energy_flow
+
+    name = _unique("huge")
+    with pytest.raises(OrchestrationError, match="days must be at most 36525, got 1000000000"):
+        deploy_energy_flow(name, interval=60, parameters={"days": 10**9}, work_pool=pool)
+    assert name not in _deployment_names()

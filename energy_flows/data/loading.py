@@ -24,7 +24,7 @@ from energy_flows.data.simulation import MAX_SIMULATED_DAYS, simulate_meter
 from energy_flows.data.uci import HOUSEHOLD_SOURCE, check_household_period, load_uci_household
 from energy_flows.errors import DataError
 
-__all__ = ["load_meter_csv", "load_readings"]
+__all__ = ["check_reading_days", "load_meter_csv", "load_readings"]
 
 _ENERGY_UNITS = {"kwh": 1.0, "wh": 1e-3, "mwh": 1e3}
 _POWER_UNITS = {"kw": 1.0, "w": 1e-3}
@@ -415,6 +415,17 @@ def _check_reading_options(
     return dayfirst, date_format, "utf-8-sig" if name == "utf-8" else str(encoding)
 
 
+def check_reading_days(days: object, *, where: str = "load_readings") -> int:
+    """``days`` as :func:`load_readings` takes it: a whole number from 1 to 36525 (100 years).
+
+    The flows read their data with :func:`load_readings`, so this is also a
+    limit of every run; deploying checks it too, with the same sentence.
+    """
+    return check_whole_number(
+        days, "days", where=where, example="days=365", minimum=1, maximum=MAX_SIMULATED_DAYS
+    )
+
+
 def load_readings(
     source: str = "simulated",
     meter_id: str = "home-001",
@@ -442,9 +453,7 @@ def load_readings(
     matter for ``"simulated"``.
     """
     where = "load_readings"
-    days = check_whole_number(
-        days, "days", where=where, example="days=365", minimum=1, maximum=MAX_SIMULATED_DAYS
-    )
+    days = check_reading_days(days, where=where)
     if source == "simulated":
         return simulate_meter(meter_id, start=start or "2024-01-01", days=days, seed=seed)
     if source == HOUSEHOLD_SOURCE:
