@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from energy_flows.errors import EnergyFlowsError
+
 if TYPE_CHECKING:
     from energy_flows.services.server import PrefectServer
 
@@ -78,7 +80,13 @@ def lesson_setup(lesson: str | int, *, quiet: bool = True) -> PrefectServer | No
     Lesson 00 needs no server and gets ``None``.
     """
     number = lesson_number(lesson)
-    needs = _NEEDS.get(number, _NEEDS["06"])
+    if number not in _NEEDS:
+        raise EnergyFlowsError(
+            f"There is no lesson {number} (lessons: {', '.join(_NEEDS)}). Pass the number at "
+            "the start of this notebook's name, e.g. lesson_setup('05') in "
+            "05_agents_and_workers.ipynb."
+        )
+    needs = _NEEDS[number]
     if "server" not in needs:
         return None
 

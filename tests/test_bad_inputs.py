@@ -704,3 +704,60 @@ def test_days_beyond_the_maximum_create_no_deployment(pool: str) -> None:
     with pytest.raises(OrchestrationError, match="days must be at most 36525, got 1000000000"):
         deploy_energy_flow(name, interval=60, parameters={"days": 10**9}, work_pool=pool)
     assert name not in _deployment_names()
+
+
+# --------------------------------------------------------------------------- trigger, lessons, exports
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"parameters": [1]}, "parameters must be a dict of parameter names and values, e.g. parameters={'days': 120}; got [1]."),
+        ({"parameters": {1: 2}}, "parameters must be a dict of parameter names and values"),
+        ({"scheduled_time": "tomorrow"}, "scheduled_time must be a datetime, got 'tomorrow' (str). For a run in 5 minutes: import datetime as dt, then scheduled_time=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5); leave it out to run now."),
+        ({"flow_run_name": 7}, "flow_run_name is the name the run gets, as text, e.g. flow_run_name='first-try'; got 7."),
+    ],
+)  # fmt: skip
+def test_trigger_arguments_say_what_to_change_before_asking_the_server(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    from energy_flows.orchestration import trigger
+
+    with pytest.raises(OrchestrationError) as info:
+        trigger("energy-usage-pipeline/energy-usage", **kwargs)
+    assert message in str(info.value)
+    assert "flow's parameters" not in str(info.value) and "signature" not in str(info.value)
+
+
+def test_lesson_setup_of_a_lesson_that_does_not_exist_lists_the_lessons() -> None:
+    from energy_flows.errors import EnergyFlowsError
+    from energy_flows.lessons import lesson_setup
+
+    with pytest.raises(EnergyFlowsError) as info:
+        lesson_setup("99")
+    assert str(info.value) == (
+        "There is no lesson 99 (lessons: 00, 01, 02, 03, 04, 05, 06, 07). Pass the number at "
+        "the start of this notebook's name, e.g. lesson_setup('05') in "
+        "05_agents_and_workers.ipynb."
+    )
+
+
+def test_a_file_not_in_the_uci_format_shows_why(tmp_path: Path) -> None:
+    from energy_flows.data import load_uci_household
+
+    path = tmp_path / "household_power_consumption.txt"
+    path.write_text("Date;Time;Voltage\n16/12/2006;17:24:00;234.84\n")
+    with pytest.raises(DataError) as info:
+        load_uci_household(path)
+    message = str(info.value)
+    assert "{exc}" not in message
+    assert message.startswith(f"{path} is not in the UCI household format")
+    assert "Global_active_power" in message.split("separators): ", 1)[1]  # pandas' own reason
+
+
+def test_diagnose_is_exported_as_the_readme_names_it() -> None:
+    import energy_flows
+    from energy_flows.orchestration import diagnose
+
+    assert energy_flows.diagnose is diagnose
+    assert "diagnose" in energy_flows.__all__

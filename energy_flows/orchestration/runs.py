@@ -30,7 +30,7 @@ from energy_flows.orchestration.common import (
     seconds,
     timestamp,
 )
-from energy_flows.orchestration.deployments import resolve_deployment
+from energy_flows.orchestration.deployments import check_parameters_dict, resolve_deployment
 from energy_flows.orchestration.pools import read_pool, read_queue, status_name
 
 if TYPE_CHECKING:
@@ -399,6 +399,25 @@ def _check_parameters_against_schema(
         )
 
 
+def _check_run_name(name: object) -> None:
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise OrchestrationError(
+            f"flow_run_name is the name the run gets, as text, e.g. flow_run_name='first-try'; "
+            f"got {name!r}."
+        )
+
+
+def _check_scheduled_time(when: object) -> None:
+    """A datetime, or an error with one to copy (text such as "tomorrow" is not read)."""
+    if when is None or isinstance(when, dt.datetime):
+        return
+    raise OrchestrationError(
+        f"scheduled_time must be a datetime, got {when!r} ({type(when).__name__}). For a run "
+        "in 5 minutes: import datetime as dt, then scheduled_time=dt.datetime.now(dt.timezone.utc) "
+        "+ dt.timedelta(minutes=5); leave it out to run now."
+    )
+
+
 def trigger(
     deployment: Any = "energy-usage-pipeline/energy-usage",
     parameters: dict[str, Any] | None = None,
@@ -425,7 +444,9 @@ def trigger(
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.states import Scheduled
 
-    parameters = dict(parameters or {})
+    parameters = check_parameters_dict(parameters)
+    _check_run_name(flow_run_name)
+    _check_scheduled_time(scheduled_time)
     with client() as c:
         target = resolve_deployment(c, deployment)
         flow = c.read_flow(target.flow_id)
@@ -447,9 +468,13 @@ def trigger(
                     "too busy. Run the cell again; for many runs at once, "
                     "run the server on PostgreSQL (lesson 07)."
                 ) from None
+            hint = (
+                "Check the parameter values against the flow's signature."
+                if "parameter" in detail.lower()
+                else "Change what it names, then run the cell again."
+            )
             raise OrchestrationError(
-                f"The server refused a run of {full_name!r}: {detail}. Check the parameter "
-                "values against the flow's signature."
+                f"The server refused a run of {full_name!r}: {detail}. {hint}"
             ) from None
         if run.state is not None and run.state.type != StateType.SCHEDULED:
             run = c.read_flow_run(run.id)
