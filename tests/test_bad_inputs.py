@@ -761,3 +761,95 @@ def test_diagnose_is_exported_as_the_readme_names_it() -> None:
 
     assert energy_flows.diagnose is diagnose
     assert "diagnose" in energy_flows.__all__
+
+
+# --------------------------------------------------------------------------- services and the command
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"port": -1}, "port must be a port number from 1 to 65535, got -1. Example: port=4200 (or leave it out to take a free port)."),
+        ({"port": 70000}, "port must be a port number from 1 to 65535, got 70000."),
+        ({"port": "abc"}, "port must be a port number from 1 to 65535, got 'abc'."),
+        ({"port": 4200.5}, "got 4200.5"),
+        ({"postgres_port": 0}, "postgres_port must be a port number from 1 to 65535, got 0. Example: postgres_port=5432"),
+        ({"timeout": -5}, "timeout is a number of seconds above 0, got -5. Example: timeout=90."),
+    ],
+)  # fmt: skip
+def test_prefect_server_arguments_are_checked_before_anything_starts(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    from energy_flows.errors import ServiceError
+    from energy_flows.services.server import PrefectServer
+
+    with pytest.raises(ServiceError) as info:
+        PrefectServer(home=tmp_path / "home", **kwargs)
+    assert message in str(info.value)
+    assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize("queues", [None, 7, []])
+def test_worker_without_a_list_of_queues_says_what_to_pass(tmp_path: Path, queues: Any) -> None:
+    from energy_flows.services.worker import Worker
+
+    with pytest.raises(OrchestrationError) as info:
+        Worker(queues=queues, home=tmp_path / "home")
+    assert str(info.value) == (
+        "A worker needs at least one queue to poll, e.g. queues=['energy_usage'] (a list of "
+        f"queue names, or one name as text); got {queues!r}."
+    )
+    assert Worker(queues="energy_usage", home=tmp_path / "home").queues == ["energy_usage"]
+
+
+def _cli(home: Path, *args: str, stdin: int | None = None) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home))
+    return subprocess.run(
+        [sys.executable, "-m", "energy_flows.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL if stdin is None else stdin,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["up", "--port", "70000"], "argument --port: --port must be a port number from 1 to 65535, got '70000'. Example: --port=4200"),
+        (["up", "--timeout", "-5"], "argument --timeout: --timeout is a number of seconds above 0, got '-5'. Example: --timeout=90."),
+        (["up", "--postgres-port", "x"], "--postgres-port must be a port number from 1 to 65535, got 'x'. Example: --postgres-port=5432"),
+        (["logs", "-n", "-5"], "argument -n/--tail: --tail must be a whole number of at least 1, got '-5'. Example: --tail=40."),
+        (["up", "--worker", "a/b/c"], "argument --worker: --worker expects POOL/QUEUE, with one '/' between them, e.g. --worker energy-pool/energy_usage (got 'a/b/c')."),
+        (["up", "--worker", "energy-pool/energy usage?"], "The work queue name 'energy usage?' contains '?'"),
+        (["lab", "--port", "0"], "--port must be a port number from 1 to 65535, got '0'. Example: --port=8888"),
+        (["tour", "--timeout", "nan"], "--timeout is a number of seconds above 0, got 'nan'"),
+    ],
+)  # fmt: skip
+def test_command_line_numbers_and_workers_are_checked_before_anything_starts(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    home = tmp_path / "home"
+    done = _cli(home, *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert not home.exists(), "nothing may start, or be written, before the arguments are right"
+
+
+def test_reset_without_a_terminal_says_to_pass_yes_and_keeps_everything(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "server.log").write_text("kept\n")
+    done = _cli(home, "reset")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "energy-flows reset: it asks for a confirmation, but nothing answered (no terminal). "
+        "Pass --yes to confirm without a question. Nothing was changed."
+    )
+    assert "Traceback" not in done.stderr and "EOFError" not in done.stderr
+    assert (home / "logs" / "server.log").read_text() == "kept\n"
