@@ -8,10 +8,10 @@ is read off the data itself:
 * year first (``2024-02-01 13:00``, ISO 8601, with or without a time zone
   offset) has one reading only;
 * numbers with a separator (``01/02/2024``, ``01.02.2024``, ``1-2-24 1:00 PM``):
-  a first number above 12 anywhere in the file proves it is the day, a
-  second number above 12 proves it is the day; a file in which every day is
-  12 or less (the first twelve days of each month) could be either, and is
-  refused with both readings shown, until ``dayfirst=`` says which;
+  a first number above 12 anywhere in the file proves the day comes first,
+  a second number above 12 that the month does; a file in which every day
+  is 12 or less (the first twelve days of each month) could be either, and
+  is refused with both readings shown, until ``dayfirst=`` says which;
 * anything else (``Feb 1, 2024``): each value is read on its own, as pandas
   reads it, with ``dayfirst`` if given;
 * ``date_format=`` (``"%d/%m/%Y %H:%M"``, Python's ``strptime`` codes) reads
