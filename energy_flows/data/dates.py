@@ -173,8 +173,11 @@ def _numeric(
     parts = _parts(values)
     a, b = parts["a"], parts["b"]
     shaped = a >= 0
-    a_day = np.flatnonzero(shaped & (a > 12))  # rows whose first number can only be a day
-    b_day = np.flatnonzero(shaped & (b > 12))
+    if not shaped.any():  # not one value has the shape after all: no dates to order
+        return np.full(len(values), np.datetime64("NaT"), dtype=f"M8[{_UNIT}]"), bool(dayfirst)
+    # rows whose first (second) number can only be the day; 13/13 is no date either way
+    a_day = np.flatnonzero(shaped & (a > 12) & (b <= 12))
+    b_day = np.flatnonzero(shaped & (b > 12) & (a <= 12))
     if dayfirst is None:
         if len(a_day) and len(b_day):
             raise DataError(
@@ -202,15 +205,19 @@ def _numeric(
 def _ambiguous(values: np.ndarray, parts: dict[str, np.ndarray], what: str, line_of: LineOf) -> str:
     """The refusal of a file whose dates read both ways, with both readings side by side."""
     shaped = parts["a"] >= 0
-    readings = {}
+    both: dict[bool, np.ndarray] = {}
     for dayfirst in (True, False):
         day, month = (parts["a"], parts["b"]) if dayfirst else (parts["b"], parts["a"])
-        readings[dayfirst] = pd.DatetimeIndex(_assemble(parts, day, month, shaped)).dropna()
-    first = int(np.flatnonzero(shaped)[0])
+        both[dayfirst] = _assemble(parts, day, month, shaped)
+    readings = {df: pd.DatetimeIndex(stamps).dropna() for df, stamps in both.items()}
+    valid = np.flatnonzero(~np.isnat(both[True]) & ~np.isnat(both[False]))
+    first = int(valid[0]) if len(valid) else int(np.flatnonzero(shaped)[0])
     (line,) = line_of([first])
-    one = {df: pd.Timestamp(_assemble_row(parts, first, df)) for df in (True, False)}
+    one = {df: pd.Timestamp(both[df][first]) for df in (True, False)}
 
     def summary(stamps: pd.DatetimeIndex) -> str:
+        if stamps.empty:
+            return "no value is a date"
         span = f"{stamps.min():%Y-%m-%d %H:%M} to {stamps.max():%Y-%m-%d %H:%M}"
         if stamps.nunique() < 2:
             return span
@@ -240,13 +247,7 @@ def _duration(step: pd.Timedelta) -> str:
 
 def _spelled(stamp: pd.Timestamp) -> str:
     """``1 February 2024``: a date no reader can take the wrong way."""
-    return f"{stamp.day} {stamp:%B %Y}"
-
-
-def _assemble_row(parts: dict[str, np.ndarray], row: int, dayfirst: bool) -> np.datetime64:
-    one = {k: v[row : row + 1] for k, v in parts.items()}
-    day, month = (one["a"], one["b"]) if dayfirst else (one["b"], one["a"])
-    return _assemble(one, day, month, np.ones(1, dtype=bool))[0]
+    return "no date" if pd.isna(stamp) else f"{stamp.day} {stamp:%B %Y}"
 
 
 def _assemble(
