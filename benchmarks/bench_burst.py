@@ -224,8 +224,9 @@ def count_lines(path: Path) -> dict[str, int]:
 class ClientAnswers:
     """Counts the HTTP status codes the clients of this process receive (``trigger()``'s).
 
-    Wraps ``httpx.Client.send`` while it is active: every answer is counted,
-    also the ones Prefect's client retries without a word.
+    Wraps ``httpx.HTTPTransport.handle_request`` while it is active, below every
+    retry: each answer is counted, also the ones a client asks again for without
+    a word (Prefect's, and the package's busy-server retries).
     """
 
     def __init__(self) -> None:
@@ -237,37 +238,47 @@ class ClientAnswers:
     def __enter__(self) -> ClientAnswers:
         import httpx
 
-        self._original = httpx.Client.send
+        self._original = httpx.HTTPTransport.handle_request
         original, statuses, lock = self._original, self.statuses, self._lock
 
-        def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-            response = original(client, request, *args, **kwargs)
+        def handle_request(transport: Any, request: Any) -> Any:
+            response = original(transport, request)
             with lock:
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             return response
 
-        httpx.Client.send = send  # type: ignore[method-assign]
+        httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
         import httpx
 
-        httpx.Client.send = self._original  # type: ignore[method-assign]
+        httpx.HTTPTransport.handle_request = self._original  # type: ignore[method-assign]
 
 
 def creation_with_prefect_retries(side: str) -> None:
-    """``prefect-retries``: ``trigger()`` creates runs as before, straight through Prefect's retries."""
-    from energy_flows.orchestration import runs
+    """``prefect-retries``: ``trigger()`` creates runs as before: at once, through Prefect's retries.
 
-    if not hasattr(runs, "_queued_create_run"):
-        runs._queued_create_run = runs._create_run  # type: ignore[attr-defined]
+    That is, without the lock that queues the creations of one process and with a
+    plain client, whose busy answers Prefect retries after 2, 4, 8 ... s.
+    """
+    from energy_flows.orchestration import common, runs
 
-    def plain(c: Any, deployment_id: Any, parameters: Any, name: Any, state: Any) -> Any:
+    if not hasattr(runs, "_queued"):
+        runs._queued = (runs._create_run, runs.client)  # type: ignore[attr-defined]
+
+    def plain_create(c: Any, deployment_id: Any, parameters: Any, name: Any, state: Any) -> Any:
         return c.create_flow_run_from_deployment(
             deployment_id, parameters=parameters, name=name, state=state
         )
 
-    runs._create_run = plain if side == "prefect-retries" else runs._queued_create_run
+    def plain_client(**_: Any) -> Any:
+        return common.client()
+
+    if side == "prefect-retries":
+        runs._create_run, runs.client = plain_create, plain_client  # type: ignore[assignment]
+    else:
+        runs._create_run, runs.client = runs._queued  # type: ignore[attr-defined]
 
 
 def deploy_nap(folder: Path) -> str:

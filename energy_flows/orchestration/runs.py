@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ import pandas as pd
 from energy_flows.errors import OrchestrationError
 from energy_flows.orchestration import housekeeping
 from energy_flows.orchestration.common import (
+    BUSY_STATUSES,
     DEFAULT_POOL,
     DEFAULT_QUEUE,
     FINAL_STATES,
@@ -427,8 +426,6 @@ def _check_scheduled_time(when: object) -> None:
 _ONE_CREATION_AT_A_TIME = threading.Lock()
 #: How long trigger() keeps asking a server that refuses to write (HTTP 429/502/503).
 CREATE_PATIENCE_SECONDS = 300.0
-#: The longest wait between two asks: SQLite's lock is usually free again within a second.
-_LONGEST_RETRY_WAIT = 2.0
 
 
 def _create_run(
@@ -438,33 +435,19 @@ def _create_run(
     name: str | None,
     state: State | None,
 ) -> FlowRun:
-    """Create one run of a deployment; ask again soon while the server is too busy to write it.
+    """Create one run of a deployment, one creation at a time in this process.
 
-    Prefect's client would wait 2, 4, 8 ... 256 s between tries (the classroom allows 8
-    retries): in a burst each refused call slept for a minute or more while the database
-    was long free again. Here the waits start at 0.25 s and stop growing at
-    :data:`_LONGEST_RETRY_WAIT`, for up to :data:`CREATE_PATIENCE_SECONDS`; a refusal
-    (429, 502, 503) means nothing was written, so asking again creates no second run.
-    Raises Prefect's ``PrefectHTTPStatusError`` when the server still refuses, or refuses
-    for another reason.
+    ``c`` asks again soon while the server is too busy (``client(busy_patience=...)``);
+    Prefect's own retries are off here, as they would wait 2 s and more after each
+    refusal. Raises Prefect's ``PrefectHTTPStatusError`` when the server still refuses
+    after :data:`CREATE_PATIENCE_SECONDS`, or refuses for another reason.
     """
-    from prefect.exceptions import PrefectHTTPStatusError
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    deadline = time.monotonic() + CREATE_PATIENCE_SECONDS
-    wait = 0.25
     with _ONE_CREATION_AT_A_TIME, temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
-        while True:
-            try:
-                return c.create_flow_run_from_deployment(
-                    deployment_id, parameters=parameters, name=name, state=state
-                )
-            except PrefectHTTPStatusError as exc:
-                busy = exc.response.status_code in (429, 502, 503)
-                if not busy or time.monotonic() + wait > deadline:
-                    raise
-            time.sleep(wait * random.uniform(0.5, 1.5))  # apart from other writers' retries
-            wait = min(2 * wait, _LONGEST_RETRY_WAIT)
+        return c.create_flow_run_from_deployment(
+            deployment_id, parameters=parameters, name=name, state=state
+        )
 
 
 def trigger(
@@ -496,7 +479,7 @@ def trigger(
     parameters = check_parameters_dict(parameters)
     _check_run_name(flow_run_name)
     _check_scheduled_time(scheduled_time)
-    with client() as c:
+    with client(busy_patience=CREATE_PATIENCE_SECONDS) as c:
         target = resolve_deployment(c, deployment)
         flow = c.read_flow(target.flow_id)
         full_name = f"{flow.name}/{target.name}"
@@ -506,7 +489,7 @@ def trigger(
             run = _create_run(c, target.id, parameters, flow_run_name, state)
         except PrefectHTTPStatusError as exc:
             detail = _detail(exc)
-            if exc.response.status_code in (429, 502, 503):
+            if exc.response.status_code in BUSY_STATUSES:
                 # Not the request's fault: the server could not write it, even after
                 # retrying (on SQLite: "database is locked" in a burst).
                 raise OrchestrationError(
