@@ -444,7 +444,8 @@ def _create_run(
     """
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    with _ONE_CREATION_AT_A_TIME, temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+    # the settings first: making them takes a moment, which need not hold the others
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), _ONE_CREATION_AT_A_TIME:
         return c.create_flow_run_from_deployment(
             deployment_id, parameters=parameters, name=name, state=state
         )
