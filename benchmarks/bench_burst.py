@@ -12,14 +12,23 @@ what the server and worker logs say about SQLite contention: lines with
 ``database is locked``, HTTP 503 answers, tracebacks, the server log's size,
 and the messages of Crashed runs.
 
-The two sides:
+The sides (two of them side by side, ``--sides``):
 
 * ``before``: the classroom environment without :data:`BURST_SETTINGS` (what
   the "Recovery" issue measured: 59/60 Completed, one run Crashed at
   submission on ``503 ... /flow_runs/<id>/labels``, a 10.8 MB server log);
 * ``after``: the classroom environment as it is (``energy_flows/settings.py``), on SQLite;
 * ``postgres``: the same on PostgreSQL (``PrefectServer(database="postgres")``,
-  lesson 07), to compare with ``after``.
+  lesson 07), to compare with ``after``;
+* ``prefect-retries``: ``after``, but ``trigger()`` creates each run as it did
+  before it queued its creations: every call at once, each refusal retried by
+  Prefect's client after 2, 4, 8 ... s (``--sides prefect-retries after``
+  compares the two ways of creating a burst's runs).
+
+HTTP 503 answers are counted where they really are: by the server (each
+request it refused with 503 because the database was busy, logged as
+"Exception in ASGI application" with that cause), and as received by the
+``trigger()`` calls of this process (every answer of their HTTP client).
 
 Besides the runs' states and the logs, each side reports the peak memory of
 what serves the burst: the server, PostgreSQL (with its backends) and the
@@ -78,7 +87,17 @@ FLOW_SOURCE = textwrap.dedent(
 )
 
 LOCKED = re.compile(r"database is locked", re.IGNORECASE)
-HTTP_503 = re.compile(r"\b503\b")
+#: An HTTP 503 as a Prefect client reports it in a worker's log (not "12:00:01.503").
+HTTP_503 = re.compile(r"503 Service Unavailable|status code 503\b|HTTP 503\b")
+#: The first line of a record in Prefect's logs: "21:00:47.443 | ERROR   | ...".
+RECORD = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3} \| ")
+#: What Prefect's server answers 503 for (``is_client_retryable_exception``): the shortened
+#: busy-SQLite line (``services/serverlog.py``) or one of these exceptions in the traceback.
+RETRYABLE = re.compile(
+    r"SQLite was busy|DBAPIError|OperationalError|QueryCanceledError|"
+    r"ConnectionDoesNotExistError|CannotConnectNowError|InvalidRequestError|"
+    r"DetachedInstanceError"
+)
 
 
 class _Stop(Exception):
@@ -114,9 +133,19 @@ def _use_settings(side: str) -> None:
 
 
 _ORIGINAL, _WITHOUT = classroom_without_burst_fix()
-_SIDES = {"before": _WITHOUT, "after": _ORIGINAL, "postgres": _ORIGINAL}
+_SIDES = {
+    "before": _WITHOUT,
+    "after": _ORIGINAL,
+    "postgres": _ORIGINAL,
+    "prefect-retries": _ORIGINAL,
+}
 #: The database each side's server runs on.
-_DATABASE = {"before": "sqlite", "after": "sqlite", "postgres": "postgres"}
+_DATABASE = {
+    "before": "sqlite",
+    "after": "sqlite",
+    "postgres": "postgres",
+    "prefect-retries": "sqlite",
+}
 
 
 class PeakMemory:
@@ -159,10 +188,23 @@ class PeakMemory:
 
 
 def count_lines(path: Path) -> dict[str, int]:
-    counts = {"locked": 0, "http_503": 0, "tracebacks": 0, "bytes": 0}
+    """Lines of a log: busy database, HTTP 503 mentions, tracebacks, size; and answered 503s.
+
+    ``answered_503`` counts the server's "Exception in ASGI application" records
+    whose cause Prefect answers with 503 (see :data:`RETRYABLE`): in a server's
+    log, one per request it refused that way.
+    """
+    counts = {"locked": 0, "http_503": 0, "answered_503": 0, "tracebacks": 0, "bytes": 0}
     if not path.exists():
         return counts
     counts["bytes"] = path.stat().st_size
+    record: list[str] = []
+
+    def close(lines: list[str]) -> None:
+        if lines and "Exception in ASGI application" in lines[0]:
+            if RETRYABLE.search("".join(lines)):
+                counts["answered_503"] += 1
+
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             if LOCKED.search(line):
@@ -171,7 +213,72 @@ def count_lines(path: Path) -> dict[str, int]:
                 counts["http_503"] += 1
             if line.startswith("Traceback (most recent call last)"):
                 counts["tracebacks"] += 1
+            if RECORD.match(line):
+                close(record)
+                record = []
+            record.append(line)
+    close(record)
     return counts
+
+
+class ClientAnswers:
+    """Counts the HTTP status codes the clients of this process receive (``trigger()``'s).
+
+    Wraps ``httpx.HTTPTransport.handle_request`` while it is active, below every
+    retry: each answer is counted, also the ones a client asks again for without
+    a word (Prefect's, and the package's busy-server retries).
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.statuses: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ClientAnswers:
+        import httpx
+
+        self._original = httpx.HTTPTransport.handle_request
+        original, statuses, lock = self._original, self.statuses, self._lock
+
+        def handle_request(transport: Any, request: Any) -> Any:
+            response = original(transport, request)
+            with lock:
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            return response
+
+        httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import httpx
+
+        httpx.HTTPTransport.handle_request = self._original  # type: ignore[method-assign]
+
+
+def creation_with_prefect_retries(side: str) -> None:
+    """``prefect-retries``: ``trigger()`` creates runs as before: at once, through Prefect's retries.
+
+    That is, without the lock that queues the creations of one process and with a
+    plain client, whose busy answers Prefect retries after 2, 4, 8 ... s.
+    """
+    from energy_flows.orchestration import common, runs
+
+    if not hasattr(runs, "_queued"):
+        runs._queued = (runs._create_run, runs.client)  # type: ignore[attr-defined]
+
+    def plain_create(c: Any, deployment_id: Any, parameters: Any, name: Any, state: Any) -> Any:
+        return c.create_flow_run_from_deployment(
+            deployment_id, parameters=parameters, name=name, state=state
+        )
+
+    def plain_client(**_: Any) -> Any:
+        return common.client()
+
+    if side == "prefect-retries":
+        runs._create_run, runs.client = plain_create, plain_client  # type: ignore[assignment]
+    else:
+        runs._create_run, runs.client = runs._queued  # type: ignore[attr-defined]
 
 
 def deploy_nap(folder: Path) -> str:
@@ -216,6 +323,7 @@ def one_side(
     from energy_flows import PrefectServer, Worker
 
     _use_settings(side)
+    creation_with_prefect_retries(side)
     home = root / side
     result: dict[str, Any] = {"side": side, "home": str(home)}
     server = PrefectServer(home=home, quiet=True, database=_DATABASE[side])
@@ -234,7 +342,7 @@ def one_side(
         server.stop()
     logs = home / "logs"
     result["server_log"] = count_lines(logs / "server.log")
-    worker_totals = {"locked": 0, "http_503": 0, "tracebacks": 0, "bytes": 0}
+    worker_totals = {"locked": 0, "http_503": 0, "answered_503": 0, "tracebacks": 0, "bytes": 0}
     for path in logs.glob("worker-*.log"):
         for key, value in count_lines(path).items():
             worker_totals[key] += value
@@ -275,9 +383,10 @@ def burst(
     result: dict[str, Any] = {}
     started = time.monotonic()
     with PeakMemory(home) as memory:
-        with ThreadPoolExecutor(threads) as pool:  # at once, as a class would
-            answers = list(pool.map(one, range(runs)))
+        with ClientAnswers() as http, ThreadPoolExecutor(threads) as pool:
+            answers = list(pool.map(one, range(runs)))  # at once, as a class would
         result["trigger_s"] = time.monotonic() - started
+        result["trigger_503"] = http.statuses.get(503, 0)
         refused = [str(a) for a in answers if isinstance(a, Exception)]
         result["refused"] = len(refused)
         triggered = [a for a in answers if not isinstance(a, Exception)]
@@ -321,14 +430,15 @@ ROWS = [
     ("trigger() refused (503 on every retry)", lambda r: r["refused"], "d"),
     ("burst wall time (s)", lambda r: r["wall_s"], ".1f"),
     ("triggering the runs (s)", lambda r: r["trigger_s"], ".1f"),
+    ("trigger(): HTTP 503 answers received", lambda r: r["trigger_503"], "d"),
     ("one run to Completed, median of 3 (s)", lambda r: r["single_run_s"], ".2f"),
     ("peak memory, server+db+workers (MB)", lambda r: r["peak_mb"], ".0f"),
     ("server.log: 'database is locked' lines", lambda r: r["server_log"]["locked"], "d"),
-    ("server.log: lines with 503", lambda r: r["server_log"]["http_503"], "d"),
+    ("server.log: HTTP 503 answered", lambda r: r["server_log"]["answered_503"], "d"),
     ("server.log: tracebacks", lambda r: r["server_log"]["tracebacks"], "d"),
     ("server.log size (kB)", lambda r: r["server_log"]["bytes"] / 1000, ".1f"),
     ("worker logs: 'database is locked' lines", lambda r: r["worker_logs"]["locked"], "d"),
-    ("worker logs: lines with 503", lambda r: r["worker_logs"]["http_503"], "d"),
+    ("worker logs: HTTP 503 reported", lambda r: r["worker_logs"]["http_503"], "d"),
     ("worker logs: tracebacks", lambda r: r["worker_logs"]["tracebacks"], "d"),
 ]
 _FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
@@ -406,7 +516,8 @@ def main() -> int:
                 folder.mkdir(exist_ok=True)
                 homes.append(folder / side)
                 print(f"burst {i + 1}/{args.repeat}, {side}: {args.runs} runs, "
-                      f"{args.workers} workers{', loaded' if hog else ''} ...", flush=True)  # fmt: skip
+                      f"{args.workers} workers{', loaded' if hog else ''}, load average "
+                      f"{os.getloadavg()[0]:.1f} ...", flush=True)  # fmt: skip
                 r = one_side(
                     side,
                     folder,

@@ -14,7 +14,7 @@ Layers (imports go one way; ``make lint`` checks it, see docs/architecture.md):
 * classroom services: :mod:`energy_flows.services`
 * Prefect layer: :mod:`energy_flows.flows`, :mod:`energy_flows.orchestration`
 * energy core: :mod:`energy_flows.data`, :mod:`energy_flows.forecasting` (numpy + pandas)
-* shared by all: settings, waiting, names, vocabulary, errors (standard library)
+* shared by all: options, settings, waiting, names, vocabulary, errors (standard library)
 """
 
 from __future__ import annotations
@@ -166,6 +166,7 @@ _EXPORTS: dict[str, str] = {
     "trigger": "energy_flows.orchestration",
     "wait_for": "energy_flows.orchestration",
     "cancel_late_runs": "energy_flows.orchestration",
+    "diagnose": "energy_flows.orchestration",
     "run_result": "energy_flows.orchestration",
     # classroom layer: services
     "PrefectServer": "energy_flows.services.server",

@@ -14,7 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from energy_flows import options
+from energy_flows.errors import EnergyFlowsError
 
 # sub-command -> (module, function, help). The function takes the parsed args
 # and returns an exit code.
@@ -59,6 +63,40 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _checked(check: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    """An argparse type from one of :mod:`energy_flows.options`' checks: its sentence, as usage error.
+
+    argparse then prints the usage and the sentence and exits with status 2,
+    before the command starts anything.
+    """
+
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except EnergyFlowsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name  # argparse names the type in its own messages
+    return convert
+
+
+def _port(flag: str, example: int) -> Callable[[str], Any]:
+    return _checked(lambda text: options.check_port(text, flag, example), "port")
+
+
+_SECONDS = _checked(lambda text: options.check_seconds(text, "--timeout"), "seconds")
+_LINES = _checked(lambda text: options.check_count(text, "--tail", 40), "lines")
+
+
+def _worker_spec(text: str) -> str:
+    """``POOL/QUEUE`` checked, kept as written (``up`` splits it)."""
+    options.split_worker_spec(text)
+    return text
+
+
+_WORKER = _checked(_worker_spec, "POOL/QUEUE")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="energy-flows",
@@ -80,7 +118,7 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     if name == "lab":
         p.add_argument(
             "--port",
-            type=int,
+            type=_port("--port", 8888),
             default=8888,
             help="JupyterLab port (default 8888, or the next free one)",
         )
@@ -99,16 +137,20 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         )
     elif name == "up":
         p.add_argument(
-            "--port", type=int, default=None, help="server port (default 4200, or a free one)"
+            "--port",
+            type=_port("--port", 4200),
+            default=None,
+            help="server port (default 4200, or a free one)",
         )
         p.add_argument(
             "--worker",
             action="append",
+            type=_WORKER,
             default=[],
             metavar="POOL/QUEUE",
             help="also start a worker for this pool and queue (repeatable)",
         )
-        p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for health")
+        p.add_argument("--timeout", type=_SECONDS, default=90.0, help="seconds to wait for health")
         p.add_argument(
             "--database",
             default=None,
@@ -133,7 +175,7 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         )
         p.add_argument(
             "--postgres-port",
-            type=int,
+            type=_port("--postgres-port", 5432),
             default=None,
             help="port of the PostgreSQL started with --database postgres (default: a free one)",
         )
@@ -144,11 +186,11 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
             default="server",
             help="'server', 'postgres' or a worker's name (default: server)",
         )
-        p.add_argument("-n", "--tail", type=int, default=40, help="number of lines (default 40)")
+        p.add_argument("-n", "--tail", type=_LINES, default=40, help="number of lines (default 40)")
     elif name == "reset":
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     elif name == "tour":
-        p.add_argument("--timeout", type=float, default=120.0, help="overall limit in seconds")
+        p.add_argument("--timeout", type=_SECONDS, default=120.0, help="overall limit in seconds")
     elif name == "student":
         p.add_argument(
             "folder",
@@ -170,12 +212,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ["ENERGY_FLOWS_HOME"] = args.home
     module, func, _help = _COMMANDS[args.command]
-    from energy_flows.errors import EnergyFlowsError
-
     try:
         return int(getattr(importlib.import_module(module), func)(args) or 0)
     except EnergyFlowsError as exc:
         print(f"energy-flows {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except EOFError:  # a question, and no terminal (or an empty pipe) to answer it
+        confirm = " Pass --yes to confirm without a question." if "yes" in args else ""
+        print(
+            f"\nenergy-flows {args.command}: it asks for a confirmation, but nothing answered "
+            f"(no terminal).{confirm} Nothing was changed.",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from energy_flows.errors import EnergyFlowsError
+
 if TYPE_CHECKING:
     from energy_flows.services.server import PrefectServer
 
@@ -78,10 +80,37 @@ def lesson_setup(lesson: str | int) -> PrefectServer | None:
     Lesson 00 needs no server and gets ``None``.
     """
     number = lesson_number(lesson)
-    needs = _NEEDS.get(number, _NEEDS["06"])
+    if number not in _NEEDS:
+        raise EnergyFlowsError(
+            f"There is no lesson {number} (lessons: {', '.join(_NEEDS)}). Pass the number at "
+            "the start of this notebook's name, e.g. lesson_setup('05') in "
+            "05_agents_and_workers.ipynb."
+        )
+    needs = _NEEDS[number]
     if "server" not in needs:
         return None
 
+    server = _server_for(needs)
+
+    from energy_flows import orchestration as orch
+
+    if "pool" in needs:
+        orch.ensure_work_pool(orch.DEFAULT_POOL)
+    if "queue" in needs:
+        orch.ensure_work_queue(orch.DEFAULT_QUEUE, pool=orch.DEFAULT_POOL)
+    if "deployment" in needs:
+        orch.deploy_energy_flow(orch.DEFAULT_DEPLOYMENT, **LESSON_DEPLOYMENT)
+    if number >= "05":
+        orch.ensure_zombie_automation()
+    return server
+
+
+def _server_for(needs: tuple[str, ...]) -> PrefectServer:
+    """This home's server, started (again) as a lesson with ``needs`` wants it.
+
+    Lesson 07 wants PostgreSQL and a password: a server that runs on SQLite or
+    without one is stopped, with its workers, and started again that way.
+    """
     from energy_flows.services.postgres import DATABASE_VARIABLE
     from energy_flows.services.server import PrefectServer
 
@@ -102,17 +131,6 @@ def lesson_setup(lesson: str | int) -> PrefectServer | None:
         )
         server.stop()
         server = PrefectServer(database=database, auth=auth).start()
-
-    from energy_flows import orchestration as orch
-
-    if "pool" in needs:
-        orch.ensure_work_pool(orch.DEFAULT_POOL)
-    if "queue" in needs:
-        orch.ensure_work_queue(orch.DEFAULT_QUEUE, pool=orch.DEFAULT_POOL)
-    if "deployment" in needs:
-        orch.deploy_energy_flow(orch.DEFAULT_DEPLOYMENT, **LESSON_DEPLOYMENT)
-    if number >= "05":
-        orch.ensure_zombie_automation()
     return server
 
 

@@ -1,7 +1,10 @@
 """Names a learner chooses: what Prefect accepts, and what can also become a file name.
 
 Prefect refuses ``/ % & > <`` in the names of pools, queues, deployments
-and workers. A worker's name also names its state and log files
+and workers. Its client also puts names, unquoted, into the web address it
+reads them from (``/deployments/name/<flow>/<name>``): a line break or a tab
+makes that address invalid, and ``?`` or ``#`` cut it short, so the name is
+never found again. Those are refused too. A worker's name also names its state and log files
 (``<home>/state/worker-<name>.json``), so it must be a plain file name too.
 Checked here, before anything is sent or written, with a message that says
 what to change. No Prefect import: the services check names without it.
@@ -16,6 +19,9 @@ from energy_flows.errors import OrchestrationError
 #: Characters Prefect does not allow in names.
 BANNED_CHARACTERS = "/%&><"
 
+#: Characters that end the path of a web address: the rest of the name is lost.
+URL_CUTTING_CHARACTERS = "?#"
+
 #: A name that is safe as a file name and in Prefect: letters, digits, ``_ . -``.
 FILE_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -29,6 +35,16 @@ def check_prefect_name(name: object, what: str) -> str:
         raise OrchestrationError(
             f"The {what} name {name!r} contains {''.join(sorted(bad))!r}, which Prefect does "
             "not allow in names. Use letters, digits, '-' and '_'."
+        )
+    unsendable = sorted(
+        {c for c in name if not c.isprintable() or c in URL_CUTTING_CHARACTERS}, key=name.index
+    )
+    if unsendable:
+        shown = ", ".join(repr(c) for c in unsendable)
+        raise OrchestrationError(
+            f"The {what} name {name!r} contains {shown}, which Prefect cannot send in the web "
+            "address it looks names up by (line breaks, tabs and other control characters, "
+            "'?' and '#'). Use letters, digits, spaces, '-' and '_'."
         )
     return name
 

@@ -79,7 +79,8 @@ def test_up_status_logs_down(tmp_path):
 
 def test_up_rejects_a_bad_worker_spec(tmp_path):
     result = cli(tmp_path / "home", "up", "--worker", "no-slash")
-    assert result.returncode == 1 and "POOL/QUEUE" in result.stderr
+    # a usage error (status 2, as argparse gives), found before anything starts
+    assert result.returncode == 2 and "POOL/QUEUE" in result.stderr
     assert registry.server_record(tmp_path / "home") is None
 
 

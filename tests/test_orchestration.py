@@ -102,7 +102,7 @@ def test_bad_schedules_are_refused_with_the_reason(kwargs, message):
 
 def test_good_schedules_validate():
     assert validate_cron("*/5 * * * *") == "*/5 * * * *"
-    assert validate_interval(2.5) == dt.timedelta(seconds=2.5)
+    assert validate_interval(12.5) == dt.timedelta(seconds=12.5)  # 10 s at least (the floor)
     rule = "DTSTART:20250101T060000\nRRULE:FREQ=DAILY;INTERVAL=1"
     assert validate_rrule(rule) == rule
     assert build_schedule(None, None, None, None) is None

@@ -24,6 +24,8 @@ The parts
 ---------
 * :mod:`.simulation`: :func:`simulate_meter`, :func:`meter_traits`;
 * :mod:`.loading`: :func:`load_meter_csv`, :func:`load_readings` (any source by name);
+* :mod:`.dates`: a column of dates read as the file means them (ISO, day first or
+  month first, decided by the data; refused when it could be either);
 * :mod:`.uci`: :func:`load_uci_household`, the real household: shipped with the
   package as hours (offline, ``source="uci"``), or read from its original minute file;
 * :mod:`.cleaning`: :func:`validate_readings`, :func:`clean_readings`;

@@ -259,7 +259,7 @@ def load_uci_household(
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataError(
             f"{path} is not in the UCI household format (expected a header "
-            "'Date;Time;Global_active_power;...' and ';' separators): {exc}"
+            f"'Date;Time;Global_active_power;...' and ';' separators): {exc}"
         ) from exc
     finally:
         if not isinstance(source, Path):

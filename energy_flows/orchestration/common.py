@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
 __all__ = [
+    "BUSY_STATUSES",
     "api_url",
     "client",
     "flow_run_command",
@@ -59,13 +60,50 @@ _NO_SERVER = (
 )
 
 
+#: What a server answers when it is too busy to do a request now (SQLite: "database is
+#: locked"): it did nothing, so the request can be sent again.
+BUSY_STATUSES = (429, 502, 503)
+
+
+def _busy_retries(patience: float) -> Any:
+    """An httpx transport that sends a request again soon while the server answers busy.
+
+    Prefect's client waits 2, 4, 8 ... s between tries (with jitter); a busy SQLite
+    is free again within moments, so a request it refused slept long after the database
+    could take it. This transport asks again after 0.05 s, doubling to 0.5 s at most, for
+    up to ``patience`` seconds, and only then hands the busy answer to Prefect's client.
+    """
+    import random
+    import time
+
+    import httpx
+
+    class BusyRetries(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            deadline = time.monotonic() + patience
+            wait = 0.05
+            while True:
+                response = super().handle_request(request)
+                if response.status_code not in BUSY_STATUSES or time.monotonic() > deadline:
+                    return response
+                response.close()
+                time.sleep(wait * random.uniform(0.5, 1.5))  # apart from other writers
+                wait = min(2 * wait, 0.5)
+
+    return BusyRetries(retries=3)  # and 3 tries to connect, as Prefect's own transport
+
+
 @contextmanager
-def client() -> Iterator[SyncPrefectClient]:
+def client(*, busy_patience: float | None = None) -> Iterator[SyncPrefectClient]:
     """A synchronous Prefect client for the classroom server.
 
     Refuses to start Prefect's throw-away "ephemeral" server (what Prefect does
     when PREFECT_API_URL is unset), and turns "connection refused" into an
     error that says which server is missing and how to start it.
+
+    ``busy_patience`` (seconds): a request the server refuses as busy (HTTP
+    429/502/503) is sent again after moments, not after Prefect's growing
+    waits, for that long (:func:`_busy_retries`).
     """
     import httpx
     from prefect.client.orchestration import get_client
@@ -80,8 +118,9 @@ def client() -> Iterator[SyncPrefectClient]:
             "(`del os.environ['PREFECT_API_URL']` here, `unset PREFECT_API_URL` in a terminal) "
             "and run `server = energy_flows.PrefectServer().start()`, which sets it for you."
         )
+    options = None if busy_patience is None else {"transport": _busy_retries(busy_patience)}
     try:
-        with get_client(sync_client=True) as c:
+        with get_client(sync_client=True, httpx_settings=options) as c:
             yield c
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise ServiceError(

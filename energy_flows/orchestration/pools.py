@@ -177,6 +177,42 @@ def read_queue(c: SyncPrefectClient, name: str, pool: str) -> WorkQueue:
         ) from None
 
 
+def served_pool_types() -> list[str]:
+    """The work pool types that a worker installed here can serve, e.g. ``["process"]``.
+
+    Prefect's own registry of worker classes (``BaseWorker``, with the
+    workers of installed collections such as ``prefect-docker``). Reading it
+    imports those collections, so :func:`ensure_work_pool` asks only for a
+    type other than ``process``, which Prefect itself always serves.
+    """
+    from prefect.workers.base import BaseWorker
+
+    return sorted(BaseWorker.get_all_available_worker_types())
+
+
+def _check_pool_type(type: object) -> dict:
+    """The base job template of a pool of ``type``, or an error naming the types served here."""
+    if type == "process":
+        return _process_job_template()
+    if not isinstance(type, str) or not type.strip():
+        raise OrchestrationError(
+            f"type is the kind of worker that runs the pool's flows, e.g. type='process' (the "
+            f"lessons' pools); got {type!r}."
+        )
+    from prefect.workers.base import BaseWorker
+
+    worker = BaseWorker.get_worker_class_from_type(type)
+    if worker is None:
+        served = ", ".join(repr(t) for t in served_pool_types())
+        raise OrchestrationError(
+            f"No worker installed here serves work pools of type {type!r}: such a pool would "
+            f"hold runs that no worker ever starts. Types served here: {served}. Use "
+            "type='process' (the lessons' pools), or install the package of that worker first "
+            "(e.g. prefect-docker for type='docker')."
+        )
+    return worker.get_default_base_job_template()
+
+
 def _process_job_template() -> dict:
     """The process worker's base job template, with the classroom's fast flow-run command."""
     from prefect.workers.process import ProcessWorker
@@ -198,7 +234,9 @@ def ensure_work_pool(
 
     Args:
         name: the pool's name.
-        type: the kind of infrastructure; the lessons use ``"process"``.
+        type: the kind of infrastructure; the lessons use ``"process"``. A new
+            pool of a type that no installed worker serves is refused
+            (:func:`served_pool_types`).
         concurrency_limit: how many runs of the whole pool may run at once.
             None keeps the current limit (none for a new pool);
             ``"unlimited"`` removes it.
@@ -215,8 +253,8 @@ def ensure_work_pool(
         try:
             pool = c.read_work_pool(name)
         except ObjectNotFound:
+            template = _check_pool_type(type)  # a new pool must be one a worker here serves
             limit = _limit_value(concurrency_limit)
-            template = _process_job_template() if type == "process" else {}
             c.create_work_pool(
                 WorkPoolCreate(
                     name=name, type=type, base_job_template=template, concurrency_limit=limit

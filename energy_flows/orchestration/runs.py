@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,8 +21,14 @@ import pandas as pd
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.orchestration import housekeeping
-from energy_flows.orchestration.common import client, html_table, seconds, timestamp
-from energy_flows.orchestration.deployments import resolve_deployment
+from energy_flows.orchestration.common import (
+    BUSY_STATUSES,
+    client,
+    html_table,
+    seconds,
+    timestamp,
+)
+from energy_flows.orchestration.deployments import check_parameters_dict, resolve_deployment
 from energy_flows.orchestration.pools import read_pool, read_queue, status_name
 from energy_flows.vocabulary import DEFAULT_POOL, DEFAULT_QUEUE, FINAL_STATES, RUN_STATES
 
@@ -391,6 +398,56 @@ def _check_parameters_against_schema(
         )
 
 
+def _check_run_name(name: object) -> None:
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise OrchestrationError(
+            f"flow_run_name is the name the run gets, as text, e.g. flow_run_name='first-try'; "
+            f"got {name!r}."
+        )
+
+
+def _check_scheduled_time(when: object) -> None:
+    """A datetime, or an error with one to copy (text such as "tomorrow" is not read)."""
+    if when is None or isinstance(when, dt.datetime):
+        return
+    raise OrchestrationError(
+        f"scheduled_time must be a datetime, got {when!r} ({type(when).__name__}). For a run "
+        "in 5 minutes: import datetime as dt, then scheduled_time=dt.datetime.now(dt.timezone.utc) "
+        "+ dt.timedelta(minutes=5); leave it out to run now."
+    )
+
+
+#: trigger() creates the runs of this process one at a time. SQLite takes one writer at a
+#: time and refuses the others at once (HTTP 503): runs created from many threads at once only
+#: made it refuse each other, and every refused call slept through Prefect's growing retry waits.
+_ONE_CREATION_AT_A_TIME = threading.Lock()
+#: How long trigger() keeps asking a server that refuses to write (HTTP 429/502/503).
+CREATE_PATIENCE_SECONDS = 300.0
+
+
+def _create_run(
+    c: SyncPrefectClient,
+    deployment_id: Any,
+    parameters: dict[str, Any],
+    name: str | None,
+    state: State | None,
+) -> FlowRun:
+    """Create one run of a deployment, one creation at a time in this process.
+
+    ``c`` asks again soon while the server is too busy (``client(busy_patience=...)``);
+    Prefect's own retries are off here, as they would wait 2 s and more after each
+    refusal. Raises Prefect's ``PrefectHTTPStatusError`` when the server still refuses
+    after :data:`CREATE_PATIENCE_SECONDS`, or refuses for another reason.
+    """
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    # the settings first: making them takes a moment, which need not hold the others
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), _ONE_CREATION_AT_A_TIME:
+        return c.create_flow_run_from_deployment(
+            deployment_id, parameters=parameters, name=name, state=state
+        )
+
+
 def trigger(
     deployment: Any = "energy-usage-pipeline/energy-usage",
     parameters: dict[str, Any] | None = None,
@@ -417,31 +474,41 @@ def trigger(
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.states import Scheduled
 
-    parameters = dict(parameters or {})
-    with client() as c:
+    parameters = check_parameters_dict(parameters)
+    _check_run_name(flow_run_name)
+    _check_scheduled_time(scheduled_time)
+    with client(busy_patience=CREATE_PATIENCE_SECONDS) as c:
         target = resolve_deployment(c, deployment)
         flow = c.read_flow(target.flow_id)
         full_name = f"{flow.name}/{target.name}"
         _check_parameters_against_schema(parameters, target.parameter_openapi_schema, full_name)
         state: State | None = Scheduled(scheduled_time=scheduled_time) if scheduled_time else None
         try:
-            run = c.create_flow_run_from_deployment(
-                target.id, parameters=parameters, name=flow_run_name, state=state
-            )
+            run = _create_run(c, target.id, parameters, flow_run_name, state)
         except PrefectHTTPStatusError as exc:
             detail = _detail(exc)
-            if exc.response.status_code >= 500:
+            if exc.response.status_code in BUSY_STATUSES:
                 # Not the request's fault: the server could not write it, even after
-                # the client's retries (on SQLite: "database is locked" in a burst).
+                # retrying (on SQLite: "database is locked" in a burst).
                 raise OrchestrationError(
                     f"The server could not record a run of {full_name!r} "
-                    f"(HTTP {exc.response.status_code}: {detail}), even after retrying: it is "
-                    "too busy. Run the cell again; for many runs at once, "
-                    "run the server on PostgreSQL (lesson 07)."
+                    f"(HTTP {exc.response.status_code}: {detail}), even after retrying for "
+                    f"{CREATE_PATIENCE_SECONDS:g} s: it is too busy. Run the cell again; for "
+                    "many runs at once, run the server on PostgreSQL (lesson 07)."
                 ) from None
+            if exc.response.status_code >= 500:
+                raise OrchestrationError(
+                    f"The server failed to record a run of {full_name!r} "
+                    f"(HTTP {exc.response.status_code}: {detail}). Its log says why: "
+                    "`energy-flows logs server` in a terminal."
+                ) from None
+            hint = (
+                "Check the parameter values against the flow's signature."
+                if "parameter" in detail.lower()
+                else "Change what it names, then run the cell again."
+            )
             raise OrchestrationError(
-                f"The server refused a run of {full_name!r}: {detail}. Check the parameter "
-                "values against the flow's signature."
+                f"The server refused a run of {full_name!r}: {detail}. {hint}"
             ) from None
         if run.state is not None and run.state.type != StateType.SCHEDULED:
             run = c.read_flow_run(run.id)

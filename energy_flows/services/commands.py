@@ -72,12 +72,9 @@ def _join(api_url: str, workers: list[tuple[str, str]]) -> int:
 
 
 def _parse_worker(spec: str) -> tuple[str, str]:
-    pool, sep, queue = spec.partition("/")
-    if not sep or not pool or not queue:
-        raise EnergyFlowsError(
-            f"--worker expects POOL/QUEUE, e.g. --worker energy-pool/energy_usage (got {spec!r})."
-        )
-    return pool, queue
+    from energy_flows.options import split_worker_spec  # the check of `up --worker`
+
+    return split_worker_spec(spec)
 
 
 def down(args: argparse.Namespace) -> int:

@@ -119,6 +119,9 @@ class PrefectServer(ManagedService[ServerRecord]):
         postgres_port: int | None = None,
         auth: bool | str | None = None,
     ) -> None:
+        from energy_flows.options import server_options  # the same checks as `energy-flows up`
+
+        port, postgres_port, timeout = server_options(port, postgres_port, timeout)
         super().__init__("server", home, quiet, detached, timeout)
         if auth is not None and not isinstance(auth, bool):
             settings.check_auth_string(auth)  # a bad one fails here, before anything starts

@@ -90,6 +90,9 @@ class Worker(ManagedService[WorkerRecord]):
         server: str | None = None,
         auth: str | None = None,
     ) -> None:
+        from energy_flows.options import worker_options  # the same checks as `energy-flows up`
+
+        queues, timeout = worker_options(queues, timeout)
         names.check_prefect_name(pool, "work pool")
         if server is not None and not (
             isinstance(server, str) and server.startswith(("http://", "https://"))

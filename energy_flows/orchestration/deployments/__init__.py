@@ -31,6 +31,7 @@ from energy_flows.orchestration.deployments.listing import (
 )
 from energy_flows.orchestration.deployments.parameters import (
     check_flow_rules,
+    check_parameters_dict,
     validate_parameters,
 )
 from energy_flows.orchestration.deployments.schedules import (
@@ -48,6 +49,7 @@ __all__ = [
     "DeploymentInfo",
     "build_schedule",
     "check_flow_rules",
+    "check_parameters_dict",
     "deploy",
     "deploy_energy_flow",
     "deployment_info",

@@ -14,13 +14,25 @@ from energy_flows.errors import DataError, OrchestrationError
 if TYPE_CHECKING:
     from prefect import Flow
 
-__all__ = ["check_flow_rules", "validate_parameters"]
+__all__ = ["check_flow_rules", "check_parameters_dict", "validate_parameters"]
 
 
 def _type_name(annotation: Any) -> str:
     if annotation is inspect.Parameter.empty:
         return "any"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def check_parameters_dict(parameters: object) -> dict[str, Any]:
+    """``parameters`` as a new dict (``{}`` for None), or an error that shows what one looks like."""
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict) or not all(isinstance(k, str) for k in parameters):
+        raise OrchestrationError(
+            "parameters must be a dict of parameter names and values, e.g. "
+            f"parameters={{'days': 120}}; got {parameters!r}."
+        )
+    return dict(parameters)
 
 
 def validate_parameters(flow: Flow, parameters: dict[str, Any] | None) -> dict[str, Any]:
@@ -33,12 +45,7 @@ def validate_parameters(flow: Flow, parameters: dict[str, Any] | None) -> dict[s
     import pydantic
     from pydantic_core import to_jsonable_python
 
-    if parameters is not None and not isinstance(parameters, dict):
-        raise OrchestrationError(
-            "parameters must be a dict of parameter names and values, e.g. "
-            f"parameters={{'days': 120}}; got {parameters!r}."
-        )
-    parameters = dict(parameters or {})
+    parameters = check_parameters_dict(parameters)
     signature = inspect.signature(flow.fn)
     accepted = {
         name: p
@@ -87,29 +94,36 @@ def validate_parameters(flow: Flow, parameters: dict[str, Any] | None) -> dict[s
 
 
 def check_flow_rules(flow: Flow, parameters: dict[str, Any]) -> None:
-    """Refuse parameters that every run of ``flow`` would refuse, with the flow's own sentence.
+    """Refuse parameters that every run of ``flow`` would refuse, with the run's own sentence.
 
     A deployment stores default parameters for its runs. If a run of the flow
-    refuses them (the package's flows check theirs first thing, with
-    :func:`energy_flows.flows.check_parameters`), every scheduled run would
-    fail, one after the other. So the same function runs here, at deploy time,
-    on ``parameters`` as :func:`validate_parameters` returned them (the flow's
-    defaults fill in the rest). Flows from elsewhere have no such rules: only
-    their signature is checked.
+    refuses them, every scheduled run would fail, one after the other. The
+    package's flows check their parameters first thing
+    (:func:`energy_flows.flows.check_parameters`), then read their data with
+    :func:`~energy_flows.data.load_readings`, which has limits of its own
+    (``days`` at most 36525). Both checks run here, at deploy time, on
+    ``parameters`` as :func:`validate_parameters` returned them (the flow's
+    defaults fill in the rest). Flows from elsewhere have no such rules:
+    only their signature is checked.
 
     Raises :class:`~energy_flows.errors.OrchestrationError` (like every other
     deploy-time check, so one ``except`` catches them all) whose message holds
-    the flow's :class:`~energy_flows.errors.DataError` sentence; the
+    the run's :class:`~energy_flows.errors.DataError` sentence; the
     ``DataError`` is its ``__cause__``.
     """
-    from energy_flows import flows as energy
+    from energy_flows.data.loading import check_reading_days
 
-    rules = {energy.energy_usage_pipeline.fn, energy.energy_usage_batch.fn}
-    if getattr(flow, "fn", None) not in rules:
+    # The one import of the flows' own check: the module that holds it is named here only.
+    from energy_flows.flows import check_parameters, energy_usage_batch, energy_usage_pipeline
+
+    if getattr(flow, "fn", None) not in {energy_usage_pipeline.fn, energy_usage_batch.fn}:
         return
-    judged = set(inspect.signature(energy.check_parameters).parameters) - {"flow"}
+    judged = set(inspect.signature(check_parameters).parameters) - {"flow"}
     try:
-        energy.check_parameters(**{k: v for k, v in parameters.items() if k in judged}, flow=flow)
+        checked = check_parameters(
+            **{k: v for k, v in parameters.items() if k in judged}, flow=flow
+        )
+        check_reading_days(checked["days"])  # what the run's ingest step checks next
     except DataError as exc:
         raise OrchestrationError(
             f"The flow {flow.name!r} would refuse every run of this deployment: {exc} "

@@ -2,7 +2,11 @@
 
 ``deploy(..., interval=30)``, ``cron="*/5 * * * *"`` or ``rrule="DTSTART:...\\nRRULE:..."``:
 each is checked here the way the server would check it, so a typo gives one
-sentence that says what to write instead of a server traceback.
+sentence that says what to write instead of a server traceback. Two more
+rules than the server's: a schedule that never fires (``cron="0 0 30 2 *"``)
+is refused, and so is one that fires more often than every
+:data:`MIN_INTERVAL_SECONDS` seconds, which fills the queue faster than a
+classroom's workers can run it.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ import datetime as dt
 import math
 from typing import Any
 
-from energy_flows.cron import cron_problem
+from energy_flows.cron import cron_never_fires, cron_problem
 from energy_flows.errors import OrchestrationError
 
 __all__ = [
+    "MIN_INTERVAL_SECONDS",
     "build_schedule",
     "interval_text",
     "schedule_text",
@@ -23,6 +28,17 @@ __all__ = [
     "validate_rrule",
     "validate_timezone",
 ]
+
+
+#: The shortest time between two scheduled runs. Prefect takes any interval: with
+#: ``interval=0.001`` the scheduler put 100 due runs in the queue within 5 s, more than two
+#: cores can run, and every other lesson's runs wait behind them.
+MIN_INTERVAL_SECONDS = 10
+
+_FLOOR = (
+    f"the shortest interval here is {MIN_INTERVAL_SECONDS} seconds, so that runs do not "
+    "pile up in the queue faster than a classroom's workers can run them"
+)
 
 
 def _plural(n: float, unit: str) -> str:
@@ -96,6 +112,12 @@ def validate_cron(cron: str) -> str:
             f"Invalid cron {cron!r}: {reason} The fields are {_CRON_FIELDS}, "
             "e.g. '0 6 * * 1-5' is 06:00 on weekdays."
         ) from None
+    never = cron_never_fires(cron)
+    if never:
+        raise OrchestrationError(
+            f"The cron {cron!r} never fires: {never} Pick a day every month has "
+            "(1-28), e.g. '0 6 28 2 *' is 06:00 on 28 February."
+        )
     return cron
 
 
@@ -129,6 +151,10 @@ def validate_interval(interval: int | float | dt.timedelta) -> dt.timedelta:
         raise OrchestrationError(
             f"interval must be more than 0 seconds; got {value.total_seconds():g} s. {example}"
         )
+    if value.total_seconds() < MIN_INTERVAL_SECONDS:
+        raise OrchestrationError(
+            f"interval={value.total_seconds():g} s is too short: {_FLOOR}. {example}"
+        )
     return value
 
 
@@ -145,10 +171,41 @@ def validate_rrule(rrule: str) -> str:
             "'DTSTART:20250101T060000\\nRRULE:FREQ=DAILY;INTERVAL=1'."
         )
     try:
-        dateutil.rrule.rrulestr(rrule, cache=True)
+        rule = dateutil.rrule.rrulestr(rrule, cache=True)
     except (ValueError, TypeError) as exc:
         raise OrchestrationError(f"Invalid rrule {rrule!r}: {exc}.") from None
+    _check_rrule_dates(rule, rrule)
     return rrule
+
+
+#: Dates of an rrule looked at to tell whether it has ended: enough for any rule a lesson
+#: writes, and fast (dateutil counts from DTSTART).
+_RRULE_LOOKAHEAD = 10_000
+
+
+def _check_rrule_dates(rule: Any, text: str) -> None:
+    """Refuse a rule whose dates are too close together, or whose last date has passed."""
+    import itertools
+
+    first_two = list(itertools.islice(rule, 2))
+    if len(first_two) == 2:
+        gap = (first_two[1] - first_two[0]).total_seconds()
+        if gap < MIN_INTERVAL_SECONDS:
+            raise OrchestrationError(
+                f"The rrule {text!r} fires every {gap:g} s: {_FLOOR}. Use FREQ=MINUTELY or slower."
+            )
+    dates = list(itertools.islice(rule, _RRULE_LOOKAHEAD + 1))
+    if len(dates) > _RRULE_LOOKAHEAD:
+        return  # it goes on long enough
+    last = dates[-1] if dates else None
+    now = dt.datetime.now(last.tzinfo) if last is not None else None
+    if last is None or last < now:
+        raise OrchestrationError(
+            f"The rrule {text!r} never fires: its last date"
+            + (f", {last:%Y-%m-%d %H:%M}," if last is not None else "")
+            + " has passed (COUNT or UNTIL ended it). Move its DTSTART or UNTIL forward, or "
+            "drop COUNT."
+        )
 
 
 def validate_timezone(timezone: str | None) -> str | None:
