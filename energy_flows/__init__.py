@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "load_readings": "energy_flows.data",
     "meter_statistics": "energy_flows.data",
     "meter_traits": "energy_flows.data",
+    "read_meter": "energy_flows.data",
     # energy core: forecasting
     "make_features": "energy_flows.forecasting",
     "fit": "energy_flows.forecasting",
@@ -57,11 +58,10 @@ _EXPORTS: dict[str, str] = {
     "wape": "energy_flows.forecasting",
     "run_core_pipeline": "energy_flows.forecasting",
     "PipelineResult": "energy_flows.forecasting",
+    "artifact_keys": "energy_flows.reports",
     # prefect layer: flows
     "energy_usage_pipeline": "energy_flows.flows",
     "energy_usage_batch": "energy_flows.flows",
-    "read_report": "energy_flows.flows",
-    "artifact_keys": "energy_flows.flows",
     # prefect layer: orchestration
     "DEFAULT_POOL": "energy_flows.orchestration",
     "DEFAULT_QUEUE": "energy_flows.orchestration",
@@ -90,6 +90,7 @@ _EXPORTS: dict[str, str] = {
     "wait_for": "energy_flows.orchestration",
     "cancel_late_runs": "energy_flows.orchestration",
     "run_result": "energy_flows.orchestration",
+    "read_report": "energy_flows.orchestration",
     # classroom layer: services
     "PrefectServer": "energy_flows.services.server",
     "Worker": "energy_flows.services.worker",

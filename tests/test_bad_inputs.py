@@ -233,8 +233,9 @@ def test_the_flow_cleans_duplicated_hours_from_a_csv(prefect_server: Any, tmp_pa
 # --------------------------------------------------------------------------- the flow's rules
 
 
-def test_check_parameters_uses_the_flows_defaults_for_what_is_not_given() -> None:
-    from energy_flows.flows import check_parameters, energy_usage_batch, energy_usage_pipeline
+def test_check_parameters_uses_the_defaults_for_what_is_not_given() -> None:
+    from energy_flows.data import check_pipeline_parameters as check_parameters
+    from energy_flows.flows import energy_usage_pipeline
 
     assert check_parameters(days=60) == {
         "days": 60,
@@ -244,7 +245,7 @@ def test_check_parameters_uses_the_flows_defaults_for_what_is_not_given() -> Non
         "start": "2024-01-01",
         "seed": 42,
     }
-    assert check_parameters(days=60, flow=energy_usage_batch)["test_days"] == 28
+    assert check_parameters(days=60, defaults={"test_days": 14})["test_days"] == 14
     with pytest.raises(DataError) as info:
         check_parameters(days=10)
     assert str(info.value) == (
@@ -271,7 +272,7 @@ def test_check_parameters_uses_the_flows_defaults_for_what_is_not_given() -> Non
     ],
 )  # fmt: skip
 def test_check_parameters_says_what_to_change(kwargs: dict[str, Any], message: str) -> None:
-    from energy_flows.flows import check_parameters
+    from energy_flows.data import check_pipeline_parameters as check_parameters
 
     with pytest.raises(DataError) as info:
         check_parameters(**kwargs)
@@ -279,7 +280,7 @@ def test_check_parameters_says_what_to_change(kwargs: dict[str, Any], message: s
 
 
 def test_an_empty_start_still_means_the_end_of_a_file() -> None:
-    from energy_flows.flows import check_parameters
+    from energy_flows.data import check_pipeline_parameters as check_parameters
 
     assert check_parameters(start="")["start"] == ""
 
@@ -340,7 +341,7 @@ def test_an_interval_too_long_for_python_is_refused() -> None:
 def test_parameters_every_run_would_refuse_are_refused_at_deploy_time(
     pool: str, parameters: dict[str, Any], sentence: str
 ) -> None:
-    from energy_flows.flows import check_parameters
+    from energy_flows.data import check_pipeline_parameters as check_parameters
     from energy_flows.orchestration import deploy_energy_flow
 
     name = _unique("doomed")

@@ -206,7 +206,9 @@ def test_batch_on_dask_gives_the_same_rows_and_leaves_nothing(
 
     threads = energy_usage_batch(**BATCH)
     assert threads.attrs["task_runner"] == "ThreadPoolTaskRunner"
-    assert threads.attrs["dashboard_link"] is None and threads.attrs["dask_workers"] is None
+    assert threads.attrs.get("dashboard_link") is None and threads.attrs.get("dask_workers") is None
+    assert threads.attrs["task_processes"] == [threads.attrs["flow_process"]]  # threads: one process
+    assert threads.attrs["flow_process"] not in summary.attrs["task_processes"]
     assert summary.attrs["dask_workers"] == 2
     assert summary.attrs["flow_run_id"] != threads.attrs["flow_run_id"]
     pd.testing.assert_frame_equal(summary, threads, check_like=True)

@@ -33,8 +33,9 @@ changes. :func:`dask_runner` returns a :class:`ClassroomDaskRunner`, a
 
 While a run is on, :func:`dashboard_links` lists the dashboards of the
 clusters running in this process, and the runner's ``dashboard_link`` says
-where its own is (the batch flow logs it and returns it in
-``summary.attrs["dashboard_link"]``).
+where its own is; :meth:`ClassroomDaskRunner.describe` gives both the link
+and the number of workers (the batch flow logs the link and returns both in
+``summary.attrs``).
 """
 
 from __future__ import annotations
@@ -252,6 +253,16 @@ class ClassroomDaskRunner(DaskTaskRunner):
             super().__exit__(*args)
         finally:
             self.dashboard_link = self.dashboard_local = None
+
+    def describe(self) -> dict[str, Any]:
+        """Where this runner sends tasks, for the flow to record and log.
+
+        ``dask_workers``: its worker processes; ``dashboard_link``: the
+        dashboard's link while a run is on (``None`` before and after). The
+        batch flow reads this from the task runner of its run, when the runner
+        has it, and keeps it in its result's ``attrs``.
+        """
+        return {"dask_workers": self.n_workers, "dashboard_link": self.dashboard_link}
 
     def __repr__(self) -> str:
         return (

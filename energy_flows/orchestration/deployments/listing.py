@@ -90,12 +90,14 @@ def deployment_info(
 
 
 def resolve_deployment(c: SyncPrefectClient, deployment: Any) -> DeploymentResponse:
-    """Find a deployment by DeploymentInfo, id, "flow/deployment" or bare deployment name."""
+    """Find a deployment by DeploymentInfo, Prefect's deployment object, id, "flow/deployment" or name."""
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.exceptions import ObjectNotFound
 
     if isinstance(deployment, DeploymentInfo):
         deployment = deployment.id
+    elif isinstance(getattr(deployment, "id", None), uuid.UUID):
+        deployment = deployment.id  # Prefect's own deployment objects
     if isinstance(deployment, uuid.UUID):
         deployment = str(deployment)
     if not isinstance(deployment, str) or not deployment:

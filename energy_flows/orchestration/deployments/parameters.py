@@ -91,11 +91,11 @@ def check_flow_rules(flow: Flow, parameters: dict[str, Any]) -> None:
 
     A deployment stores default parameters for its runs. If a run of the flow
     refuses them (the package's flows check theirs first thing, with
-    :func:`energy_flows.flows.check_parameters`), every scheduled run would
-    fail, one after the other. So the same function runs here, at deploy time,
-    on ``parameters`` as :func:`validate_parameters` returned them (the flow's
-    defaults fill in the rest). Flows from elsewhere have no such rules: only
-    their signature is checked.
+    :func:`energy_flows.data.check_pipeline_parameters`), every scheduled run
+    would fail, one after the other. So the same function runs here, at
+    deploy time, on ``parameters`` as :func:`validate_parameters` returned them
+    (the flow's own defaults fill in the rest). Flows from elsewhere have no
+    such rules: only their signature is checked.
 
     Raises :class:`~energy_flows.errors.OrchestrationError` (like every other
     deploy-time check, so one ``except`` catches them all) whose message holds
@@ -103,13 +103,21 @@ def check_flow_rules(flow: Flow, parameters: dict[str, Any]) -> None:
     ``DataError`` is its ``__cause__``.
     """
     from energy_flows import flows as energy
+    from energy_flows.data import check_pipeline_parameters
 
     rules = {energy.energy_usage_pipeline.fn, energy.energy_usage_batch.fn}
     if getattr(flow, "fn", None) not in rules:
         return
-    judged = set(inspect.signature(energy.check_parameters).parameters) - {"flow"}
+    judged = set(inspect.signature(check_pipeline_parameters).parameters) - {"defaults"}
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(flow.fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     try:
-        energy.check_parameters(**{k: v for k, v in parameters.items() if k in judged}, flow=flow)
+        check_pipeline_parameters(
+            **{k: v for k, v in parameters.items() if k in judged}, defaults=defaults
+        )
     except DataError as exc:
         raise OrchestrationError(
             f"The flow {flow.name!r} would refuse every run of this deployment: {exc} "
