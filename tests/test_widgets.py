@@ -99,10 +99,14 @@ def test_builder_static_snapshot_is_stable() -> None:
         schedule="cron", cron="0 6 * * *", parameters={"days": 60, "test_days": 14}
     )
     bundle = b._repr_mimebundle_()
-    assert bundle["text/plain"] == (
+    assert bundle["text/plain"].startswith(
         "DeploymentBuilder deployment 'energy-usage': cron '0 6 * * *', pool 'energy-pool', "
         'queue \'energy_usage\', paused no, parameters {"days": 60, "test_days": 14}\n  ✓ ready to deploy'
     )
+    # ... and the same deployment with Prefect's own API and as a prefect.yaml entry
+    assert 'cron="0 6 * * *",' in bundle["text/plain"]
+    assert 'parameters={"days": 60, "test_days": 14},' in bundle["text/plain"]
+    assert "  schedules:\n  - cron: 0 6 * * *" in bundle["text/plain"]
     assert "<th style='text-align:left'>parameter days</th><td>60</td>" in bundle["text/html"]
     assert "application/vnd.jupyter.widget-view+json" in bundle
     b.set(cron="0 25 * * *")
@@ -242,7 +246,7 @@ def test_builder_deploys_from_code_and_by_click(pool_and_queue: tuple[str, str])
     b.set(parameters={"days": 60, "test_days": 14})
     info = b.deploy()
     assert info.name == "builder-cron" and info.paused
-    assert "✓ deployed" in b.output.value and repr(b).endswith("✓ deployed")
+    assert "✓ deployed" in b.output.value and "\n  ✓ deployed\n" in repr(b)
 
     # a bad cron: the message says why before the click; the click changes nothing
     b.set(name="builder-bad", cron="*/5 * * *")
