@@ -46,6 +46,7 @@ import os
 import stat
 import sys
 import time
+import urllib.parse
 from typing import ClassVar
 
 from energy_flows import settings
@@ -560,6 +561,23 @@ class PrefectServer(ManagedService):
             f"pid={rec.pid} uptime={rec.uptime()} home={str(self.home)!r}>"
         )
 
+    @property
+    def command(self) -> str | None:
+        """The Prefect command this server stands for, as you would type it in a terminal.
+
+        ``PREFECT_SERVER_API_PORT=<port> prefect server start --host 127.0.0.1
+        --port <port>`` (None when it does not run). The variable is needed
+        with any port but 4200: ``--port`` alone moves the API, while the UI
+        keeps calling it on 4200. The course starts the command through its
+        launcher, with the classroom settings in its environment.
+        """
+        rec = self.record
+        if rec is None or not rec.api_url:
+            return None
+        port = urllib.parse.urlsplit(rec.api_url).port or 4200
+        argv = server_argv(port)[3:]  # what follows `python -m energy_flows.services.launch`
+        return f"PREFECT_SERVER_API_PORT={port} {' '.join(argv)}"
+
     def _rows(self, rec: ServiceRecord | None) -> list[tuple[str, str]]:
         rows: list[tuple[str, str]] = []
         if rec is not None:
@@ -577,6 +595,8 @@ class PrefectServer(ManagedService):
                 rows.append(
                     ("Password", "required: <code>server.auth_string</code> (user:password)")
                 )
+            if self.command:
+                rows.append(("Command", f"<code>{html.escape(self.command)}</code>"))
         return [*rows, ("Home", html.escape(str(self.home)))]
 
 

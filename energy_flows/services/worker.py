@@ -379,6 +379,17 @@ class Worker(ManagedService):
             f"pid={rec.pid if rec else None}>"
         )
 
+    @property
+    def command(self) -> str:
+        """The Prefect command this worker stands for, as you would type it in a terminal.
+
+        ``prefect worker start --pool ... --type process --name ... --work-queue ...``;
+        the course starts it through its launcher, with the classroom settings
+        (and the server's address) in its environment.
+        """
+        argv = worker_argv(self.pool, self.queues, self.name, self.limit)
+        return " ".join(argv[3:])  # what follows `python -m energy_flows.services.launch`
+
     def _rows(self, rec: ServiceRecord | None) -> list[tuple[str, str]]:
         rows = [
             ("Pool", html.escape(self.pool)),
@@ -387,7 +398,7 @@ class Worker(ManagedService):
         ]
         if rec is not None:
             rows += [("PID", str(rec.pid)), ("Uptime", rec.uptime())]
-        return rows
+        return [*rows, ("Command", f"<code>{html.escape(self.command)}</code>")]
 
 
 def _timestamp(value: str | None) -> float | None:
