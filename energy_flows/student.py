@@ -4,8 +4,9 @@
 writes every lesson of ``notebooks/`` (found as ``energy-flows lab`` finds them:
 :func:`energy_flows.lab.lessons_dir`) into ``DIR``, changed in three ways:
 
-* the solution cells are gone: the code cells tagged ``solution`` that follow
-  each exercise (in JupyterLab: the cell's property inspector, *Cell Tags*);
+* the solution cells are gone: the cells tagged ``solution`` that follow each
+  exercise (markdown cells holding the solution, collapsed, in a fenced code
+  block; in JupyterLab: the cell's property inspector, *Cell Tags*);
 * every output and execution count is cleared, so no answer shows in what a
   cell printed; so is the notebook's saved widget state (``widgets`` in its
   metadata), which is what the widgets in those outputs displayed;
@@ -35,7 +36,7 @@ from typing import Any
 
 from energy_flows.errors import EnergyFlowsError
 
-#: The cell tag that marks a solution (the cell the student edition drops).
+#: The cell tag that marks a solution (the cell the student edition drops, whatever its type).
 SOLUTION_TAG = "solution"
 #: The cell tag that marks an exercise (kept: the student fills it in).
 EXERCISE_TAG = "exercise"
