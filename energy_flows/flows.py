@@ -270,14 +270,15 @@ def energy_usage_batch(
     """
     check_pipeline_parameters(days, test_days, None, flaky, start=start, seed=seed, source=source)
     ids = list(meter_ids) if meter_ids else [f"home-{i:03d}" for i in range(1, n_meters + 1)]
-    runner = FlowRunContext.get().task_runner  # type: ignore[union-attr]  # set inside a flow run
+    context = FlowRunContext.get()  # the run's context: its task runner, among others
+    runner = context.task_runner if context is not None else None
     where: dict[str, Any] = {"task_runner": type(runner).__name__}
     where.update(getattr(runner, "describe", dict)())
     if where.get("dashboard_link"):
         get_run_logger().info(
             "tasks run on a Dask cluster; its dashboard: %s", where["dashboard_link"]
         )
-    # One task per meter; unmapped(): the same text for every task (a str would be mapped letter by letter).
+    # One task per meter. unmapped(): the same text for every task (else mapped letter by letter).
     futures = meter_pipeline.map(
         ids, unmapped(source), unmapped(start), days, test_days, flaky, seed
     )

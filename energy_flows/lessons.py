@@ -146,8 +146,9 @@ def use_prefect_command(home: str | os.PathLike[str]) -> Path:
     command without the launcher. The command finds the lesson's server
     through ``PREFECT_API_URL``, which the kernel's environment holds.
 
-    Also sets ``COLUMNS`` (unless set) so that Prefect's tables are drawn
-    :data:`PREFECT_COMMAND_COLUMNS` characters wide, and keeps a headless
+    Also sets ``COLUMNS`` so that Prefect's tables are drawn
+    :data:`PREFECT_COMMAND_COLUMNS` characters wide, whatever terminal started
+    the kernel, and keeps a headless
     widget warning out of the cells (see below). Returns the script's path.
     """
     folder = Path(home) / "bin"
@@ -168,7 +169,7 @@ def use_prefect_command(home: str | os.PathLike[str]) -> Path:
         os.environ["PATH"] = os.pathsep.join(
             [str(folder), *(e for e in entries if e != str(folder))]
         )
-    os.environ.setdefault("COLUMNS", PREFECT_COMMAND_COLUMNS)
+    os.environ["COLUMNS"] = PREFECT_COMMAND_COLUMNS
     # Prefect's .deploy() shows a progress spinner as a widget; when it closes, ipykernel
     # may log "No such comm" for a message that arrives after it: noise a learner cannot act on.
     logging.getLogger("Comm").setLevel(logging.ERROR)

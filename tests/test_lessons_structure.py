@@ -1,7 +1,7 @@
 """Static checks of the lesson notebooks: the shape every lesson promises its reader.
 
 No kernel is started here; ``make notebooks-test`` (nbval) runs them. These
-checks read the stored notebooks: a title, "what you will learn", the time,
+checks read the stored notebooks: a title, "what you will be able to do", the time,
 the Prefect 2 commands next to today's, exercises with a self-check and a
 solution revealed on request, a clean-up section, outputs stored and mostly
 compared; and what learners write (exercises, solution lines, Prefect's own API
@@ -174,7 +174,7 @@ def test_each_check_judges_the_learners_answer(path):
         name = answer.group(1)
         check = re.search(rf"^(check_\w+)\({name}\)$", exercise, re.M)
         assert check, f"the exercise ends with check_...({name}):\n{exercise}"
-        assert re.search(rf"^{name} = \S", item.code, re.M), f"the solution assigns {name}"
+        assert re.search(rf"^\s*{name} = \S", item.code, re.M), f"the solution assigns {name}"
         assert item.code.rstrip().endswith(f"{check.group(1)}({name})"), item.code
         stored = verdict(cells[item.exercise_index])
         assert stored.startswith("✗ ") and "still None" in stored, (
@@ -184,7 +184,7 @@ def test_each_check_judges_the_learners_answer(path):
 
 #: What a solution block uses when it uses Prefect's own API or CLI.
 PREFECT_USE = re.compile(
-    r"\bprefect\b|@flow|@task|\.deploy\(|from_source|run_deployment|get_client|return_state"
+    r"\bprefect\b|prefect_dask|@flow|@task|\.deploy\(|from_source|run_deployment|get_client|return_state"
 )
 #: A Prefect command run in a cell: `!prefect <command> [<subcommand>]`.
 PREFECT_COMMAND = re.compile(r"^!prefect\s+([a-z-]+)(?:\s+([a-z-]+))?", re.M)

@@ -352,3 +352,50 @@ def test_no_view_thread_survives() -> None:
     time.sleep(0.2)
     names = [t.name for t in threading.enumerate() if t.name.startswith("energy-flows ")]
     assert names == []
+
+
+@pytest.mark.server
+def test_the_builders_prefect_code_and_yaml_deploy_what_the_form_holds(prefect_server, tmp_path):
+    """What the form shows 'ready to copy' works: Prefect's code, and prefect deploy on the yaml."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from prefect import get_client
+
+    from energy_flows.orchestration import ensure_work_pool
+
+    ensure_work_pool("builder-pool")
+    b = DeploymentBuilder(
+        name="builder-code", schedule="cron", cron="0 6 * * *", parameters={"days": 60}
+    ).set(work_pool="builder-pool", work_queue="builder-queue")
+    body = textwrap.indent(b.prefect_code(), "    ")
+    namespace: dict = {}
+    exec(f"async def deploy_it():\n{body}\n", namespace)  # the code the form shows
+    asyncio.run(namespace["deploy_it"]())
+
+    b.set(name="builder-yaml", schedule="interval", interval=120)
+    (tmp_path / "prefect.yaml").write_text(b.prefect_yaml() + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "deploy", "--all"],
+        cwd=tmp_path,
+        env={**os.environ, "PREFECT_CLI_PROMPT": "false"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    with get_client(sync_client=True) as client:
+        coded = client.read_deployment_by_name("energy-usage-pipeline/builder-code")
+        yamled = client.read_deployment_by_name("energy-usage-pipeline/builder-yaml")
+    for deployment in (coded, yamled):
+        assert (deployment.work_pool_name, deployment.work_queue_name) == (
+            "builder-pool",
+            "builder-queue",
+        )
+        assert deployment.parameters == {"days": 60}
+    assert coded.schedules[0].schedule.cron == "0 6 * * *"
+    assert yamled.schedules[0].schedule.interval.total_seconds() == 120
