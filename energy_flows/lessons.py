@@ -28,6 +28,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from energy_flows.services.server import PrefectServer
 
+#: What the lessons' cells write next to the notebooks (lesson 02's flow, lesson 03's
+#: prefect.yaml, Python's cache of the flow): the learner's work, not part of the
+#: lessons. The working copy (``energy-flows lab``) and the student edition leave them out.
+WRITTEN_BY_LESSONS = ("my_energy_flow.py", "prefect.yaml", "__pycache__")
+
 #: What each lesson needs from the lessons before it. Later lessons need
 #: everything the earlier ones needed.
 _NEEDS: dict[str, tuple[str, ...]] = {

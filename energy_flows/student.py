@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from energy_flows.errors import EnergyFlowsError
+from energy_flows.lessons import WRITTEN_BY_LESSONS
 
 #: The cell tag that marks a solution (the cell the student edition drops, whatever its type).
 SOLUTION_TAG = "solution"
@@ -112,11 +113,15 @@ def strip_solutions(notebook: Any) -> tuple[Any, int]:
 
 
 def _files(source: Path) -> list[Path]:
-    """The lessons' files under ``source``, relative to it; hidden ones and caches aside."""
+    """The lessons' files under ``source``, relative to it; hidden ones, caches and
+    what the lessons' cells write (:data:`~energy_flows.lessons.WRITTEN_BY_LESSONS`) aside."""
     found = []
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
-        if any(part.startswith(".") or part in _SKIPPED_FOLDERS for part in relative.parts):
+        if any(
+            part.startswith(".") or part in _SKIPPED_FOLDERS or part in WRITTEN_BY_LESSONS
+            for part in relative.parts
+        ):
             continue
         if path.is_file():
             found.append(relative)

@@ -106,6 +106,8 @@ def test_the_lessons_companion_files_come_along(tmp_path: Path):
     (source / "data" / "meter.csv").write_text("t,kwh\n")
     (source / ".ipynb_checkpoints").mkdir()
     (source / ".ipynb_checkpoints" / "01_a-checkpoint.ipynb").write_text("{}")
+    (source / "my_energy_flow.py").write_text("@___\n")  # a lesson wrote it: not a lesson
+    (source / "prefect.yaml").write_text("deployments: []\n")
     lesson = nbformat.v4.new_notebook()
     lesson.cells = [
         nbformat.v4.new_code_cell("answer = None", metadata={"tags": [EXERCISE_TAG]}),
@@ -121,6 +123,8 @@ def test_the_lessons_companion_files_come_along(tmp_path: Path):
     assert made.companions == ["data/meter.csv"]
     assert (tmp_path / "out" / "data" / "meter.csv").read_text() == "t,kwh\n"
     assert not (tmp_path / "out" / ".ipynb_checkpoints").exists()
+    assert not (tmp_path / "out" / "my_energy_flow.py").exists()
+    assert not (tmp_path / "out" / "prefect.yaml").exists()
     assert "answer = 42" not in (tmp_path / "out" / "data" / "extra.ipynb").read_text()
 
 
