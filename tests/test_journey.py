@@ -32,7 +32,7 @@ from energy_flows.waiting import wait_until
 from tools.execute_lessons import kernel_env, lesson_paths
 from tools.lesson_solutions import run_with_solutions
 
-pytestmark = [pytest.mark.server, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.server, pytest.mark.timeout(2400)]
 
 #: The cell of lesson 05 that starts the worker: runs are in flight right after it.
 WORKER_CELL = 'Worker("energy-pool", ["energy_usage"], name="agent-1").start()'
