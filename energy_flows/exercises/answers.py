@@ -227,7 +227,7 @@ def task_runs_of(flow_run_id: Any) -> list[Any]:
 
     with server_client() as c:
         return list(
-            c.readtask_runs_of(
+            c.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
             )
         )
