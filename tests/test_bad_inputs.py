@@ -457,17 +457,17 @@ def test_builder_clears_the_last_result_when_the_form_changes(pool: str) -> None
     )
     b.deploy_button.click()
     assert "✓ deployed" in b.output.value and b.result is not None
-    assert repr(b).endswith("✓ deployed")
+    assert "\n  ✓ deployed\n" in repr(b)
 
     b.set(paused=True)  # any change: the old "deployed" belongs to another form
     assert b.output.value == "" and b.result is None and b.last_error is None
-    assert repr(b).endswith("✓ ready to deploy")
+    assert repr(b).splitlines()[1] == "  ✓ ready to deploy"
 
     b.set(work_pool=_unique("no-such-pool"))  # valid as a name; the server says no
     b.deploy_button.click()
     assert "There is no work pool" in b.output.value and b.last_error
-    assert repr(b).splitlines()[-1].startswith("  ✗ There is no work pool")
+    assert repr(b).splitlines()[1].startswith("  ✗ There is no work pool")
 
     b.set(work_pool=pool)
     assert b.output.value == "" and b.last_error is None and b.result is None
-    assert repr(b).endswith("✓ ready to deploy")
+    assert repr(b).splitlines()[1] == "  ✓ ready to deploy"
