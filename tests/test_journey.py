@@ -60,9 +60,11 @@ def _run_all(path: Path, home: Path, folder: Path) -> float:
 IN_FLIGHT = """
 import json, time
 from energy_flows.orchestration import read_run
-while not any(read_run(r).state in ("Pending", "Running") for r in runs):
+taken = []
+while not taken:
+    taken = [r.id for r in runs if read_run(r).state in ("Pending", "Running")]
     time.sleep(0.1)
-print(json.dumps([r.name for r in runs if read_run(r).state in ("Pending", "Running")]))
+print(json.dumps(taken))
 """
 
 
@@ -92,13 +94,15 @@ def _restart_mid_lesson_05(path: Path, home: Path, folder: Path) -> list[str]:
     return taken
 
 
-def _states(home: Path, names: list[str]) -> dict[str, str]:
+def _states(home: Path, ids: list[str]) -> dict[str, str]:
+    """The state of each of these runs (by id; a run's name changes when its flow starts)."""
     import sqlite3
 
     db = home / "prefect" / "prefect.db"
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT name, state_name FROM flow_run").fetchall()
-    return {name: state for name, state in rows if name in names}
+        rows = conn.execute("SELECT id, name, state_name FROM flow_run").fetchall()
+    wanted = {i.replace("-", "") for i in ids}
+    return {f"{name} ({i})": state for i, name, state in rows if str(i).replace("-", "") in wanted}
 
 
 def _runs_not_final(home: Path) -> list[str]:
