@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the real types of the lazy exports below, for mypy and edit
     from energy_flows.data import load_uci_household as load_uci_household
     from energy_flows.data import meter_statistics as meter_statistics
     from energy_flows.data import meter_traits as meter_traits
+    from energy_flows.data import read_meter as read_meter
     from energy_flows.data import simulate_meter as simulate_meter
     from energy_flows.data import validate_readings as validate_readings
     from energy_flows.errors import DataError as DataError
@@ -37,10 +38,8 @@ if TYPE_CHECKING:  # the real types of the lazy exports below, for mypy and edit
     from energy_flows.errors import OrchestrationError as OrchestrationError
     from energy_flows.errors import ServiceError as ServiceError
     from energy_flows.errors import WaitTimeout as WaitTimeout
-    from energy_flows.flows import artifact_keys as artifact_keys
     from energy_flows.flows import energy_usage_batch as energy_usage_batch
     from energy_flows.flows import energy_usage_pipeline as energy_usage_pipeline
-    from energy_flows.flows import read_report as read_report
     from energy_flows.forecasting import PipelineResult as PipelineResult
     from energy_flows.forecasting import backtest as backtest
     from energy_flows.forecasting import evaluate as evaluate
@@ -67,6 +66,7 @@ if TYPE_CHECKING:  # the real types of the lazy exports below, for mypy and edit
     from energy_flows.orchestration import cancel_late_runs as cancel_late_runs
     from energy_flows.orchestration import deploy as deploy
     from energy_flows.orchestration import deploy_energy_flow as deploy_energy_flow
+    from energy_flows.orchestration import diagnose as diagnose
     from energy_flows.orchestration import ensure_work_pool as ensure_work_pool
     from energy_flows.orchestration import ensure_work_queue as ensure_work_queue
     from energy_flows.orchestration import list_deployments as list_deployments
@@ -75,6 +75,7 @@ if TYPE_CHECKING:  # the real types of the lazy exports below, for mypy and edit
     from energy_flows.orchestration import pause_work_queue as pause_work_queue
     from energy_flows.orchestration import queue_runs as queue_runs
     from energy_flows.orchestration import queue_status as queue_status
+    from energy_flows.orchestration import read_report as read_report
     from energy_flows.orchestration import resume_deployment as resume_deployment
     from energy_flows.orchestration import resume_work_pool as resume_work_pool
     from energy_flows.orchestration import resume_work_queue as resume_work_queue
@@ -82,6 +83,7 @@ if TYPE_CHECKING:  # the real types of the lazy exports below, for mypy and edit
     from energy_flows.orchestration import trigger as trigger
     from energy_flows.orchestration import wait_for as wait_for
     from energy_flows.orchestration import workers as workers
+    from energy_flows.reports import artifact_keys as artifact_keys
     from energy_flows.services.control import running as running
     from energy_flows.services.control import stop_all as stop_all
     from energy_flows.services.server import PrefectServer as PrefectServer
@@ -119,6 +121,7 @@ _EXPORTS: dict[str, str] = {
     "load_readings": "energy_flows.data",
     "meter_statistics": "energy_flows.data",
     "meter_traits": "energy_flows.data",
+    "read_meter": "energy_flows.data",
     # energy core: forecasting
     "make_features": "energy_flows.forecasting",
     "fit": "energy_flows.forecasting",
@@ -134,11 +137,10 @@ _EXPORTS: dict[str, str] = {
     "wape": "energy_flows.forecasting",
     "run_core_pipeline": "energy_flows.forecasting",
     "PipelineResult": "energy_flows.forecasting",
+    "artifact_keys": "energy_flows.reports",
     # prefect layer: flows
     "energy_usage_pipeline": "energy_flows.flows",
     "energy_usage_batch": "energy_flows.flows",
-    "read_report": "energy_flows.flows",
-    "artifact_keys": "energy_flows.flows",
     # prefect layer: orchestration
     "DEFAULT_POOL": "energy_flows.orchestration",
     "DEFAULT_QUEUE": "energy_flows.orchestration",
@@ -168,6 +170,7 @@ _EXPORTS: dict[str, str] = {
     "cancel_late_runs": "energy_flows.orchestration",
     "diagnose": "energy_flows.orchestration",
     "run_result": "energy_flows.orchestration",
+    "read_report": "energy_flows.orchestration",
     # classroom layer: services
     "PrefectServer": "energy_flows.services.server",
     "Worker": "energy_flows.services.worker",

@@ -76,13 +76,23 @@ def working_copy_dir(source: Path | None = None) -> Path:
 
 
 def _originals(source: Path) -> list[Path]:
-    """What the working copy mirrors: ``source``'s files and folders, hidden ones aside."""
+    """What the working copy mirrors: ``source``'s files and folders.
+
+    Hidden ones aside, and what the lessons' cells write there when they run in
+    ``source`` itself (the notebook tests do): that is a learner's work, not a lesson.
+    """
     if not source.is_dir():
         raise EnergyFlowsError(
             f"The lessons are not where they should be ({source}). Run this from the top "
             "of the energy-flows repository, or pass --notebook-dir."
         )
-    return sorted(p for p in source.iterdir() if not p.name.startswith("."))
+    from energy_flows.lessons import WRITTEN_BY_LESSONS
+
+    return sorted(
+        p
+        for p in source.iterdir()
+        if not p.name.startswith(".") and p.name not in WRITTEN_BY_LESSONS
+    )
 
 
 def sync_working_copy(

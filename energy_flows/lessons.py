@@ -4,6 +4,8 @@
   reuses) the classroom Prefect server and creates, idempotently, what the
   earlier lessons would have created (the work pool, the ``energy_usage``
   queue, the deployment), so a learner can start at any lesson.
+* :func:`use_prefect_command` (called by :func:`lesson_setup`): ``!prefect ...``
+  in a cell runs Prefect's own command of this environment.
 * :func:`wait_until_late`, :func:`ui_tour` and :func:`ui_link`,
   :func:`leftovers`: what the lessons' cells show.
 
@@ -14,8 +16,11 @@ development tool of the checkout: ``tools/execute_lessons.py``.
 from __future__ import annotations
 
 import html
+import logging
 import os
 import re
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,13 +30,18 @@ from energy_flows.errors import EnergyFlowsError
 if TYPE_CHECKING:
     from energy_flows.services.server import PrefectServer
 
+#: What the lessons' cells write next to the notebooks (lesson 02's flow, lesson 03's
+#: prefect.yaml, Python's cache of the flow): the learner's work, not part of the
+#: lessons. The working copy (``energy-flows lab``) and the student edition leave them out.
+WRITTEN_BY_LESSONS = ("my_energy_flow.py", "prefect.yaml", "__pycache__")
+
 #: What each lesson needs from the lessons before it. Later lessons need
 #: everything the earlier ones needed.
 _NEEDS: dict[str, tuple[str, ...]] = {
     "00": (),
     "01": ("server",),
     "02": ("server",),
-    "03": ("server", "pool"),
+    "03": ("server",),
     "04": ("server", "pool", "deployment"),
     "05": ("server", "pool", "queue", "deployment"),
     "06": ("server", "pool", "queue", "deployment"),
@@ -59,8 +69,9 @@ def lesson_setup(lesson: str | int) -> PrefectServer | None:
     already running, and points this kernel at it. Then it creates what
     the earlier lessons would have created, each only if it is missing:
 
-    * from lesson 03 on, the process work pool ``energy-pool`` (a deployment
-      names the pool its runs go to; lesson 04 looks at it closely);
+    * from lesson 04 on, the process work pool ``energy-pool`` (lesson 03
+      creates it with ``prefect work-pool create``: a deployment names the
+      pool its runs go to);
     * from lesson 04 on, the deployment ``energy-usage`` of lesson 03 (which
       also creates the queue ``energy_usage``);
     * from lesson 05 on, the queue ``energy_usage`` explicitly (lesson 04);
@@ -75,6 +86,9 @@ def lesson_setup(lesson: str | int) -> PrefectServer | None:
     without a password (lesson 06 was not finished), it is stopped, with its
     workers, and started again as lesson 07 needs it; the SQLite database
     stays in the home for the earlier lessons.
+
+    It also makes ``!prefect ...`` in the lesson's cells run Prefect's own
+    command against this server (:func:`use_prefect_command`).
 
     Running it twice, or after the earlier lessons, changes nothing.
     Lesson 00 needs no server and gets ``None``.
@@ -91,6 +105,7 @@ def lesson_setup(lesson: str | int) -> PrefectServer | None:
         return None
 
     server = _server_for(needs)
+    use_prefect_command(server.home)
 
     from energy_flows import orchestration as orch
 
@@ -134,6 +149,55 @@ def _server_for(needs: tuple[str, ...]) -> PrefectServer:
     return server
 
 
+#: How wide Prefect's tables are in a cell (rich draws them for 80 columns when it
+#: writes to a pipe, which cuts the deployments' names short).
+PREFECT_COMMAND_COLUMNS = "120"
+
+
+def use_prefect_command(home: str | os.PathLike[str]) -> Path:
+    """Make ``!prefect ...`` in this kernel run Prefect's command of this environment, quickly.
+
+    A notebook cell runs ``!prefect ...`` in a shell, which looks ``prefect``
+    up on ``PATH``: a kernel started by JupyterLab may find none there, or
+    another environment's. This writes ``<home>/bin/prefect``, which runs
+    Prefect's own command-line tool with this kernel's Python through the
+    course's launcher (``python -m energy_flows.services.launch prefect``:
+    the same command, about a second faster to start, as it skips an
+    optional import Prefect does not need), and puts that folder first on
+    the kernel's ``PATH``. ``!{sys.executable} -m prefect ...`` is the same
+    command without the launcher. The command finds the lesson's server
+    through ``PREFECT_API_URL``, which the kernel's environment holds.
+
+    Also sets ``COLUMNS`` so that Prefect's tables are drawn
+    :data:`PREFECT_COMMAND_COLUMNS` characters wide, whatever terminal started
+    the kernel, and keeps a headless
+    widget warning out of the cells (see below). Returns the script's path.
+    """
+    folder = Path(home) / "bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "prefect"
+    text = (
+        "#!/bin/sh\n"
+        "# Prefect's command-line tool of the course's environment (energy_flows.lessons).\n"
+        f'exec {shlex.quote(sys.executable)} -m energy_flows.services.launch prefect "$@"\n'
+    )
+    if not script.is_file() or script.read_text() != text:
+        partial = folder / f".prefect.{os.getpid()}.tmp"
+        partial.write_text(text)
+        partial.chmod(0o755)
+        os.replace(partial, script)
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    if entries[:1] != [str(folder)]:
+        os.environ["PATH"] = os.pathsep.join(
+            [str(folder), *(e for e in entries if e != str(folder))]
+        )
+    os.environ["COLUMNS"] = PREFECT_COMMAND_COLUMNS
+    # Prefect's .deploy() shows a progress spinner as a widget; when it closes, ipykernel
+    # may log "No such comm" for a message that arrives after it: noise a learner cannot act on.
+    logging.getLogger("Comm").setLevel(logging.ERROR)
+    return script
+
+
 #: The deployment lesson 03 makes, and that later lessons rely on: every
 #: minute, 120 days of data per run, on the ``energy_usage`` queue of ``energy-pool``.
 LESSON_DEPLOYMENT: dict[str, Any] = {"interval": 60, "parameters": {"days": 120}}
@@ -145,18 +209,49 @@ LESSON_DEPLOYMENT: dict[str, Any] = {"interval": 60, "parameters": {"days": 120}
 
 
 def wait_until_late(runs: Any, timeout: float = 60.0) -> Any:
-    """Wait until each of ``runs`` (RunInfo objects from ``trigger()``) is Late; return their states.
+    """Wait until each of ``runs`` is Late; return their states.
 
-    The lessons' name for ``wait_for(runs, until="late")``: a run that a
-    worker picks up meanwhile never turns Late, and stops the wait for that
-    run too. Returns a DataFrame with the runs' ``name`` and ``state`` in the
-    order given; on timeout the ``WaitTimeout`` says which runs are still
-    Scheduled, and why (``diagnose()``).
+    A run is given as what made it (the ``RunInfo`` of ``trigger()``,
+    Prefect's ``FlowRun`` from ``run_deployment``), its id, or its name (a run
+    asked for with ``prefect deployment run ... --flow-run-name NAME``; the
+    latest run of that name). The lessons' name for ``wait_for(runs,
+    until="late")``: a run that a worker picks up meanwhile never turns Late,
+    and stops the wait for that run too. Returns a DataFrame with the runs'
+    ``name`` and ``state`` in the order given; on timeout the ``WaitTimeout``
+    says which runs are still Scheduled, and why (``diagnose()``).
     """
     from energy_flows.orchestration import wait_for
 
     runs = list(runs) if isinstance(runs, list | tuple) else [runs]
-    return wait_for(runs, until="late", timeout=timeout, progress=False)
+    return wait_for([_run_by_name(r) for r in runs], until="late", timeout=timeout, progress=False)
+
+
+def _run_by_name(run: Any) -> Any:
+    """``run`` itself, or for a run's name (not an id), the latest flow run of that name."""
+    import uuid
+
+    if not isinstance(run, str):
+        return run
+    try:
+        uuid.UUID(run)
+        return run
+    except ValueError:
+        pass
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from energy_flows.errors import OrchestrationError
+    from energy_flows.orchestration.common import client
+
+    with client() as c:
+        found = c.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+    if not found:
+        raise OrchestrationError(f"There is no flow run named {run!r} on this server.")
+    return found[0]
 
 
 # --------------------------------------------------------------------------

@@ -1,14 +1,32 @@
 """Turn a pipeline result into what a person reads: markdown and table rows.
 
 Pure functions (no Prefect): the flow publishes their output as Prefect
-artifacts, and a notebook can show them directly.
+artifacts under :func:`artifact_keys`, and a notebook can show them directly.
 """
 
 from __future__ import annotations
 
+import re
+
 from energy_flows.forecasting import PipelineResult
 
-__all__ = ["markdown_summary", "metrics_records"]
+__all__ = ["artifact_keys", "markdown_summary", "metrics_records"]
+
+
+def _slug(text: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug or "meter"
+
+
+def artifact_keys(meter_id: str) -> dict[str, str]:
+    """The keys under which a run publishes its report and metrics for ``meter_id``.
+
+    The flows publish under these keys; ``read_report()`` reads them back.
+    """
+    slug = _slug(meter_id)
+    return {"report": f"energy-report-{slug}", "metrics": f"energy-metrics-{slug}"}
+
 
 _LABELS = {
     "predicted": "model (ridge, day-ahead)",

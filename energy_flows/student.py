@@ -4,8 +4,9 @@
 writes every lesson of ``notebooks/`` (found as ``energy-flows lab`` finds them:
 :func:`energy_flows.lab.lessons_dir`) into ``DIR``, changed in three ways:
 
-* the solution cells are gone: the code cells tagged ``solution`` that follow
-  each exercise (in JupyterLab: the cell's property inspector, *Cell Tags*);
+* the solution cells are gone: the cells tagged ``solution`` that follow each
+  exercise (markdown cells holding the solution, collapsed, in a fenced code
+  block; in JupyterLab: the cell's property inspector, *Cell Tags*);
 * every output and execution count is cleared, so no answer shows in what a
   cell printed; so is the notebook's saved widget state (``widgets`` in its
   metadata), which is what the widgets in those outputs displayed;
@@ -34,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from energy_flows.errors import EnergyFlowsError
+from energy_flows.lessons import WRITTEN_BY_LESSONS
 
-#: The cell tag that marks a solution (the cell the student edition drops).
+#: The cell tag that marks a solution (the cell the student edition drops, whatever its type).
 SOLUTION_TAG = "solution"
 #: The cell tag that marks an exercise (kept: the student fills it in).
 EXERCISE_TAG = "exercise"
@@ -111,11 +113,15 @@ def strip_solutions(notebook: Any) -> tuple[Any, int]:
 
 
 def _files(source: Path) -> list[Path]:
-    """The lessons' files under ``source``, relative to it; hidden ones and caches aside."""
+    """The lessons' files under ``source``, relative to it; hidden ones, caches and
+    what the lessons' cells write (:data:`~energy_flows.lessons.WRITTEN_BY_LESSONS`) aside."""
     found = []
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
-        if any(part.startswith(".") or part in _SKIPPED_FOLDERS for part in relative.parts):
+        if any(
+            part.startswith(".") or part in _SKIPPED_FOLDERS or part in WRITTEN_BY_LESSONS
+            for part in relative.parts
+        ):
             continue
         if path.is_file():
             found.append(relative)

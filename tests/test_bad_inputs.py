@@ -313,8 +313,9 @@ def test_the_flow_cleans_duplicated_hours_from_a_csv(prefect_server: Any, tmp_pa
 # --------------------------------------------------------------------------- the flow's rules
 
 
-def test_check_parameters_uses_the_flows_defaults_for_what_is_not_given() -> None:
-    from energy_flows.flows import check_parameters, energy_usage_batch, energy_usage_pipeline
+def test_check_parameters_uses_the_defaults_for_what_is_not_given() -> None:
+    from energy_flows.data import check_pipeline_parameters as check_parameters
+    from energy_flows.flows import energy_usage_pipeline
 
     assert check_parameters(days=60) == {
         "days": 60,
@@ -324,7 +325,7 @@ def test_check_parameters_uses_the_flows_defaults_for_what_is_not_given() -> Non
         "start": "2024-01-01",
         "seed": 42,
     }
-    assert check_parameters(days=60, flow=energy_usage_batch)["test_days"] == 28
+    assert check_parameters(days=60, defaults={"test_days": 14})["test_days"] == 14
     with pytest.raises(DataError) as info:
         check_parameters(days=10)
     assert str(info.value) == (
@@ -351,7 +352,7 @@ def test_check_parameters_uses_the_flows_defaults_for_what_is_not_given() -> Non
     ],
 )  # fmt: skip
 def test_check_parameters_says_what_to_change(kwargs: dict[str, Any], message: str) -> None:
-    from energy_flows.flows import check_parameters
+    from energy_flows.data import check_pipeline_parameters as check_parameters
 
     with pytest.raises(DataError) as info:
         check_parameters(**kwargs)
@@ -359,7 +360,7 @@ def test_check_parameters_says_what_to_change(kwargs: dict[str, Any], message: s
 
 
 def test_an_empty_start_still_means_the_end_of_a_file() -> None:
-    from energy_flows.flows import check_parameters
+    from energy_flows.data import check_pipeline_parameters as check_parameters
 
     assert check_parameters(start="")["start"] == ""
 
@@ -420,7 +421,7 @@ def test_an_interval_too_long_for_python_is_refused() -> None:
 def test_parameters_every_run_would_refuse_are_refused_at_deploy_time(
     pool: str, parameters: dict[str, Any], sentence: str
 ) -> None:
-    from energy_flows.flows import check_parameters
+    from energy_flows.data import check_pipeline_parameters as check_parameters
     from energy_flows.orchestration import deploy_energy_flow
 
     name = _unique("doomed")
@@ -536,20 +537,20 @@ def test_builder_clears_the_last_result_when_the_form_changes(pool: str) -> None
     )
     b.deploy_button.click()
     assert "✓ deployed" in b.output.value and b.result is not None
-    assert repr(b).endswith("✓ deployed")
+    assert "\n  ✓ deployed\n" in repr(b)
 
     b.set(paused=True)  # any change: the old "deployed" belongs to another form
     assert b.output.value == "" and b.result is None and b.last_error is None
-    assert repr(b).endswith("✓ ready to deploy")
+    assert repr(b).splitlines()[1] == "  ✓ ready to deploy"
 
     b.set(work_pool=_unique("no-such-pool"))  # valid as a name; the server says no
     b.deploy_button.click()
     assert "There is no work pool" in b.output.value and b.last_error
-    assert repr(b).splitlines()[-1].startswith("  ✗ There is no work pool")
+    assert repr(b).splitlines()[1].startswith("  ✗ There is no work pool")
 
     b.set(work_pool=pool)
     assert b.output.value == "" and b.last_error is None and b.result is None
-    assert repr(b).endswith("✓ ready to deploy")
+    assert repr(b).splitlines()[1] == "  ✓ ready to deploy"
 
 
 # --------------------------------------------------------------------------- schedules a class cannot bear

@@ -206,7 +206,11 @@ def test_batch_on_dask_gives_the_same_rows_and_leaves_nothing(
 
     threads = energy_usage_batch(**BATCH)
     assert threads.attrs["task_runner"] == "ThreadPoolTaskRunner"
-    assert threads.attrs["dashboard_link"] is None and threads.attrs["dask_workers"] is None
+    assert threads.attrs.get("dashboard_link") is None and threads.attrs.get("dask_workers") is None
+    assert threads.attrs["task_processes"] == [
+        threads.attrs["flow_process"]
+    ]  # threads: one process
+    assert threads.attrs["flow_process"] not in summary.attrs["task_processes"]
     assert summary.attrs["dask_workers"] == 2
     assert summary.attrs["flow_run_id"] != threads.attrs["flow_run_id"]
     pd.testing.assert_frame_equal(summary, threads, check_like=True)
@@ -223,6 +227,24 @@ def test_batch_on_dask_gives_the_same_rows_and_leaves_nothing(
     assert "has 4 row(s)" in repr(other) and "on 2 worker process(es)" in repr(other), other
     assert "still None" in repr(check_dask_batch(None))
     assert "is a dict" in repr(check_dask_batch({"meters": 6}))
+
+
+def test_lesson_07s_check_accepts_prefects_own_dask_task_runner(prefect_server: Any) -> None:
+    """Lesson 07's exercise solved with prefect-dask's DaskTaskRunner, as its solution does."""
+    from prefect_dask import DaskTaskRunner
+
+    from energy_flows.exercises import check_dask_batch
+    from energy_flows.flows import energy_usage_batch
+
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1})
+    with ClusterWatch() as watch:
+        scaled = energy_usage_batch.with_options(task_runner=runner)(**BATCH)
+    assert watch.left_behind() == []
+    right = check_dask_batch(scaled, meters=4, dask_workers=2)
+    assert right.ok, right
+    assert "a Dask cluster of 2 worker processes" in repr(right)
+    wrong = check_dask_batch(scaled, meters=4, dask_workers=3)
+    assert not wrong.ok and "on 2 worker process(es)" in repr(wrong), wrong
 
 
 def test_failed_run_closes_its_cluster(on_dask: Callable[..., Any]) -> None:

@@ -26,7 +26,7 @@ SMALL = {"days": 120, "test_days": 14}
 
 
 def _first_fail_then_succeed_seed(flaky: float, meter_id: str) -> int:
-    from energy_flows.flows import source_fails
+    from energy_flows.data import source_fails
 
     for seed in range(1000):
         if source_fails(flaky, seed, meter_id, 1) and not source_fails(flaky, seed, meter_id, 2):
@@ -39,7 +39,7 @@ def _first_fail_then_succeed_seed(flaky: float, meter_id: str) -> int:
 
 
 def test_source_fails_is_deterministic_and_bounded() -> None:
-    from energy_flows.flows import source_fails
+    from energy_flows.data import source_fails
 
     draws = [source_fails(0.3, seed, "home-001", 1) for seed in range(400)]
     assert draws == [source_fails(0.3, seed, "home-001", 1) for seed in range(400)]
@@ -51,7 +51,7 @@ def test_source_fails_is_deterministic_and_bounded() -> None:
 
 
 def test_artifact_keys_are_valid_prefect_keys() -> None:
-    from energy_flows.flows import artifact_keys
+    from energy_flows.reports import artifact_keys
 
     keys = artifact_keys("Home 001_Paris")
     assert keys == {
@@ -86,14 +86,31 @@ def test_flow_parameters_are_json_friendly() -> None:
 
 
 def test_flow_rejects_bad_parameters_before_running() -> None:
-    from energy_flows.flows import _check_parameters
+    from energy_flows.data import check_pipeline_parameters
 
     with pytest.raises(DataError, match="too short"):
-        _check_parameters(days=20, test_days=14, horizon_hours=24, flaky=0.0)
+        check_pipeline_parameters(days=20, test_days=14, horizon_hours=24, flaky=0.0)
     with pytest.raises(DataError, match="day-ahead"):
-        _check_parameters(days=120, test_days=14, horizon_hours=48, flaky=0.0)
+        check_pipeline_parameters(days=120, test_days=14, horizon_hours=48, flaky=0.0)
     with pytest.raises(DataError, match="probability"):
-        _check_parameters(days=120, test_days=14, horizon_hours=24, flaky=2.0)
+        check_pipeline_parameters(days=120, test_days=14, horizon_hours=24, flaky=2.0)
+
+
+def test_the_flows_declare_the_defaults_the_parameter_check_assumes() -> None:
+    """check_pipeline_parameters fills what is not given from PIPELINE_DEFAULTS."""
+    import inspect
+
+    from energy_flows.data import PIPELINE_DEFAULTS
+    from energy_flows.flows import energy_usage_batch, energy_usage_pipeline
+
+    for flow in (energy_usage_pipeline, energy_usage_batch):
+        declared = {
+            name: p.default
+            for name, p in inspect.signature(flow.fn).parameters.items()
+            if name in PIPELINE_DEFAULTS
+        }
+        expected = {k: v for k, v in PIPELINE_DEFAULTS.items() if k in declared}
+        assert declared == expected, flow.name
 
 
 def test_entrypoint_loads_from_another_directory(tmp_path: Path) -> None:
@@ -163,7 +180,8 @@ def _flow_run(flow_run_id: Any) -> Any:
 
 @pytest.mark.server
 def test_pipeline_flow_runs_on_a_server(server: Any) -> None:
-    from energy_flows.flows import energy_usage_pipeline, read_report
+    from energy_flows.flows import energy_usage_pipeline
+    from energy_flows.orchestration import read_report
 
     state = energy_usage_pipeline(meter_id="home-101", **SMALL, return_state=True)
     assert state.is_completed(), state
@@ -230,7 +248,8 @@ def test_source_that_always_fails_fails_the_run(server: Any) -> None:
 
 @pytest.mark.server
 def test_batch_flow_maps_over_meters(server: Any) -> None:
-    from energy_flows.flows import energy_usage_batch, read_report
+    from energy_flows.flows import energy_usage_batch
+    from energy_flows.orchestration import read_report
 
     state = energy_usage_batch(
         meter_ids=["home-201", "home-202", "home-203"], **SMALL, return_state=True

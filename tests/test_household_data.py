@@ -142,7 +142,7 @@ def test_load_readings_selects_a_period_of_the_household() -> None:
 def test_a_period_outside_the_household_gives_its_range(
     start: str, days: int, sentence: str
 ) -> None:
-    from energy_flows.flows import check_parameters
+    from energy_flows.data import check_pipeline_parameters as check_parameters
 
     with pytest.raises(DataError) as loading:
         load_readings("uci", start=start, days=days)

@@ -1,13 +1,17 @@
 """The learner's journey: every lesson in order, in ONE home, one kernel after another.
 
 nbval gives each lesson a fresh home; a learner does not. Here lessons 00 to
-07 run top to bottom in a single home, each in a new kernel started right
-after the previous one ended (as when a learner closes one lesson and opens
-the next). In the middle, lesson 05's kernel is restarted while its worker
-has runs in flight (Kernel > Restart), then 05 runs again from the top, then
-06, then 07 (which moves the home onto PostgreSQL). Every lesson must pass
-without `energy-flows reset`, every run must end final, and nothing may be
-left running.
+07 run top to bottom in a single home and a single folder, each in a new
+kernel started right after the previous one ended (as when a learner closes
+one lesson and opens the next), and every exercise is solved as the lesson's
+solution says (``tools/lesson_solutions.py`` puts each solution into its
+exercise cell): every check must say ✓, so the solutions as written in the
+notebooks never rot. The files a lesson writes stay in the folder for the
+next (lesson 02's flow is what lesson 03 deploys). In the middle, lesson 05's
+kernel is restarted while its worker has runs in flight (Kernel > Restart),
+then 05 runs again from the top, then 06, then 07 (which moves the home onto
+PostgreSQL). Every lesson must pass without `energy-flows reset`, every run
+must end final, and nothing may be left running.
 """
 
 from __future__ import annotations
@@ -26,25 +30,29 @@ from energy_flows.errors import WaitTimeout
 from energy_flows.lessons import leftover_processes
 from energy_flows.waiting import wait_until
 from tools.execute_lessons import kernel_env, lesson_paths
+from tools.lesson_solutions import run_with_solutions
 
-pytestmark = [pytest.mark.server, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.server, pytest.mark.timeout(2400)]
 
 #: The cell of lesson 05 that starts the worker: runs are in flight right after it.
 WORKER_CELL = 'Worker("energy-pool", ["energy_usage"], name="agent-1").start()'
 
 
-def _client(path: Path, home: Path) -> tuple[NotebookClient, nbformat.NotebookNode]:
+def _client(path: Path, folder: Path) -> tuple[NotebookClient, nbformat.NotebookNode]:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
     )
     return client, nb
 
 
-def _run_all(path: Path, home: Path) -> float:
-    client, _nb = _client(path, home)
+def _run_all(path: Path, home: Path, folder: Path) -> float:
+    """Run All of a lesson with every exercise solved; each check must accept its solution."""
     started = time.monotonic()
-    client.execute(env=kernel_env(home))
+    _, verdicts = run_with_solutions(path, kernel_env(home), folder, timeout=240)
+    for index, verdict in verdicts.items():
+        if verdict:  # a %%writefile exercise prints none: the next check judges its file
+            assert verdict.startswith("✓ "), f"{path.name} cell {index}:\n{verdict}"
     return time.monotonic() - started
 
 
@@ -52,15 +60,17 @@ def _run_all(path: Path, home: Path) -> float:
 IN_FLIGHT = """
 import json, time
 from energy_flows.orchestration import read_run
-while not any(read_run(r).state in ("Pending", "Running") for r in runs):
+taken = []
+while not taken:
+    taken = [r.id for r in runs if read_run(r).state in ("Pending", "Running")]
     time.sleep(0.1)
-print(json.dumps([r.name for r in runs if read_run(r).state in ("Pending", "Running")]))
+print(json.dumps(taken))
 """
 
 
-def _restart_mid_lesson_05(path: Path, home: Path) -> list[str]:
+def _restart_mid_lesson_05(path: Path, home: Path, folder: Path) -> list[str]:
     """Run lesson 05 until its worker has taken runs, then Restart Kernel; return those runs."""
-    client, nb = _client(path, home)
+    client, nb = _client(path, folder)
     with client.setup_kernel(env=kernel_env(home)):
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
@@ -84,13 +94,15 @@ def _restart_mid_lesson_05(path: Path, home: Path) -> list[str]:
     return taken
 
 
-def _states(home: Path, names: list[str]) -> dict[str, str]:
+def _states(home: Path, ids: list[str]) -> dict[str, str]:
+    """The state of each of these runs (by id; a run's name changes when its flow starts)."""
     import sqlite3
 
     db = home / "prefect" / "prefect.db"
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT name, state_name FROM flow_run").fetchall()
-    return {name: state for name, state in rows if name in names}
+        rows = conn.execute("SELECT id, name, state_name FROM flow_run").fetchall()
+    wanted = {i.replace("-", "") for i in ids}
+    return {f"{name} ({i})": state for i, name, state in rows if str(i).replace("-", "") in wanted}
 
 
 def _runs_not_final(home: Path) -> list[str]:
@@ -107,15 +119,15 @@ def _runs_not_final(home: Path) -> list[str]:
 
 
 def test_lessons_in_order_in_one_home_with_a_restart(tmp_path):
-    home = tmp_path / "one-home"
+    home, folder = tmp_path / "one-home", tmp_path / "my-lessons"
     lessons = {p.name[:2]: p for p in lesson_paths()}
     times: dict[str, float] = {}
     for number in ("00", "01", "02", "03", "04"):
-        times[number] = _run_all(lessons[number], home)
-    in_flight = _restart_mid_lesson_05(lessons["05"], home)
+        times[number] = _run_all(lessons[number], home, folder)
+    in_flight = _restart_mid_lesson_05(lessons["05"], home, folder)
     assert in_flight, "the restart came before the worker took any run"
-    times["05 again"] = _run_all(lessons["05"], home)
-    times["06"] = _run_all(lessons["06"], home)
+    times["05 again"] = _run_all(lessons["05"], home, folder)
+    times["06"] = _run_all(lessons["06"], home, folder)
     # Lesson 06 stopped everything; its kernel has ended.
     with contextlib.suppress(WaitTimeout):
         wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
@@ -123,7 +135,7 @@ def test_lessons_in_order_in_one_home_with_a_restart(tmp_path):
     assert _runs_not_final(home) == []
     assert set(_states(home, in_flight).values()) == {"Crashed"}, _states(home, in_flight)
     # Lesson 07 moves the same home onto PostgreSQL, then stops it all again.
-    times["07"] = _run_all(lessons["07"], home)
+    times["07"] = _run_all(lessons["07"], home, folder)
     with contextlib.suppress(WaitTimeout):
         wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
     assert leftover_processes(home) == []

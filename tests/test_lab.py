@@ -281,6 +281,9 @@ def test_the_working_copy_is_made_once_and_never_overwrites_a_lesson(tmp_path: P
 
     source = _lessons(tmp_path / "notebooks", "01_a.ipynb", "02_b.ipynb")
     (source / ".ipynb_checkpoints").mkdir()
+    # What the lessons' cells write when they run in notebooks/ (the notebook tests): not lessons.
+    (source / "my_energy_flow.py").write_text("@___\n")
+    (source / "prefect.yaml").write_text("deployments: []\n")
     copy = tmp_path / "my-lessons"
     said: list[str] = []
 

@@ -1,9 +1,11 @@
 """Static checks of the lesson notebooks: the shape every lesson promises its reader.
 
 No kernel is started here; ``make notebooks-test`` (nbval) runs them. These
-checks read the stored notebooks: a title, "what you will learn", the time,
+checks read the stored notebooks: a title, "what you will be able to do", the time,
 the Prefect 2 commands next to today's, exercises with a self-check and a
-collapsed solution, a clean-up section, outputs stored and mostly compared.
+solution revealed on request, a clean-up section, outputs stored and mostly
+compared; and what learners write (exercises, solution lines, Prefect's own API
+and commands), counted.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from tools.lesson_solutions import solutions, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -87,7 +91,9 @@ def test_lesson_opens_with_title_goals_time_and_the_commands_it_replaces(path):
     assert first.cell_type == "markdown"
     assert first.source.startswith(f"# {path.stem[:2]} · "), "a title '# NN · Topic' comes first"
     intro = first.source.lower()
-    assert "what you will learn" in intro
+    assert "what you will be able to do" in intro, (
+        "objectives as things the learner will be able to do"
+    )
     assert re.search(r"\*\*time:\*\* about \d+ minutes", intro), "say how long it takes"
     assert "leaves running:" in intro, "say what the lesson leaves running"
     assert "| prefect 2 walkthrough" in intro and "prefect 3 today" in intro, (
@@ -129,30 +135,38 @@ def test_lesson_first_code_cell_prepares_everything(path):
 
 
 @pytest.mark.parametrize("path", [p for p in LESSONS if int(p.stem[:2]) >= 2], ids=lambda p: p.stem)
-def test_exercises_have_a_self_check_and_a_collapsed_solution(path):
-    nb = _read(path)
-    cells = nb.cells
-    exercises = [i for i, c in enumerate(cells) if "exercise" in _tags(c)]
-    assert exercises, "at least one exercise from lesson 02 on"
-    for i in exercises:
-        assert "check_" in cells[i].source, "an exercise cell calls its check_...() function"
-        solution = cells[i + 1]
-        assert "solution" in _tags(solution), "a solution cell follows the exercise"
-        assert solution.metadata.get("jupyter", {}).get("source_hidden") is True, (
-            "the solution is collapsed (metadata.jupyter.source_hidden)"
-        )
-        assert "check_" in solution.source, "the solution ends with the same self-check"
+def test_exercises_have_a_self_check_and_a_solution_revealed_on_request(path):
+    """At least two exercises from lesson 02 on; each is followed by its solution, a collapsed
+    markdown cell that Run All never executes; each is judged by a check_...() call: in its own
+    cell, or (a file written with %%writefile) in the next exercise's."""
+    cells = _read(path).cells
+    found = solutions(nbformat.read(path, as_version=4))  # raises on a malformed solution
+    assert len(found) >= 2, "at least two exercises in each of lessons 02-07"
+    for item in found:
+        exercise = cells[item.exercise_index]
+        assert exercise.cell_type == "code"
+        assert cells[item.solution_index].cell_type == "markdown", "Run All must not run it"
+        if exercise.source.startswith("%%writefile"):
+            later = [s for s in found if s.exercise_index > item.exercise_index]
+            assert later and "check_" in cells[later[0].exercise_index].source, (
+                "a file exercise is judged by the next exercise's check"
+            )
+            assert "___" in exercise.source, "a faded example: blanks (___) to fill"
+            assert "___" not in item.code
+        else:
+            assert "check_" in exercise.source, "an exercise cell calls its check_...() function"
 
 
 @pytest.mark.parametrize("path", [p for p in LESSONS if int(p.stem[:2]) >= 2], ids=lambda p: p.stem)
 def test_each_check_judges_the_learners_answer(path):
-    """The exercise keeps the learner's answer in a variable (None until answered) and
-    hands it to its check; the solution fills the same variable and checks it the same way.
-    A check that takes no answer can only look at the server, where Run All has already
-    put the solution's objects."""
+    """The exercise keeps the learner's answer in a variable (None until answered) and hands
+    it to its check; the solution fills the same variable and checks it the same way. Run All
+    leaves the exercise to the learner: its stored output is the check's "not yet"."""
     cells = _read(path).cells
-    for i in [i for i, c in enumerate(cells) if "exercise" in _tags(c)]:
-        exercise, solution = cells[i].source, cells[i + 1].source
+    for item in solutions(nbformat.read(path, as_version=4)):
+        exercise = cells[item.exercise_index].source
+        if exercise.startswith("%%writefile"):
+            continue
         answer = re.search(r"^(\w+) = None  # replace None", exercise, re.M)
         assert answer, (
             f"the exercise starts its answer as `name = None  # replace None ...`:\n{exercise}"
@@ -160,8 +174,58 @@ def test_each_check_judges_the_learners_answer(path):
         name = answer.group(1)
         check = re.search(rf"^(check_\w+)\({name}\)$", exercise, re.M)
         assert check, f"the exercise ends with check_...({name}):\n{exercise}"
-        assert re.search(rf"^{name} = \S", solution, re.M), f"the solution assigns {name}"
-        assert solution.rstrip().endswith(f"{check.group(1)}({name})"), solution
+        assert re.search(rf"^\s*{name} = \S", item.code, re.M), f"the solution assigns {name}"
+        assert item.code.rstrip().endswith(f"{check.group(1)}({name})"), item.code
+        stored = verdict(cells[item.exercise_index])
+        assert stored.startswith("✗ ") and "still None" in stored, (
+            f"the stored output is the check's not-yet:\n{stored}"
+        )
+
+
+#: What a solution block uses when it uses Prefect's own API or CLI.
+PREFECT_USE = re.compile(
+    r"\bprefect\b|prefect_dask|@flow|@task|\.deploy\(|from_source|run_deployment|get_client|return_state"
+)
+#: A Prefect command run in a cell: `!prefect <command> [<subcommand>]`.
+PREFECT_COMMAND = re.compile(r"^!prefect\s+([a-z-]+)(?:\s+([a-z-]+))?", re.M)
+
+
+def _executed_prefect_commands() -> set[str]:
+    """The distinct `prefect ...` commands run by code cells that Run All executes."""
+    found = set()
+    for path in LESSONS:
+        for cell in _code_cells(_read(path)):
+            if "exercise" in _tags(cell):
+                continue
+            for command, sub in PREFECT_COMMAND.findall(cell.source):
+                found.add(f"prefect {command}" + (f" {sub}" if sub and command != "deploy" else ""))
+    return found
+
+
+def test_learners_write_prefect(capsys):
+    """What the learner writes across the lessons, counted from the notebooks."""
+    found = [s for p in LESSONS for s in solutions(nbformat.read(p, as_version=4))]
+    lines = sum(s.lines for s in found)
+    prefect = [s for s in found if PREFECT_USE.search(s.code)]
+    commands = _executed_prefect_commands()
+    with capsys.disabled():
+        print(
+            f"\n{len(found)} exercises, {lines} solution lines, {len(prefect)} of "
+            f"{len(found)} solutions use Prefect's API or CLI; "
+            f"{len(commands)} distinct prefect commands run: {', '.join(sorted(commands))}"
+        )
+    assert len(found) >= 14
+    assert lines >= 60
+    assert len(prefect) / len(found) >= 0.6
+    assert len(commands) >= 8
+    assert "prefect deploy" in commands
+    writes_yaml = [
+        c
+        for p in LESSONS
+        for c in _code_cells(_read(p))
+        if c.source.startswith("%%writefile prefect.yaml") and "exercise" not in _tags(c)
+    ]
+    assert writes_yaml, "a lesson writes a prefect.yaml (and runs prefect deploy on it)"
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)

@@ -144,6 +144,65 @@ def test_the_pool_gets_the_fast_flow_run_command(prefect_server):
     assert template["variables"]["properties"]["command"]["default"] == flow_run_command()
 
 
+@pytest.mark.server
+def test_a_pool_and_queue_made_with_prefects_command_serve_the_packages_workers(
+    prefect_server, worker_factory, tmp_path
+):
+    """What lessons 03-04 do: `prefect work-pool create`, `prefect work-queue create`, then
+    Prefect's own .deploy(); the package's worker runs it, through the fast run command."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from energy_flows.orchestration import flow_run_command
+
+    pool, queue = _unique("cli-pool"), "cli-queue"
+
+    def prefect(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            env={**os.environ, "PREFECT_CLI_PROMPT": "false"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    prefect("work-pool", "create", pool, "--type", "process")
+    prefect("work-queue", "create", queue, "--pool", pool, "--limit", "2")
+    with get_client(sync_client=True) as c:
+        template = c.read_work_pool(pool).base_job_template
+    assert not template["variables"]["properties"]["command"].get("default")  # Prefect's own
+
+    (tmp_path / "noop.py").write_text(
+        "from prefect import flow\n\n@flow(name='cli-noop')\ndef noop() -> int:\n    return 1\n"
+    )
+    flow.from_source(str(tmp_path), "noop.py:noop").deploy(
+        name="cli", work_pool_name=pool, work_queue_name=queue,
+        print_next_steps=False, ignore_warnings=True,
+    )  # fmt: skip
+    worker_factory(pool=pool, queues=[queue])
+    with get_client(sync_client=True) as c:
+        template = c.read_work_pool(pool).base_job_template
+    assert template["variables"]["properties"]["command"]["default"] == flow_run_command()
+
+    started = time.monotonic()
+    run = run_deployment("cli-noop/cli", timeout=120, poll_interval=0.5)
+    assert run.state is not None and run.state.is_completed(), run.state
+    assert time.monotonic() - started < 30  # picked up within a second, started the fast way
+    assert orch.ensure_work_pool(pool).changes == ()  # it has the command already
+    # A pool made with Prefect's command and no worker yet: lesson_setup's ensure_work_pool
+    # gives it the course's run command too.
+    other = _unique("cli-pool")
+    prefect("work-pool", "create", other, "--type", "process")
+    assert orch.ensure_work_pool(other).changes == ("flow runs start with the course's launcher",)
+
+
 def test_work_pool_bad_inputs(prefect_server):
     name = _unique("pool")
     orch.ensure_work_pool(name)

@@ -23,6 +23,7 @@ from energy_flows.student import (
     is_solution,
     write_student_edition,
 )
+from tools.lesson_solutions import SOLUTION_PATTERN
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -94,7 +95,8 @@ def test_it_says_what_it_wrote(tmp_path: Path):
     solutions = sum(1 for name in LESSONS for c in _read(NOTEBOOKS / name).cells if is_solution(c))
     assert made.solutions_removed == solutions
     assert said[0] == f"Wrote the student edition of {len(LESSONS)} lessons to {tmp_path / 'out'}:"
-    assert f"  {LESSONS[2]}  1 solution cell removed" in said
+    in_02 = sum(1 for c in _read(NOTEBOOKS / LESSONS[2]).cells if is_solution(c))
+    assert f"  {LESSONS[2]}  {in_02} solution cells removed" in said
     assert said[-1].startswith(f"{solutions} solution cells removed; every output cleared.")
 
 
@@ -104,10 +106,15 @@ def test_the_lessons_companion_files_come_along(tmp_path: Path):
     (source / "data" / "meter.csv").write_text("t,kwh\n")
     (source / ".ipynb_checkpoints").mkdir()
     (source / ".ipynb_checkpoints" / "01_a-checkpoint.ipynb").write_text("{}")
+    (source / "my_energy_flow.py").write_text("@___\n")  # a lesson wrote it: not a lesson
+    (source / "prefect.yaml").write_text("deployments: []\n")
     lesson = nbformat.v4.new_notebook()
     lesson.cells = [
         nbformat.v4.new_code_cell("answer = None", metadata={"tags": [EXERCISE_TAG]}),
-        nbformat.v4.new_code_cell("answer = 42", metadata={"tags": [SOLUTION_TAG]}),
+        nbformat.v4.new_markdown_cell(
+            "<details><summary>Solution</summary>\n\n```python\nanswer = 42\n```\n</details>",
+            metadata={"tags": [SOLUTION_TAG]},
+        ),
     ]
     nbformat.write(lesson, source / "01_a.ipynb")
     nbformat.write(lesson, source / "data" / "extra.ipynb")
@@ -116,6 +123,8 @@ def test_the_lessons_companion_files_come_along(tmp_path: Path):
     assert made.companions == ["data/meter.csv"]
     assert (tmp_path / "out" / "data" / "meter.csv").read_text() == "t,kwh\n"
     assert not (tmp_path / "out" / ".ipynb_checkpoints").exists()
+    assert not (tmp_path / "out" / "my_energy_flow.py").exists()
+    assert not (tmp_path / "out" / "prefect.yaml").exists()
     assert "answer = 42" not in (tmp_path / "out" / "data" / "extra.ipynb").read_text()
 
 
@@ -253,21 +262,29 @@ def _statements(source: str) -> list[tuple[set[str], set[str]]]:
     return result
 
 
-def names_only_solutions_define(cells) -> list[str]:
-    """Problems with Run All of a lesson without its solutions: one line per name.
+def _solution_code(cell) -> str:
+    """The Python a solution cell holds: its fenced block (a markdown solution) or its source."""
+    if cell.cell_type == "code":
+        return cell.source
+    match = SOLUTION_PATTERN.match(cell.source)
+    return match["code"] if match and match["language"] == "python" else ""
 
-    A kept code cell that reads a name which, at that point, only a removed
-    solution cell (above it) has defined would raise NameError in the
-    student edition. Names defined by a kept cell before (an exercise's
-    ``answer = None``, an import) are fine.
+
+def names_only_solutions_define(cells) -> list[str]:
+    """Problems with Run All of a lesson whose exercises are not done: one line per name.
+
+    Run All never runs a solution (a markdown cell; the student edition has
+    none at all). A code cell that reads a name which, at that point, only a
+    solution (above it) defines would raise NameError. Names defined by a
+    code cell before (an exercise's ``answer = None``, an import) are fine.
     """
     problems = []
     defined: set[str] = set()
     only_in_solutions: dict[str, int] = {}
     for index, cell in enumerate(cells):
-        if cell.cell_type != "code":
+        if cell.cell_type != "code" and not is_solution(cell):
             continue
-        statements = _statements(cell.source)
+        statements = _statements(_solution_code(cell) if is_solution(cell) else cell.source)
         if is_solution(cell):
             for _, binds in statements:
                 for name in binds - defined:
@@ -299,6 +316,18 @@ def test_the_run_all_check_finds_a_lesson_that_needs_its_solution():
         return [code(src, metadata={"tags": tags}) for src, tags in sources_and_tags]
 
     exercise, solution = [EXERCISE_TAG], [SOLUTION_TAG]
+    as_markdown = lesson(
+        ("answer = None\ncheck(answer)", exercise),
+        ("", []),
+        ("print(helper)", []),
+    )
+    as_markdown[1] = nbformat.v4.new_markdown_cell(
+        "<details><summary>Solution</summary>\n\n```python\nhelper = make()\n```\n</details>",
+        metadata={"tags": solution},
+    )
+    assert names_only_solutions_define(as_markdown) == [
+        "cell 2 reads 'helper', which only the solution cell 1 defines"
+    ]
     good = lesson(
         ("answer = None\ncheck(answer)", exercise),
         ("helper = make()\nanswer = helper.run()", solution),

@@ -99,10 +99,14 @@ def test_builder_static_snapshot_is_stable() -> None:
         schedule="cron", cron="0 6 * * *", parameters={"days": 60, "test_days": 14}
     )
     bundle = b._repr_mimebundle_()
-    assert bundle["text/plain"] == (
+    assert bundle["text/plain"].startswith(
         "DeploymentBuilder deployment 'energy-usage': cron '0 6 * * *', pool 'energy-pool', "
         'queue \'energy_usage\', paused no, parameters {"days": 60, "test_days": 14}\n  ✓ ready to deploy'
     )
+    # ... and the same deployment with Prefect's own API and as a prefect.yaml entry
+    assert 'cron="0 6 * * *",' in bundle["text/plain"]
+    assert 'parameters={"days": 60, "test_days": 14},' in bundle["text/plain"]
+    assert "  schedules:\n  - cron: 0 6 * * *" in bundle["text/plain"]
     assert "<th style='text-align:left'>parameter days</th><td>60</td>" in bundle["text/html"]
     assert "application/vnd.jupyter.widget-view+json" in bundle
     b.set(cron="0 25 * * *")
@@ -242,7 +246,7 @@ def test_builder_deploys_from_code_and_by_click(pool_and_queue: tuple[str, str])
     b.set(parameters={"days": 60, "test_days": 14})
     info = b.deploy()
     assert info.name == "builder-cron" and info.paused
-    assert "✓ deployed" in b.output.value and repr(b).endswith("✓ deployed")
+    assert "✓ deployed" in b.output.value and "\n  ✓ deployed\n" in repr(b)
 
     # a bad cron: the message says why before the click; the click changes nothing
     b.set(name="builder-bad", cron="*/5 * * *")
@@ -348,3 +352,50 @@ def test_no_view_thread_survives() -> None:
     time.sleep(0.2)
     names = [t.name for t in threading.enumerate() if t.name.startswith("energy-flows ")]
     assert names == []
+
+
+@pytest.mark.server
+def test_the_builders_prefect_code_and_yaml_deploy_what_the_form_holds(prefect_server, tmp_path):
+    """What the form shows 'ready to copy' works: Prefect's code, and prefect deploy on the yaml."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from prefect import get_client
+
+    from energy_flows.orchestration import ensure_work_pool
+
+    ensure_work_pool("builder-pool")
+    b = DeploymentBuilder(
+        name="builder-code", schedule="cron", cron="0 6 * * *", parameters={"days": 60}
+    ).set(work_pool="builder-pool", work_queue="builder-queue")
+    body = textwrap.indent(b.prefect_code(), "    ")
+    namespace: dict = {}
+    exec(f"async def deploy_it():\n{body}\n", namespace)  # the code the form shows
+    asyncio.run(namespace["deploy_it"]())
+
+    b.set(name="builder-yaml", schedule="interval", interval=120)
+    (tmp_path / "prefect.yaml").write_text(b.prefect_yaml() + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "deploy", "--all"],
+        cwd=tmp_path,
+        env={**os.environ, "PREFECT_CLI_PROMPT": "false"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    with get_client(sync_client=True) as client:
+        coded = client.read_deployment_by_name("energy-usage-pipeline/builder-code")
+        yamled = client.read_deployment_by_name("energy-usage-pipeline/builder-yaml")
+    for deployment in (coded, yamled):
+        assert (deployment.work_pool_name, deployment.work_queue_name) == (
+            "builder-pool",
+            "builder-queue",
+        )
+        assert deployment.parameters == {"days": 60}
+    assert coded.schedules[0].schedule.cron == "0 6 * * *"
+    assert yamled.schedules[0].schedule.interval.total_seconds() == 120

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -148,10 +149,24 @@ def execute_lesson(
     return LessonRun(path.stem, seconds, not error, error, len(left))
 
 
+#: An ANSI style code ("bold", "underline", "reset"), as rich writes them.
+_ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _normalise(nb: Any) -> None:
-    """Keep the stored notebook tidy: no per-run metadata that only makes diffs noisy."""
+    """Keep the stored notebook tidy: no per-run metadata that only makes diffs noisy.
+
+    Rich's notebook rendering (Prefect's ``.deploy()`` prints through it) sends
+    an HTML copy, which the notebook shows, and a plain-text copy that keeps
+    its styles as ANSI codes; those codes are removed from the stored text
+    (the notebooks' sanitizer removes them from fresh outputs too).
+    """
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/html" in data and isinstance(data.get("text/plain"), str):
+                data["text/plain"] = _ANSI_STYLE.sub("", data["text/plain"])
 
 
 def execute(

@@ -30,6 +30,10 @@ The parts
   package as hours (offline, ``source="uci"``), or read from its original minute file;
 * :mod:`.cleaning`: :func:`validate_readings`, :func:`clean_readings`;
 * :mod:`.statistics`: :func:`meter_statistics`;
+* :mod:`.meter_service`: :func:`read_meter`, a meter service that fails now and
+  then (``flaky``), for the lessons' retries;
+* :mod:`.parameters`: :func:`check_pipeline_parameters`, the one check of the
+  energy flows' parameters (run time and deploy time);
 * :mod:`.arguments`: the checks behind every "x must be ..." sentence.
 """
 
@@ -40,6 +44,8 @@ from energy_flows.data.cleaning import (
     validate_readings,
 )
 from energy_flows.data.loading import load_meter_csv, load_readings
+from energy_flows.data.meter_service import FlakySourceError, read_meter, source_fails
+from energy_flows.data.parameters import PIPELINE_DEFAULTS, check_pipeline_parameters
 from energy_flows.data.simulation import (
     MAX_SIMULATED_DAYS,
     MeterTraits,
@@ -53,13 +59,18 @@ __all__ = [
     "MAX_FILL_HOURS",
     "MAX_PLAUSIBLE_KWH",
     "MAX_SIMULATED_DAYS",
+    "PIPELINE_DEFAULTS",
+    "FlakySourceError",
     "MeterTraits",
+    "check_pipeline_parameters",
     "clean_readings",
     "load_meter_csv",
     "load_readings",
     "load_uci_household",
     "meter_statistics",
     "meter_traits",
+    "read_meter",
     "simulate_meter",
+    "source_fails",
     "validate_readings",
 ]

@@ -1,7 +1,7 @@
 """Checking arguments: one sentence that names the argument, what was given, and a value that works.
 
 Used by every function of :mod:`energy_flows.data` and by the flows' own
-parameter checks (:func:`energy_flows.flows.check_parameters`), so a learner
+parameter checks (:func:`energy_flows.data.check_pipeline_parameters`), so a learner
 gets the same kind of sentence wherever a value is wrong. Each ``check_...``
 returns the value it accepts (converted where that is safe) or raises a
 :class:`~energy_flows.errors.DataError`.

@@ -124,7 +124,7 @@ def check_household_period(start: object, days: object, *, where: str = "") -> p
     ``None``) means the last ``days`` days, up to 2010-11-26.
 
     The range is known without reading the file, so the flows call this
-    before any work (:func:`energy_flows.flows.check_parameters`), and a
+    before any work (:func:`energy_flows.data.check_pipeline_parameters`), and a
     deployment whose every run would be refused is refused at once.
 
     >>> check_household_period("2010-01-01", 120)

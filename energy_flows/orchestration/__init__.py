@@ -13,7 +13,7 @@ cell shows one readable table.
 `prefect work-queue create ...`        :func:`ensure_work_pool`, :func:`ensure_work_queue`
 `prefect work-queue inspect/preview`   :func:`queue_status`, :func:`queue_runs`
 `prefect deployment run ...`           :func:`trigger`, :func:`wait_for`
-(the UI's run page)                    :func:`run_result`
+(the UI's run page)                    :func:`run_result`, :func:`read_report`
 (runs of a worker that died)           :func:`ensure_zombie_automation`
 =====================================  ==========================================
 """
@@ -41,7 +41,7 @@ from energy_flows.orchestration.pools import (
     resume_work_queue,
     workers,
 )
-from energy_flows.orchestration.results import RunResult, run_result
+from energy_flows.orchestration.results import RunResult, read_report, run_result
 from energy_flows.orchestration.runs import (
     RunInfo,
     cancel_late_runs,
@@ -90,6 +90,7 @@ __all__ = [
     "pause_work_queue",
     "queue_runs",
     "queue_status",
+    "read_report",
     "read_run",
     "resume_deployment",
     "resume_work_pool",

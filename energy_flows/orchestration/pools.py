@@ -11,7 +11,7 @@ with different arguments updates it and says what changed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -222,6 +222,23 @@ def _process_job_template() -> dict:
     return template
 
 
+def _give_fast_command(c: Any, pool: Any) -> bool:
+    """Make the course's launcher the run command of a process pool that has none; True if changed.
+
+    A pool made with ``prefect work-pool create NAME --type process`` starts
+    each run with Prefect's default command (two interpreters); the course's
+    (:func:`~energy_flows.settings.flow_run_command`) starts runs about a second sooner. A command
+    the pool already has is kept.
+    """
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    template = dict(pool.base_job_template or {})
+    if not with_flow_run_command(template):
+        return False
+    c.update_work_pool(pool.name, WorkPoolUpdate(base_job_template=template))
+    return True
+
+
 def ensure_work_pool(
     name: str = DEFAULT_POOL,
     type: str = "process",
@@ -230,7 +247,9 @@ def ensure_work_pool(
     """Create the work pool ``name`` if it does not exist, or update it; return it.
 
     Replaces `prefect work-pool create NAME --type process`. A ``process`` pool
-    starts each flow run as a local process on the worker's machine.
+    starts each flow run as a local process on the worker's machine; the
+    course gives it a faster run command (:func:`flow_run_command`), also when
+    the pool was made with Prefect's command and has none.
 
     Args:
         name: the pool's name.
@@ -268,6 +287,8 @@ def ensure_work_pool(
                 f"`prefect work-pool delete {name}`."
             )
         changes: list[str] = []
+        if type == "process" and _give_fast_command(c, pool):
+            changes.append("flow runs start with the course's launcher")
         if concurrency_limit is not None:
             new = _limit_value(concurrency_limit)
             if new != pool.concurrency_limit:

@@ -240,3 +240,31 @@ def _level(level: int) -> str:
     import logging
 
     return logging.getLevelName(level)
+
+
+def read_report(meter_id: str) -> dict[str, Any]:
+    """The latest report and metrics published for ``meter_id``, read from the server.
+
+    Returns ``{"report": <markdown str>, "metrics": <DataFrame>}`` (``None``
+    for what has not been published yet): the artifacts the energy flows
+    publish under :func:`~energy_flows.reports.artifact_keys`, whichever run
+    published them last. Synchronous: safe in a notebook.
+    """
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from energy_flows.reports import artifact_keys
+
+    found: dict[str, Any] = {}
+    with client() as c:
+        for name, key in artifact_keys(meter_id).items():
+            artifacts = c.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                sort=ArtifactSort.UPDATED_DESC,
+                limit=1,
+            )
+            data = _artifact_data(artifacts[0].data) if artifacts else None
+            if name == "metrics" and data is not None:
+                data = pd.DataFrame(data)
+            found[name] = data
+    return found

@@ -191,6 +191,16 @@ class ClassroomDaskRunner(DaskTaskRunner):
         finally:
             self.dashboard_link = self.dashboard_local = None
 
+    def describe(self) -> dict[str, Any]:
+        """Where this runner sends tasks, for the flow to record and log.
+
+        ``dask_workers``: its worker processes; ``dashboard_link``: the
+        dashboard's link while a run is on (``None`` before and after). The
+        batch flow reads this from the task runner of its run, when the runner
+        has it, and keeps it in its result's ``attrs``.
+        """
+        return {"dask_workers": self.n_workers, "dashboard_link": self.dashboard_link}
+
     def __repr__(self) -> str:
         return (
             f"ClassroomDaskRunner(n_workers={self.n_workers}, memory_limit={self.memory_limit!r})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import urllib.parse
 
 from energy_flows import settings
 from energy_flows.errors import ServiceError
@@ -315,6 +316,23 @@ class PrefectServer(ManagedService[ServerRecord]):
     def _where(self, rec: ServerRecord) -> str:
         return f"ui={rec.ui_url} api={rec.api_url}"
 
+    @property
+    def command(self) -> str | None:
+        """The Prefect command this server stands for, as you would type it in a terminal.
+
+        ``PREFECT_SERVER_API_PORT=<port> prefect server start --host 127.0.0.1
+        --port <port>`` (None when it does not run). The variable is needed
+        with any port but 4200: ``--port`` alone moves the API, while the UI
+        keeps calling it on 4200. The course starts the command through its
+        launcher, with the classroom settings in its environment.
+        """
+        rec = self.record
+        if rec is None or not rec.api_url:
+            return None
+        port = urllib.parse.urlsplit(rec.api_url).port or 4200
+        argv = server_argv(port)[3:]  # what follows `python -m energy_flows.services.launch`
+        return f"PREFECT_SERVER_API_PORT={port} {' '.join(argv)}"
+
     def _rows(self, rec: ServerRecord | None) -> list[tuple[str, str | Markup]]:
         rows: list[tuple[str, str | Markup]] = []
         if rec is not None:
@@ -333,6 +351,8 @@ class PrefectServer(ManagedService[ServerRecord]):
             if rec.auth:
                 code = element("code", "server.auth_string")
                 rows.append(("Password", Markup(f"required: {code} (user:password)")))
+            if self.command:
+                rows.append(("Command", element("code", self.command)))
         return [*rows, ("Home", str(self.home))]
 
 

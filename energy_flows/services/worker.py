@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from energy_flows import names, settings
 from energy_flows.errors import OrchestrationError, ServiceError
+from energy_flows.markup import Markup, element
 from energy_flows.services import api, control, registry
 from energy_flows.services.base import ManagedService
 from energy_flows.services.process import SpawnOptions
@@ -298,12 +299,23 @@ class Worker(ManagedService[WorkerRecord]):
             f"pid={rec.pid if rec else None}>"
         )
 
-    def _rows(self, rec: WorkerRecord | None) -> list[tuple[str, str]]:
-        rows = [
+    @property
+    def command(self) -> str:
+        """The Prefect command this worker stands for, as you would type it in a terminal.
+
+        ``prefect worker start --pool ... --type process --name ... --work-queue ...``;
+        the course starts it through its launcher, with the classroom settings
+        (and the server's address) in its environment.
+        """
+        argv = worker_argv(self.pool, self.queues, self.name, self.limit)
+        return " ".join(argv[3:])  # what follows `python -m energy_flows.services.launch`
+
+    def _rows(self, rec: WorkerRecord | None) -> list[tuple[str, str | Markup]]:
+        rows: list[tuple[str, str | Markup]] = [
             ("Pool", self.pool),
             ("Queues", ", ".join(self.queues)),
             ("Limit", "none" if self.limit is None else str(self.limit)),
         ]
         if rec is not None:
             rows += [("PID", str(rec.pid)), ("Uptime", rec.uptime())]
-        return rows
+        return [*rows, ("Command", element("code", self.command))]

@@ -36,6 +36,11 @@ class DeploymentBuilder(SnapshotDisplay):
     waits for the click. Changing any field clears the result or error of
     the previous Deploy: it described another form.
 
+    Under the form it shows, for what the fields hold, the same deployment
+    written with Prefect's own API (:meth:`prefect_code`: ``flow.from_source``
+    and ``.deploy``) and as a ``prefect.yaml`` entry (:meth:`prefect_yaml`),
+    ready to copy. Deploy does the same, after its checks.
+
     From code (what tests do)::
 
         b = DeploymentBuilder()
@@ -103,6 +108,7 @@ class DeploymentBuilder(SnapshotDisplay):
         )
         self.message = w.HTML()
         self.output = w.HTML()
+        self.equivalent = w.HTML()
         self.deploy_button.on_click(lambda _: self._on_click())
         flow_name = getattr(flow, "name", getattr(flow, "__name__", "flow"))
         params_box = w.VBox(
@@ -127,6 +133,7 @@ class DeploymentBuilder(SnapshotDisplay):
                 *self.settings_fields,
                 w.HBox([self.deploy_button, self.message]),
                 self.output,
+                self.equivalent,
             ]
         )
         self.add_class("energy-flows-deployment-builder")
@@ -266,6 +273,80 @@ class DeploymentBuilder(SnapshotDisplay):
             f", parameters {params}"
         )
 
+    def _flow_source(self) -> tuple[str, str, str]:
+        """(module, folder expression, file entrypoint) of the form's flow, for the code shown."""
+        import inspect
+        from pathlib import Path
+
+        module = getattr(getattr(self.flow, "fn", None), "__module__", "") or "flows"
+        function = getattr(getattr(self.flow, "fn", None), "__name__", "flow")
+        try:
+            file_name = Path(inspect.getsourcefile(self.flow.fn) or "flows.py").name
+        except TypeError:
+            file_name = "flows.py"
+        return module, file_name, function
+
+    def prefect_code(self) -> str:
+        """What the form deploys, written with Prefect's own API (a notebook cell, ready to copy).
+
+        ``flow.from_source(folder, "file.py:function")`` loads the flow as a
+        worker will; ``.deploy(...)`` registers it. ``await``: in a notebook
+        both are asynchronous.
+        """
+        name, options = self._deploy_arguments(_safe_parameters(self))
+        module, file_name, function = self._flow_source()
+        lines = [
+            "import importlib",
+            "from pathlib import Path",
+            "",
+            "from prefect import flow",
+            "",
+            f"module = importlib.import_module({_py(module)})",
+            "remote_flow = await flow.from_source(",
+            "    source=str(Path(module.__file__).parent),",
+            f'    entrypoint="{file_name}:{function}",',
+            ")",
+            "await remote_flow.deploy(",
+            f"    name={_py(name)},",
+            f"    work_pool_name={_py(options['work_pool'])},",
+            f"    work_queue_name={_py(options['work_queue'])},",
+        ]
+        if "interval" in options:
+            lines.append(f"    interval={options['interval']:g},")
+        if "cron" in options:
+            lines.append(f"    cron={_py(options['cron'])},")
+        if options["parameters"]:
+            lines.append(f"    parameters={_py(options['parameters'])},")
+        if options["paused"]:
+            lines.append("    paused=True,")
+        lines.append(")")
+        return "\n".join(lines)
+
+    def prefect_yaml(self) -> str:
+        """What the form deploys, as an entry of ``prefect.yaml`` (for ``prefect deploy``)."""
+        import yaml
+
+        name, options = self._deploy_arguments(_safe_parameters(self))
+        module, _, function = self._flow_source()
+        entry: dict[str, Any] = {"name": name, "entrypoint": f"{module}.{function}"}
+        if options["parameters"]:
+            entry["parameters"] = options["parameters"]
+        entry["work_pool"] = {
+            "name": options["work_pool"],
+            "work_queue_name": options["work_queue"],
+        }
+        if "interval" in options:
+            interval = options["interval"]
+            entry["schedules"] = [
+                {"interval": int(interval) if interval == int(interval) else interval}
+            ]
+        elif "cron" in options:
+            entry["schedules"] = [{"cron": options["cron"]}]
+        if options["paused"]:
+            entry["paused"] = True
+        text = yaml.safe_dump({"deployments": [entry]}, sort_keys=False, default_flow_style=False)
+        return str(text).rstrip()
+
     def deploy(self) -> Any:
         """Create or update the deployment from the fields and return its info.
 
@@ -323,21 +404,39 @@ class DeploymentBuilder(SnapshotDisplay):
         if problems:
             items = [element("li", problem) for problem in problems]
             self.message.value = bad(element("ul", *items, style="margin:0"))
+            self.equivalent.value = ""
         else:
             self.message.value = ok("✓ ready to deploy")
+            self.equivalent.value = self._equivalent_html()
+
+    def _equivalent_html(self) -> str:
+        return element(
+            "div",
+            element("i", "The same with Prefect's API, in a notebook cell:"),
+            element("pre", self.prefect_code()),
+            element("i", "The same as an entry of prefect.yaml (then: prefect deploy -n NAME):"),
+            element("pre", self.prefect_yaml()),
+        )
 
     # -- display
-    def snapshot_text(self) -> str:
-        """The form as text: what it would deploy, and its problems or result."""
-        line = f"DeploymentBuilder {self.describe()}"
+    def _status_lines(self) -> str:
+        """What is wrong with the form, or that it is ready (or deployed)."""
         problems = self.errors
         if problems:
-            return line + "\n" + "\n".join(f"  ✗ {p}" for p in problems)
+            return "\n".join(f"  ✗ {p}" for p in problems)
         if self.last_error:
-            return line + f"\n  ✗ {self.last_error}"
-        if self.result is not None:
-            return line + "\n  ✓ deployed"
-        return line + "\n  ✓ ready to deploy"
+            return f"  ✗ {self.last_error}"
+        return "  ✓ deployed" if self.result is not None else "  ✓ ready to deploy"
+
+    def snapshot_text(self) -> str:
+        """The form as text: what it would deploy, its problems or result, and Prefect's code."""
+        text = f"DeploymentBuilder {self.describe()}\n{self._status_lines()}"
+        if self.errors:
+            return text
+        return (
+            f"{text}\n\nThe same with Prefect's API, in a notebook cell:\n{self.prefect_code()}"
+            f"\n\nThe same as an entry of prefect.yaml:\n{self.prefect_yaml()}"
+        )
 
     def snapshot_html(self) -> str:
         """The form as HTML: a table of its fields, then its message."""
@@ -353,13 +452,30 @@ class DeploymentBuilder(SnapshotDisplay):
             element("tr", element("th", key, style="text-align:left"), cell(value))
             for key, value in rows.items()
         ]
-        status = self.snapshot_text().split("\n", 1)[1]  # the lines after describe()
+        status = self._status_lines()
         return element(
             "div",
             element("b", "DeploymentBuilder"),
             element("table", *body),
             element("pre", status),
+            Markup(self._equivalent_html()) if not self.errors else None,
         )
+
+
+def _py(value: Any) -> str:
+    """``value`` as Python source, strings in double quotes (as the lessons write them)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_py(k)}: {_py(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        inner = ", ".join(_py(v) for v in value)
+        return (
+            f"[{inner}]"
+            if isinstance(value, list)
+            else f"({inner}{',' if len(value) == 1 else ''})"
+        )
+    return repr(value)
 
 
 def _safe_parameters(builder: DeploymentBuilder) -> dict[str, Any]:

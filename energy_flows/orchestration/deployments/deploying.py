@@ -272,7 +272,7 @@ def deploy_energy_flow(
     Example: ``deploy_energy_flow(interval=30, parameters={"meter_id": "house-2"})``.
 
     The parameters go through the flow's own checks
-    (:func:`energy_flows.flows.check_parameters`) before anything is created:
+    (:func:`energy_flows.data.check_pipeline_parameters`) before anything is created:
     ``parameters={"days": 10}`` is refused here with the sentence a run would
     fail with (10 days leave no 3 weeks of training before the 28 test days).
     """

@@ -90,19 +90,11 @@ def deployment_info(
 
 
 def resolve_deployment(c: SyncPrefectClient, deployment: Any) -> DeploymentResponse:
-    """Find a deployment by DeploymentInfo, id, "flow/deployment" or bare deployment name."""
+    """Find a deployment by DeploymentInfo, Prefect's deployment object, id, "flow/deployment" or name."""
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.exceptions import ObjectNotFound
 
-    if isinstance(deployment, DeploymentInfo):
-        deployment = deployment.id
-    if isinstance(deployment, uuid.UUID):
-        deployment = str(deployment)
-    if not isinstance(deployment, str) or not deployment:
-        raise OrchestrationError(
-            "Name a deployment as 'flow/deployment' (e.g. 'energy-usage-pipeline/energy-usage'), "
-            f"by its name, its id, or the DeploymentInfo deploy() returned; got {deployment!r}."
-        )
+    deployment = _deployment_key(deployment)
     try:
         return c.read_deployment(uuid.UUID(deployment))
     except ValueError:
@@ -131,6 +123,22 @@ def resolve_deployment(c: SyncPrefectClient, deployment: Any) -> DeploymentRespo
         f"There is no deployment {deployment!r} on this server (deployments: "
         f"{', '.join(existing) or 'none yet'}). Create it with deploy_energy_flow() or deploy()."
     )
+
+
+def _deployment_key(deployment: Any) -> str:
+    """The id or name in ``deployment`` (ours, Prefect's object, an id or a name), as text."""
+    if isinstance(deployment, DeploymentInfo):
+        deployment = deployment.id
+    elif isinstance(getattr(deployment, "id", None), uuid.UUID):
+        deployment = deployment.id  # Prefect's own deployment objects
+    if isinstance(deployment, uuid.UUID):
+        deployment = str(deployment)
+    if not isinstance(deployment, str) or not deployment:
+        raise OrchestrationError(
+            "Name a deployment as 'flow/deployment' (e.g. 'energy-usage-pipeline/energy-usage'), "
+            f"by its name, its id, or the DeploymentInfo deploy() returned; got {deployment!r}."
+        )
+    return deployment
 
 
 def _full_names(c: SyncPrefectClient, deployments: list[Any]) -> list[str]:

@@ -97,31 +97,35 @@ def check_flow_rules(flow: Flow, parameters: dict[str, Any]) -> None:
     """Refuse parameters that every run of ``flow`` would refuse, with the run's own sentence.
 
     A deployment stores default parameters for its runs. If a run of the flow
-    refuses them, every scheduled run would fail, one after the other. The
-    package's flows check their parameters first thing
-    (:func:`energy_flows.flows.check_parameters`), then read their data with
-    :func:`~energy_flows.data.load_readings`, which has limits of its own
-    (``days`` at most 36525). Both checks run here, at deploy time, on
-    ``parameters`` as :func:`validate_parameters` returned them (the flow's
-    defaults fill in the rest). Flows from elsewhere have no such rules:
-    only their signature is checked.
+    refuses them (the package's flows check theirs first thing, with
+    :func:`energy_flows.data.check_pipeline_parameters`, then read their data
+    with :func:`~energy_flows.data.load_readings`, which allows at most 36525
+    ``days``), every scheduled run would fail, one after the other. So the same
+    checks run here, at deploy time, on ``parameters`` as
+    :func:`validate_parameters` returned them (the flow's own defaults fill in
+    the rest). Flows from elsewhere have no such rules: only their signature
+    is checked.
 
     Raises :class:`~energy_flows.errors.OrchestrationError` (like every other
     deploy-time check, so one ``except`` catches them all) whose message holds
     the run's :class:`~energy_flows.errors.DataError` sentence; the
     ``DataError`` is its ``__cause__``.
     """
+    from energy_flows.data import check_pipeline_parameters
     from energy_flows.data.loading import check_reading_days
-
-    # The one import of the flows' own check: the module that holds it is named here only.
-    from energy_flows.flows import check_parameters, energy_usage_batch, energy_usage_pipeline
+    from energy_flows.flows import energy_usage_batch, energy_usage_pipeline
 
     if getattr(flow, "fn", None) not in {energy_usage_pipeline.fn, energy_usage_batch.fn}:
         return
-    judged = set(inspect.signature(check_parameters).parameters) - {"flow"}
+    judged = set(inspect.signature(check_pipeline_parameters).parameters) - {"defaults"}
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(flow.fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     try:
-        checked = check_parameters(
-            **{k: v for k, v in parameters.items() if k in judged}, flow=flow
+        checked = check_pipeline_parameters(
+            **{k: v for k, v in parameters.items() if k in judged}, defaults=defaults
         )
         check_reading_days(checked["days"])  # what the run's ingest step checks next
     except DataError as exc:
