@@ -1,7 +1,7 @@
 """The learner's journey: every lesson in order, in ONE home, one kernel after another.
 
 nbval gives each lesson a fresh home; a learner does not. Here lessons 00 to
-07 run top to bottom in a single home, each in a new kernel started right
+08 run top to bottom in a single home, each in a new kernel started right
 after the previous one ended (as when a learner closes one lesson and opens
 the next). In the middle, lesson 05's kernel is restarted while its worker
 has runs in flight (Kernel > Restart), then 05 runs again from the top, then
@@ -126,5 +126,8 @@ def test_lessons_in_order_in_one_home_with_a_restart(tmp_path):
     times["07"] = _run_all(lessons["07"], home)
     with contextlib.suppress(WaitTimeout):
         wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
+    assert leftover_processes(home) == []
+    # Lesson 08 (the terminals do the work; nobody types here) only reads: it runs after all.
+    times["08"] = _run_all(lessons["08"], home)
     assert leftover_processes(home) == []
     print("journey:", ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))

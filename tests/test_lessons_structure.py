@@ -28,6 +28,7 @@ EXPECTED = [
     "05_agents_and_workers",
     "06_monitoring_and_cleanup",
     "07_outgrowing_one_machine",
+    "08_walkthrough_by_hand",
 ]
 
 #: Every command of the original Prefect 2 walkthrough, and the lesson that maps it.
@@ -125,6 +126,10 @@ def test_lesson_first_code_cell_prepares_everything(path):
     first = _code_cells(nb)[0].source
     if path.stem.startswith("00"):
         return  # the readiness check starts nothing
+    if path.stem.startswith("08"):
+        # The walkthrough by hand starts nothing either: the learner's terminals do.
+        assert "guide()" in first, "lesson 08 shows where its terminals keep their state"
+        return
     assert "PrefectServer().start()" in first or "lesson_setup(" in first
 
 
@@ -138,10 +143,23 @@ def test_exercises_have_a_self_check_and_a_collapsed_solution(path):
         assert "check_" in cells[i].source, "an exercise cell calls its check_...() function"
         solution = cells[i + 1]
         assert "solution" in _tags(solution), "a solution cell follows the exercise"
+        if solution.cell_type == "markdown":
+            # Revealed on request, never run by Run All: a collapsed <details> block.
+            assert _revealed_solution(solution.source), solution.source
+            continue
         assert solution.metadata.get("jupyter", {}).get("source_hidden") is True, (
             "the solution is collapsed (metadata.jupyter.source_hidden)"
         )
         assert "check_" in solution.source, "the solution ends with the same self-check"
+
+
+def _revealed_solution(source: str) -> re.Match[str] | None:
+    """A markdown solution: <details><summary>Solution</summary>, one fenced block, </details>."""
+    return re.fullmatch(
+        r"<details><summary>Solution</summary>\n\n```(bash|python)\n(.+?)\n```\n</details>",
+        source,
+        re.S,
+    )
 
 
 @pytest.mark.parametrize("path", [p for p in LESSONS if int(p.stem[:2]) >= 2], ids=lambda p: p.stem)
@@ -160,6 +178,12 @@ def test_each_check_judges_the_learners_answer(path):
         name = answer.group(1)
         check = re.search(rf"^(check_\w+)\({name}\)$", exercise, re.M)
         assert check, f"the exercise ends with check_...({name}):\n{exercise}"
+        revealed = _revealed_solution(solution) if cells[i + 1].cell_type == "markdown" else None
+        if revealed is not None and revealed.group(1) == "bash":
+            continue  # the answer comes from what the commands print (lesson 08's terminals)
+        if revealed is not None:
+            assert re.search(rf"^{name} = \S", revealed.group(2), re.M), solution
+            continue
         assert re.search(rf"^{name} = \S", solution, re.M), f"the solution assigns {name}"
         assert solution.rstrip().endswith(f"{check.group(1)}({name})"), solution
 
