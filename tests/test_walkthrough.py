@@ -302,6 +302,7 @@ def test_the_walkthrough_typed_into_jupyterlab_terminals(
         terms[3].wait_for(r"Worker 'ProcessWorker [^']+' started!", 60)
         said = until_done(kernel, lesson.cell("check_drained()"), 180, terms[3])
         assert "taken by ProcessWorker" in said and "drained" in said, said
+        completed_run = re.search(r"went Late, then Completed: ([\w-]+)", said).group(1)  # type: ignore[union-attr]
         phases.done("step 6 (the worker drains the queue)")
 
         # Step 7: a long run, Ctrl-C in terminal 3 while it runs, then mend it.
@@ -330,6 +331,20 @@ def test_the_walkthrough_typed_into_jupyterlab_terminals(
             do(Action(cancel.terminal, [cancel.lines[0].replace("<ID>", other)]), terms, port)
         said = until_done(kernel, stuck, 150, terms[2])
         assert "cancellation timed out" in said and "now Cancelled" in said, said
+        # Prefect's own objects and the run's name are right answers too ...
+        by_name = lesson.answered("check_mended(stuck)", f'stuck = "{name}"')
+        assert DONE in kernel.run(by_name).text
+        as_flow_run = (
+            "from energy_flows import learner_server\n"
+            "with learner_server.client(learner_server.find_server().api_url) as c:\n"
+            f"    stuck = c.read_flow_run('{run_id}')\n"
+            "check_mended(stuck)"
+        )
+        assert DONE in kernel.run(as_flow_run).text
+        # ... and a run that Completed is not: the check says why.
+        completed = lesson.answered("check_mended(stuck)", f'stuck = "{completed_run}"')
+        said = kernel.run(completed).text
+        assert "not yet" in said and "the worker was stopped after it ended" in said, said
         assert run_id in do(step7[4], terms, port)
         phases.done("step 7 (Ctrl-C mid-run, cancelled)")
 
