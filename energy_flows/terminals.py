@@ -280,8 +280,34 @@ def started_by_hand(home: str | os.PathLike[str] | None = None) -> list[HandStar
     return sorted(mine, key=lambda p: (order.get(p.role, 9), p.pid))
 
 
+def write_jupyter_config(path: Path) -> None:
+    """Add :func:`jupyter_config` to the Jupyter server configuration file ``path`` (JSON).
+
+    What the file already holds is kept; only ``ServerApp.terminado_settings``
+    changes. A Jupyter server reads ``jupyter_server_config.json`` from each
+    folder of its configuration path, e.g. ``<environment>/etc/jupyter/``
+    (the ``.d`` folders beside it are read for enabling extensions only).
+    """
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        config = {}
+    if not isinstance(config, dict):
+        config = {}
+    server = config.setdefault("ServerApp", {})
+    server.setdefault("terminado_settings", {}).update(
+        jupyter_config()["ServerApp"]["terminado_settings"]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m energy_flows.terminals shell`` (JupyterLab's terminals) or ``jupyter-config``."""
+    """``python -m energy_flows.terminals shell`` (JupyterLab's terminals) or ``jupyter-config [FILE]``.
+
+    ``jupyter-config`` prints the configuration; with ``FILE`` it adds it to
+    that ``jupyter_server_config.json`` (Binder's ``postBuild`` does).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["shell"]:
         exec_shell()
@@ -289,7 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args == ["jupyter-config"]:
         print(json.dumps(jupyter_config(), indent=2))
         return 0
-    print("usage: python -m energy_flows.terminals {shell|jupyter-config}", file=sys.stderr)
+    if len(args) == 2 and args[0] == "jupyter-config":
+        write_jupyter_config(Path(args[1]))
+        return 0
+    print("usage: python -m energy_flows.terminals {shell|jupyter-config [FILE]}", file=sys.stderr)
     return 2
 
 

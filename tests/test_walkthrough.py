@@ -574,6 +574,22 @@ def test_jupyterlab_is_told_to_open_terminals_through_the_launcher(tmp_path: Pat
     assert json.loads(out) == terminals.jupyter_config()
 
 
+def test_binders_jupyter_config_gets_the_terminals_and_keeps_what_else_it_holds(tmp_path: Path):
+    path = tmp_path / "etc" / "jupyter" / "jupyter_server_config.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"ServerApp": {"terminado_settings": {"type": "xterm"}}, "LabApp": {"x": 1}}')
+    done = subprocess.run(
+        [sys.executable, "-m", "energy_flows.terminals", "jupyter-config", str(path)], check=False
+    )
+    assert done.returncode == 0
+    assert json.loads(path.read_text()) == {
+        "ServerApp": {
+            "terminado_settings": {"type": "xterm", "shell_command": terminals.shell_command()}
+        },
+        "LabApp": {"x": 1},
+    }
+
+
 def test_the_launcher_becomes_the_shell_with_that_environment(tmp_path: Path):
     env = {**os.environ, "ENERGY_FLOWS_HOME": str(tmp_path), "SHELL": "/bin/sh"}
     env["PREFECT_LOGGING_LEVEL"] = "DEBUG"
