@@ -64,8 +64,8 @@ class Guide:
             )
         return [
             ("Prefect home of the terminals", str(self.prefect_home)),
-            ("set for you by", "`make lab` (energy-flows lab) and Binder: `echo $PREFECT_HOME`"),
-            ("elsewhere, type in each terminal", self.export_line),
+            ("terminals of `make lab`, Binder", "have it already: `echo $PREFECT_HOME` prints it"),
+            ("in any other terminal, type", self.export_line),
             ("port for your server", port),
         ]
 
@@ -144,7 +144,7 @@ def check_server() -> CheckResult:
         else:
             check.missing.append(
                 f"No Prefect server runs with the terminals' Prefect home ({home}) yet: type "
-                "step 1's two commands in terminal 1 (and check that `echo $PREFECT_HOME` "
+                "step 1's commands in terminal 1 (and check that `echo $PREFECT_HOME` "
                 "prints that folder)."
             )
         return check

@@ -218,7 +218,12 @@ class Terminal:
         output = self.since_typed()[: found.start()]
         return output, int(found.group(1))
 
+    def disconnect(self) -> None:
+        """Close this tab's connection; the terminal and what runs in it go on (a closed tab)."""
+        self._ws.close()
+
     def close(self) -> None:
+        """Shut the terminal down, as its tab's *Shut Down* does."""
         self._ws.close()
         try:
             request(self.base, self.token, "DELETE", f"/api/terminals/{self.name}")

@@ -405,10 +405,18 @@ def test_a_worker_before_its_pool_and_ctrl_c_of_make_lab_with_both_running(lab: 
         assert "a worker already polls pool 'walkthrough'" in said, said
         assert "prefect work-queue create energy_usage --pool walkthrough" in said, said
         assert len(hand_started(lab.home)) >= 2  # the server and the worker
+        # The last cell names both, workers first, with how to stop each.
+        said = kernel.run(lesson.cell("check_all_stopped()")).text
+        assert "not yet" in said, said
+        worker = said.index("a Prefect worker still runs")
+        server = said.index("a Prefect server still runs")
+        assert worker < server, said
+        assert "pool walkthrough): Ctrl-C in the terminal that runs it (terminal 3)" in said, said
+        assert f"port {port}): Ctrl-C in the terminal that runs it (terminal 1)" in said, said
     finally:
         for term in terms.values():
-            term._ws.close()  # the terminals stay open: make lab's Ctrl-C must end them
-        kernel._ws.close()
+            term.disconnect()  # the terminals stay open: make lab's Ctrl-C must end them
+        kernel.close()
     lab.ctrl_c()  # make itself ends by the signal; JupyterLab's launcher says how it went
     assert "Everything is stopped." in lab.output()
     assert _wait_gone(lambda: hand_started(lab.home), 30) == []
