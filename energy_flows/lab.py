@@ -254,9 +254,11 @@ def lab_command(
     ]
     if settings_dir is not None:
         argv.append(f"--LabApp.app_settings_dir={settings_dir}")
-    # Lesson 08's terminals: plain Prefect in a Prefect home of the course's (terminals.py).
-    shell = json.dumps(terminals.shell_command())
-    argv.append(f"--ServerApp.terminado_settings=shell_command={shell}")
+    if os.name != "nt":
+        # Lesson 08's terminals: plain Prefect in a Prefect home of the course's (terminals.py).
+        # (Windows terminals run PowerShell; there the lesson says what to type instead.)
+        shell = json.dumps(terminals.shell_command())
+        argv.append(f"--ServerApp.terminado_settings=shell_command={shell}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Containers and CI machines often run as root; Jupyter refuses that by default.
         argv.append("--allow-root")
