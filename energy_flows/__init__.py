@@ -9,6 +9,7 @@ editors see their real types; ``tests/test_packaging.py`` keeps the two lists eq
 Layers (imports go one way; ``make lint`` checks it, see docs/architecture.md):
 
 * lessons: :mod:`~energy_flows.lessons`, :mod:`~energy_flows.exercises`,
+  :mod:`~energy_flows.walkthrough`, :mod:`~energy_flows.terminals`,
   :mod:`~energy_flows.tour`, :mod:`~energy_flows.check`, :mod:`~energy_flows.lab`
 * views and widgets: :mod:`energy_flows.views`, :mod:`energy_flows.widgets`
 * classroom services: :mod:`energy_flows.services`

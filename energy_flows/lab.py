@@ -35,7 +35,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from energy_flows import settings
+from energy_flows import settings, terminals
 from energy_flows.errors import EnergyFlowsError
 from energy_flows.services import database, process
 from energy_flows.services.server import port_is_free
@@ -242,6 +242,10 @@ def lab_command(
 ) -> list[str]:
     """The ``jupyter lab`` command line: loopback only, offline, ``notebook_dir`` as root.
 
+    Its terminals open through :func:`energy_flows.terminals.shell_command`:
+    plain Prefect, in the course's Prefect home for lesson 08 (the kernels
+    are not affected: they set their own Prefect environment).
+
     ``token`` fixes the access token (a browser test needs to know it);
     otherwise JupyterLab makes one (or takes ``JUPYTER_TOKEN``).
     ``settings_dir`` is the application settings folder (:func:`lab_settings_dir`).
@@ -261,6 +265,11 @@ def lab_command(
     ]
     if settings_dir is not None:
         argv.append(f"--LabApp.app_settings_dir={settings_dir}")
+    if os.name != "nt":
+        # Lesson 08's terminals: plain Prefect in a Prefect home of the course's (terminals.py).
+        # (Windows terminals run PowerShell; there the lesson says what to type instead.)
+        shell = json.dumps(terminals.shell_command())
+        argv.append(f"--ServerApp.terminado_settings=shell_command={shell}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Containers and CI machines often run as root; Jupyter refuses that by default.
         argv.append("--allow-root")

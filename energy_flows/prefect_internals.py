@@ -9,6 +9,10 @@ checks them on another Prefect.
 * :func:`flush_to_server`: send the run logs and events this process has
   queued (``APILogWorker`` and ``EventsWorker``, Prefect's background
   senders, have ``drain_all`` but no public wrapper).
+* :func:`dashboard_api_url`: the API address a server's dashboard calls,
+  read from ``GET /ui-settings``, the route the dashboard itself reads at
+  start (lesson 08 checks that a server started with ``--port`` calls its
+  own port, not 4200).
 * ``energy_flows.services.launch`` preloads the private server helpers of
   ``prefect.cli`` with the server's modules (an import that may fail: it is
   only a preload; ``tests/test_layout.py`` lists it).
@@ -17,10 +21,13 @@ checks them on another Prefect.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
+import urllib.error
+import urllib.request
 
-__all__ = ["flush_to_server"]
+__all__ = ["dashboard_api_url", "flush_to_server"]
 
 
 def flush_to_server(timeout: float = 10.0) -> bool:
@@ -59,3 +66,21 @@ def flush_to_server(timeout: float = 10.0) -> bool:
         helper.start()
         helper.join(len(available) * timeout + 1)
     return len(available) == len(drains)
+
+
+def dashboard_api_url(ui_url: str, timeout: float = 3.0) -> str | None:
+    """The API address the dashboard served at ``ui_url`` calls; None when it cannot be read.
+
+    Prefect's server serves its dashboard's settings at ``/ui-settings``
+    (``api_url``: ``PREFECT_UI_API_URL`` if set, else ``PREFECT_API_URL``,
+    else the server's host and ``PREFECT_SERVER_API_PORT``). The route is the
+    dashboard's, not part of the REST API: a release that changes it makes
+    this answer None, and the check that uses it says nothing.
+    """
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{ui_url.rstrip('/')}/ui-settings", timeout=timeout) as response:
+            value = json.loads(response.read()).get("api_url")
+    except (OSError, ValueError, AttributeError, urllib.error.URLError):
+        return None
+    return str(value) if isinstance(value, str) and value else None

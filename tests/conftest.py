@@ -49,6 +49,7 @@ def package_processes(root: Path) -> list[psutil.Process]:
 #: minutes after, with one process left waiting for a long test that started last.
 LONGEST_FIRST = (
     "tests/test_journey.py",
+    "tests/test_walkthrough.py::test_the_walkthrough_typed_into_jupyterlab_terminals",
     "tests/test_recovery.py::test_starting_the_instant_the_previous_owner_exits_works_20_times",
     "tests/test_binder.py",
     "tests/test_kernel_lifecycle.py::test_restart_with_runs_in_flight_leaves_no_zombie",
@@ -56,6 +57,7 @@ LONGEST_FIRST = (
     "tests/test_postgres.py",
     "tests/test_browser.py",
     "tests/test_lab.py",
+    "tests/test_walkthrough.py::test_a_worker_before_its_pool",
     "tests/test_screenshots.py",
 )
 

@@ -20,7 +20,6 @@ sent one by one over the kernel's websocket. It must pass and use the home
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -28,7 +27,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +34,7 @@ import nbformat
 import psutil
 import pytest
 
+from tests.jupyterlab import Terminal, open_notebook, request
 from tests.wheelhouse import ROOT, ensure_wheelhouse, offline_pip_env
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
@@ -59,89 +58,11 @@ def _run_in_jupyterlab(base: str, notebook: str, codes: list[str], timeout: floa
     cell as an ``execute_request`` on the kernel's websocket. A cell that
     fails stops the run with its traceback.
     """
-    import uuid
-
-    import websocket
-
-    session = _request(
-        "POST",
-        f"{base}/api/sessions",
-        {
-            "path": notebook,
-            "type": "notebook",
-            "name": Path(notebook).name,
-            "kernel": {"name": "python3"},
-        },
-    )
-    kernel_id = session["kernel"]["id"]
-    ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
-    channel = websocket.create_connection(
-        ws_url, header=[f"Authorization: token {TOKEN}"], timeout=timeout
-    )
-    outputs: list[str] = []
+    kernel = open_notebook(base, TOKEN, notebook)
     try:
-        for code in codes:
-            msg_id = uuid.uuid4().hex
-            channel.send(
-                json.dumps(
-                    {
-                        "header": {
-                            "msg_id": msg_id,
-                            "msg_type": "execute_request",
-                            "session": kernel_id,
-                            "username": "test",
-                            "version": "5.3",
-                        },
-                        "parent_header": {},
-                        "metadata": {},
-                        "channel": "shell",
-                        "buffers": [],
-                        "content": {
-                            "code": code,
-                            "silent": False,
-                            "store_history": True,
-                            "user_expressions": {},
-                            "allow_stdin": False,
-                            "stop_on_error": True,
-                        },
-                    }
-                )
-            )
-            text, errors, reply, idle = [], [], None, False
-            # The reply (shell) and the outputs (iopub) share the websocket in any order:
-            # the cell is done once both the reply and the kernel's "idle" have come.
-            while reply is None or not idle:
-                msg = json.loads(channel.recv())
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind = msg["header"]["msg_type"]
-                if kind == "stream" and msg["content"]["name"] == "stdout":
-                    text.append(msg["content"]["text"])
-                elif kind == "error":
-                    errors.append("\n".join(msg["content"]["traceback"]))
-                elif kind == "execute_reply":
-                    reply = msg
-                elif kind == "status":
-                    idle = msg["content"]["execution_state"] == "idle"
-            assert reply["content"]["status"] == "ok", f"{code[:300]}\n" + "\n".join(errors)
-            outputs.append("".join(text))
+        return [kernel.run(code, timeout).stdout for code in codes]
     finally:
-        channel.close()
-        _request("DELETE", f"{base}/api/sessions/{session['id']}")
-    return outputs
-
-
-def _request(method: str, url: str, body: dict | None = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method=method,
-        headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        raw = response.read()
-    return dict(json.loads(raw)) if raw else {}
+        kernel.close()
 
 
 def _copy_checkout(target: Path) -> Path:
@@ -167,9 +88,8 @@ def _free_port() -> int:
 
 
 def _get_json(url: str) -> dict:
-    request = urllib.request.Request(url, headers={"Authorization": f"token {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return dict(json.load(response))
+    base, _, path = url.partition("/api/")
+    return dict(request(base, TOKEN, "GET", f"/api/{path}", timeout=5))
 
 
 class Phases:
@@ -306,6 +226,15 @@ def test_binder_build_then_start_runs_lesson_01(
         start = str(repo / "binder" / "start")
         subprocess.run([start, "energy-flows", "down"], cwd=repo, env=env, timeout=60)
     assert f"home {expected_home}\n" in said and f"cwd {repo / 'notebooks'}\n" in said
+    # Lesson 08's terminals: the environment's prefect, in the course's Prefect home.
+    terminal = Terminal(base, TOKEN)
+    try:
+        shown, status = terminal.run('echo "home=$PREFECT_HOME"; command -v prefect')
+    finally:
+        terminal.close()
+    assert status == 0, shown
+    assert f"home={expected_home / 'walkthrough' / 'prefect'}\n" in shown, shown
+    assert f"{env_dir / 'bin' / 'prefect'}\n" in shown, shown
     assert f"python {env_dir}\n" in said  # the kernel is the environment's Python
     assert (expected_home / "prefect" / "prefect.db").is_file()
     # The home came from start, not from the checkout rule (which would give repo/.energy_flows).

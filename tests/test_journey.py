@@ -11,7 +11,9 @@ next (lesson 02's flow is what lesson 03 deploys). In the middle, lesson 05's
 kernel is restarted while its worker has runs in flight (Kernel > Restart),
 then 05 runs again from the top, then 06, then 07 (which moves the home onto
 PostgreSQL). Every lesson must pass without `energy-flows reset`, every run
-must end final, and nothing may be left running.
+must end final, and nothing may be left running. Lesson 08 runs last,
+without solutions: its checks read what the learner's terminals did, and
+its Run All must start nothing.
 """
 
 from __future__ import annotations
@@ -138,5 +140,11 @@ def test_lessons_in_order_in_one_home_with_a_restart(tmp_path):
     times["07"] = _run_all(lessons["07"], home, folder)
     with contextlib.suppress(WaitTimeout):
         wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
+    assert leftover_processes(home) == []
+    # Lesson 08 (the terminals do the work; nobody types here) only reads: it runs after all.
+    client, _ = _client(lessons["08"], folder)
+    started = time.monotonic()
+    client.execute(env=kernel_env(home))
+    times["08"] = time.monotonic() - started
     assert leftover_processes(home) == []
     print("journey:", ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))

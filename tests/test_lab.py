@@ -16,14 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import jsonschema
 import psutil
 import pytest
-import websocket
 
 from energy_flows.lab import (
     LAB_DEFAULTS,
@@ -34,17 +32,15 @@ from energy_flows.lab import (
 )
 from energy_flows.services.server import free_port
 from energy_flows.waiting import wait_until
+from tests.jupyterlab import Kernel, MakeLab, request
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = uuid.uuid4().hex
 
 
 def _get(url: str, method: str = "GET", body: dict | None = None) -> dict:
-    headers = {"Authorization": f"token {TOKEN}", "Content-Type": "application/json"}
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read() or b"{}")
+    base, _, path = url.partition("/api/")
+    return dict(request(base, TOKEN, method, f"/api/{path}", body, timeout=5))
 
 
 def _wait(condition, timeout: float, what: str):
@@ -57,47 +53,6 @@ def _wait(condition, timeout: float, what: str):
             return None
 
     return wait_until(attempt, timeout, what=what, interval=0.3, max_interval=0.3)
-
-
-def _execute(port: int, kernel_id: str, code: str, timeout: float = 90) -> str:
-    """Run ``code`` in a JupyterLab kernel over its websocket; return its stdout."""
-    ws = websocket.create_connection(
-        f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels?token={TOKEN}", timeout=timeout
-    )
-    msg_id = uuid.uuid4().hex
-    ws.send(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "username": "test",
-                    "session": uuid.uuid4().hex,
-                    "msg_type": "execute_request",
-                    "version": "5.3",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "content": {"code": code, "silent": False, "store_history": False},
-                "channel": "shell",
-            }
-        )
-    )
-    out, status = [], None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and status is None:
-        msg = json.loads(ws.recv())
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind = msg["msg_type"]
-        if kind == "stream":
-            out.append(msg["content"]["text"])
-        elif kind == "error":
-            out.append("\n".join(msg["content"]["traceback"]))
-        elif kind == "execute_reply":
-            status = msg["content"]["status"]
-    ws.close()
-    assert status == "ok", "".join(out)
-    return "".join(out)
 
 
 def _package_pids(home: Path) -> list[int]:
@@ -116,24 +71,11 @@ def _package_pids(home: Path) -> list[int]:
 @pytest.mark.server
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_make_lab_serves_and_stops_everything(tmp_path: Path, how: str) -> None:
-    home = tmp_path / "home"
-    port = free_port()
     cache = tmp_path / "cache"  # empty: `energy-flows lab` builds the database template
-    env = {**os.environ, "ENERGY_FLOWS_HOME": str(home), "JUPYTER_TOKEN": TOKEN}
-    env["ENERGY_FLOWS_CACHE"] = str(cache)
     copy = tmp_path / "my-lessons"  # the learner's working copy (normally ROOT/my-lessons)
-    env["ENERGY_FLOWS_MY_LESSONS"] = str(copy)
-    env.pop("ENERGY_FLOWS_QUIET", None)
     originals = {p.name: p.read_bytes() for p in (ROOT / "notebooks").glob("*.ipynb")}
-    log = open(tmp_path / "make-lab.log", "wb")
-    make = subprocess.Popen(
-        ["make", "--no-print-directory", "lab", f"LAB_ARGS=--no-browser --port {port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, like a terminal's foreground job
-    )
+    lab = MakeLab.start(tmp_path, TOKEN, env={"ENERGY_FLOWS_CACHE": str(cache)})
+    home, port, make = lab.home, lab.port, lab.process
     try:
         status = _wait(
             lambda: _get(f"http://127.0.0.1:{port}/api/status"), 60, "JupyterLab's /api/status"
@@ -165,19 +107,22 @@ def test_make_lab_serves_and_stops_everything(tmp_path: Path, how: str) -> None:
         assert len(json.loads((copy / lesson).read_text())["cells"]) == 3
 
         kernel = _get(f"http://127.0.0.1:{port}/api/kernels", method="POST")
-        out = _execute(
-            port,
-            kernel["id"],
-            "import os\n"
-            "from energy_flows import PrefectServer\n"
-            "from energy_flows.lessons import leftovers\n"
-            "server = PrefectServer().start()\n"
-            "print('home', os.environ['ENERGY_FLOWS_HOME'])\n"
-            "print('cwd', os.getcwd())\n"
-            "print('pid', server.pid)\n"
-            "found = leftovers()\n"
-            "found = found[found['seen in'] == 'process table']\n"
-            "print('left', sorted(found['what']))\n",
+        out = (
+            Kernel(lab.base, TOKEN, kernel["id"])
+            .run(
+                "import os\n"
+                "from energy_flows import PrefectServer\n"
+                "from energy_flows.lessons import leftovers\n"
+                "server = PrefectServer().start()\n"
+                "print('home', os.environ['ENERGY_FLOWS_HOME'])\n"
+                "print('cwd', os.getcwd())\n"
+                "print('pid', server.pid)\n"
+                "found = leftovers()\n"
+                "found = found[found['seen in'] == 'process table']\n"
+                "print('left', sorted(found['what']))\n",
+                timeout=90,
+            )
+            .stdout
         )
         assert f"home {home}" in out
         assert f"cwd {copy}" in out
@@ -220,11 +165,9 @@ def test_make_lab_serves_and_stops_everything(tmp_path: Path, how: str) -> None:
         version = importlib.metadata.version("prefect")
         assert [p.name for p in cache.iterdir()] == [f"prefect-{version}-empty.db"]
     finally:
-        if make.poll() is None:
-            os.killpg(make.pid, signal.SIGKILL)
+        lab.kill()
         for pid in _package_pids(home):
             psutil.Process(pid).kill()
-        log.close()
 
 
 # --------------------------------------------------------------------------- what is left

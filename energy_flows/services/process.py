@@ -220,17 +220,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def listens_on(pid: int, port: int | None) -> bool:
-    """Whether process ``pid`` (or one of its children) listens on ``port``."""
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` and its children listen on (empty when it is gone)."""
+    ports: set[int] = set()
     try:
         proc = psutil.Process(pid)
-        for p in (proc, *proc.children(recursive=True)):
-            for conn in p.net_connections(kind="inet"):
-                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                    return True
+        family = [proc, *proc.children(recursive=True)]
     except psutil.Error:
-        return False
-    return False
+        return ports
+    for p in family:
+        try:
+            for conn in p.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr:
+                    ports.add(int(conn.laddr.port))
+        except psutil.Error:
+            continue
+    return ports
+
+
+def listens_on(pid: int, port: int | None) -> bool:
+    """Whether process ``pid`` (or one of its children) listens on ``port``."""
+    return port is not None and port in listening_ports(pid)
 
 
 def socket_path_for(home: str | os.PathLike[str], name: str) -> str:
