@@ -14,6 +14,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from energy_flows.exercises.verdict import CheckResult
 from energy_flows.vocabulary import DEFAULT_POOL
 
 __all__ = [
@@ -214,6 +215,40 @@ def find_on_server(
         raise ValueError(f"kind is one of {', '.join(finders)}; got {kind!r}.")
     with server_client() as c:
         return finders[kind](c)
+
+
+def found_on_server(
+    check: CheckResult,
+    answer: Any,
+    kind: str,
+    *,
+    variable: str,
+    expected: str = "your answer",
+    **options: Any,
+) -> Any:
+    """What :func:`find_on_server` finds for ``answer``, or None with the reason added to ``check``.
+
+    The reason is "``variable`` is still None" with the ``expected`` kind of
+    answer, or the sentence saying the answer names nothing on this server.
+    """
+    from energy_flows.exercises.verdict import not_answered
+
+    if answer is None:
+        not_answered(check, variable, expected)
+        return None
+    try:
+        return find_on_server(answer, kind, variable=variable, **options)
+    except Unanswerable as exc:
+        check.missing.append(str(exc))
+        return None
+
+
+def deployment_name_of(run: Any) -> str | None:
+    """The name of the deployment a flow run came from (None: it was called, not deployed)."""
+    if not run.deployment_id:
+        return None
+    with server_client() as c:
+        return str(c.read_deployment(run.deployment_id).name)
 
 
 def flow_name_of(flow_id: Any) -> str:

@@ -9,9 +9,8 @@ from typing import Any
 from energy_flows.exercises.answers import (
     FLOW_NAME,
     MY_FLOW_NAME,
-    Unanswerable,
-    find_on_server,
     flow_name_of,
+    found_on_server,
     state_name,
     task_runs_of,
 )
@@ -35,12 +34,15 @@ def check_flaky_run(
     which parameters, the final state, and how many attempts its tasks took.
     """
     check = CheckResult(f"Exercise: your flow, rescued by a retry ({meter_id})")
-    if answer is None:
-        return not_answered(check, "my_state", "the State your flow returns with return_state=True")
-    try:
-        run = find_on_server(answer, "flow run", variable="my_state", flow_name=flow_name)
-    except Unanswerable as exc:
-        check.missing.append(str(exc))
+    run = found_on_server(
+        check,
+        answer,
+        "flow run",
+        variable="my_state",
+        expected="the State your flow returns with return_state=True",
+        flow_name=flow_name,
+    )
+    if run is None:
         return check
     flow = flow_name_of(run.flow_id)
     if flow == FLOW_NAME:
@@ -124,10 +126,8 @@ def _judge_deployment(
     flow_name: str,
 ) -> Any:
     """Find the deployment ``answer`` names and judge its flow, name, schedule, pool and queue."""
-    try:
-        deployment = find_on_server(answer, "deployment", variable=variable)
-    except Unanswerable as exc:
-        check.missing.append(str(exc))
+    deployment = found_on_server(check, answer, "deployment", variable=variable)
+    if deployment is None:
         return None
     flow = flow_name_of(deployment.flow_id)
     full = f"{flow}/{deployment.name}"

@@ -6,7 +6,9 @@ from typing import Any
 
 from energy_flows.exercises.answers import (
     Unanswerable,
+    deployment_name_of,
     find_on_server,
+    found_on_server,
     server_client,
     state_name,
 )
@@ -25,12 +27,10 @@ def check_work_queue(
     ``QueueInfo``, or its id.
     """
     check = CheckResult(f"Exercise: the queue {name!r} in {pool!r}, {limit} run at a time")
-    if answer is None:
-        return not_answered(check, "my_queue", "the queue's name")
-    try:
-        queue = find_on_server(answer, "work queue", variable="my_queue", pool=pool)
-    except Unanswerable as exc:
-        check.missing.append(str(exc))
+    queue = found_on_server(
+        check, answer, "work queue", variable="my_queue", expected="the queue's name", pool=pool
+    )
+    if queue is None:
         return check
     if queue.name != name:
         check.missing.append(f"that is the queue {queue.name!r}; the exercise asks for {name!r}.")
@@ -61,15 +61,12 @@ def check_late_run(
     from energy_flows.settings import LATE_AFTER_SECONDS
 
     check = CheckResult("Exercise: a run that turned Late")
-    if answer is None:
-        return not_answered(check, "my_run", "the run you asked for, or its name")
-    try:
-        run = find_on_server(answer, "flow run", variable="my_run")
-    except Unanswerable as exc:
-        check.missing.append(str(exc))
+    run = found_on_server(
+        check, answer, "flow run", variable="my_run", expected="the run you asked for, or its name"
+    )
+    if run is None:
         return check
-    with server_client() as c:
-        from_deployment = c.read_deployment(run.deployment_id).name if run.deployment_id else None
+    from_deployment = deployment_name_of(run)
     if from_deployment != deployment:
         check.missing.append(
             f"the run {run.name!r} came from {from_deployment or 'no deployment'!r}; the "
@@ -112,15 +109,16 @@ def check_deployment_run(
     from energy_flows.orchestration import run_result
 
     check = CheckResult(f"Exercise: a worker's forecast for {meter_id}")
-    if answer is None:
-        return not_answered(check, "my_run", "the finished run, as run_deployment returns it")
-    try:
-        run = find_on_server(answer, "flow run", variable="my_run")
-    except Unanswerable as exc:
-        check.missing.append(str(exc))
+    run = found_on_server(
+        check,
+        answer,
+        "flow run",
+        variable="my_run",
+        expected="the finished run, as run_deployment returns it",
+    )
+    if run is None:
         return check
-    with server_client() as c:
-        from_deployment = c.read_deployment(run.deployment_id).name if run.deployment_id else None
+    from_deployment = deployment_name_of(run)
     if from_deployment != deployment:
         check.missing.append(
             f"the run {run.name!r} did not come from the deployment {deployment!r} "

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from energy_flows.exercises.answers import (
-    Unanswerable,
-    find_on_server,
     flow_name_of,
+    found_on_server,
     server_client,
     state_name,
 )
@@ -60,10 +59,8 @@ def check_dask_batch(
         )
     else:
         check.right.append(f"its tasks ran on a Dask cluster of {workers} worker processes")
-    try:
-        run = find_on_server(scaled, "flow run", variable="scaled")
-    except Unanswerable as exc:
-        check.missing.append(str(exc))
+    run = found_on_server(check, scaled, "flow run", variable="scaled")
+    if run is None:
         return check
     if flow_name_of(run.flow_id) != flow_name:
         check.missing.append(f"`scaled` comes from a run of {flow_name_of(run.flow_id)!r}.")
