@@ -17,6 +17,7 @@ import shlex
 import sys
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from energy_flows.errors import HomeNotWritableError, OrchestrationError
@@ -264,29 +265,33 @@ _HUB_VARIABLES = ("JUPYTERHUB_USER", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def shared_host() -> str | None:
+def shared_host(environ: Mapping[str, str] | None = None) -> str | None:
     """Why this machine is taken as shared by several users, in words; None for a laptop.
 
     Every user of a JupyterHub that runs them on one machine (The Littlest
     JupyterHub, for one) shares its loopback address: without a password any
     of them could read or drive another's Prefect server. A hub is known by
-    the variables its spawner sets (:data:`_HUB_VARIABLES`).
+    the variables its spawner sets (:data:`_HUB_VARIABLES`), in ``environ``
+    (default: this process's environment).
     """
+    environ = os.environ if environ is None else environ
     for name in _HUB_VARIABLES:
-        if os.environ.get(name):
+        if environ.get(name):
             return f"a JupyterHub (${name} is set)"
     return None
 
 
-def auth_by_default() -> bool:
+def auth_by_default(environ: Mapping[str, str] | None = None) -> bool:
     """Whether a server started without ``auth=`` asks for the home's password.
 
     ``$ENERGY_FLOWS_AUTH`` decides when set (``on``: a shared machine the package
     cannot recognise, e.g. a server many learners reach by ssh; ``off``: not
     recommended); otherwise yes on a shared machine (:func:`shared_host`), no
     on a laptop, where loopback reaches the learner alone (docs/shared-server.md).
+    ``environ``: the environment to judge (default: this process's).
     """
-    value = os.environ.get(AUTH_VARIABLE, "").strip().lower()
+    environ = os.environ if environ is None else environ
+    value = environ.get(AUTH_VARIABLE, "").strip().lower()
     if value in _ON:
         return True
     if value in _OFF:
@@ -297,7 +302,7 @@ def auth_by_default() -> bool:
             "password) or 'off' (it does not), or unset it to decide by the machine "
             "(on under JupyterHub)."
         )
-    return shared_host() is not None
+    return shared_host(environ) is not None
 
 
 def prefect_settings(
