@@ -31,6 +31,7 @@ jupyter-server-proxy's own. ``energy-flows lab`` enables it on its command line
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 from typing import Any
@@ -94,13 +95,17 @@ def no_login(response: Any, path: str) -> None:
     """``rewrite_response``: the UI's ``ui-settings`` say the API needs no password."""
     if not path.rstrip("/").endswith("/ui-settings") or response.code != 200:
         return
+    # Prefect compresses its answers when the browser accepts it; the proxy passes them on.
+    gzipped = response.headers.get("Content-Encoding", "").lower() == "gzip"
     try:
-        data = json.loads(response.body)
-    except ValueError:
+        data = json.loads(gzip.decompress(response.body) if gzipped else response.body)
+    except (OSError, ValueError):
         return
     if isinstance(data, dict) and data.get("auth"):
         data["auth"] = None
         response.body = json.dumps(data).encode()
+        if gzipped:
+            del response.headers["Content-Encoding"]
 
 
 def _handler_class() -> type:
