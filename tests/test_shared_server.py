@@ -310,3 +310,35 @@ def test_terminals_on_a_hub_send_the_homes_password(tmp_path):
     assert env["PREFECT_SERVER_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"] == secret
     laptop = {"ENERGY_FLOWS_HOME": str(home), "PATH": "/usr/bin"}
     assert "PREFECT_API_AUTH_STRING" not in terminals.terminal_env(laptop), "plain Prefect"
+
+
+def test_the_proxy_tells_the_ui_no_login_plain_or_gzipped():
+    """proxy_auth.no_login: only a successful ui-settings answer changes, compressed or not."""
+    import gzip
+    import json
+    from io import BytesIO
+
+    from jupyter_server_proxy.handlers import RewritableResponse
+    from tornado.httpclient import HTTPRequest, HTTPResponse
+    from tornado.httputil import HTTPHeaders
+
+    from energy_flows.services.proxy_auth import no_login
+
+    def answer(body: bytes, encoding: str | None = None) -> RewritableResponse:
+        request = HTTPRequest("http://127.0.0.1:4200/ui-settings")
+        headers = HTTPHeaders({"Content-Encoding": encoding} if encoding else {})
+        sent = HTTPResponse(request, 200, headers=headers, buffer=BytesIO(body))
+        return RewritableResponse(orig_response=sent)
+
+    settings_body = json.dumps({"api_url": "/api", "auth": "BASIC", "csrf_enabled": False})
+    for gzipped in (False, True):
+        if gzipped:
+            response = answer(gzip.compress(settings_body.encode()), "gzip")
+        else:
+            response = answer(settings_body.encode())
+        no_login(response, "/ui-settings")
+        assert json.loads(response.body) == {"api_url": "/api", "auth": None, "csrf_enabled": False}
+        assert "Content-Encoding" not in response.headers
+    other = answer(settings_body.encode())
+    no_login(other, "/api/flows/filter")
+    assert json.loads(other.body)["auth"] == "BASIC", "nothing else is touched"
