@@ -342,3 +342,28 @@ def test_the_proxy_tells_the_ui_no_login_plain_or_gzipped():
     other = answer(settings_body.encode())
     no_login(other, "/api/flows/filter")
     assert json.loads(other.body)["auth"] == "BASIC", "nothing else is touched"
+
+
+def test_the_package_enables_the_proxy_extension_in_jupyter():
+    """The owner's UI needs the extension in every Jupyter server of the environment.
+
+    The package installs ``etc/jupyter/jupyter_server_config.d/energy_flows.json``
+    (a hub's or Binder's JupyterLab reads it), and ``energy-flows lab`` names the
+    extension on its command line as well.
+    """
+    import json
+    import tomllib
+
+    from energy_flows.lab import lab_command
+    from energy_flows.services import proxy_auth
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = root / "jupyter-config" / "energy_flows.json"
+    assert json.loads(shipped.read_text()) == proxy_auth.jupyter_config()
+    data_files = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert data_files["data-files"]["etc/jupyter/jupyter_server_config.d"] == [
+        "jupyter-config/energy_flows.json"
+    ]
+    assert proxy_auth.JUPYTER_ARGUMENT in lab_command(8888, root, open_browser=False)
+    # jupyter_server loads extensions by sorted name, and the first handler added wins.
+    assert proxy_auth.EXTENSION < "jupyter_server_proxy"
