@@ -46,10 +46,10 @@ def one_round(auth: bool, calls: int) -> dict[str, float]:
         times["start"] = time.perf_counter() - started
         assert (server.auth_string is not None) == auth
         url = f"{server.api_url}/flows/filter"
-        api.request("POST", url, {"limit": 1})  # warm
+        api.call("POST", url, {"limit": 1})  # warm
         started = time.perf_counter()
         for _ in range(calls):
-            api.request("POST", url, {"limit": 1})
+            api.call("POST", url, {"limit": 1})
         times["call_ms"] = (time.perf_counter() - started) / calls * 1000
         script = use_prefect_command(home)
         started = time.perf_counter()
@@ -58,13 +58,14 @@ def one_round(auth: bool, calls: int) -> dict[str, float]:
         assert done.returncode == 0, done.stderr
         port = server.port
         proxy_auth._FOUND.clear()
+        proxy_auth._MISSED.clear()
         started = time.perf_counter()
         found = proxy_auth.server_auth(port)
         times["proxy_first_ms"] = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        for _ in range(20):
+        for _ in range(1000):
             proxy_auth.server_auth(port)
-        times["proxy_next_ms"] = (time.perf_counter() - started) / 20 * 1000
+        times["proxy_next_ms"] = (time.perf_counter() - started) / 1000 * 1000
         assert (found is not None) == auth
     finally:
         if server is not None:

@@ -54,26 +54,38 @@ def jupyter_config() -> dict[str, Any]:
 #: port -> (pid, create_time, auth string or None) of the process last found listening there.
 _FOUND: dict[int, tuple[int, float, str | None]] = {}
 
+#: port -> when nothing of this user's was found listening there (looked up again after a while).
+_MISSED: dict[int, float] = {}
+
+#: Seconds a port where nothing of this user's listens is not looked up again.
+MISS_SECONDS = 2.0
+
 
 def server_auth(port: int) -> str | None:
     """The ``user:password`` of the Prefect server of this user listening on ``port``, or None.
 
     None when nothing of this user's listens there, or what listens asks for no
-    password. The answer is kept per port while the same process listens.
+    password. Finding the process reads the system's sockets (about 0.1 s), so
+    the answer is kept while that process lives (checking it costs microseconds:
+    every request the UI makes passes here); a miss is kept for :data:`MISS_SECONDS`.
     """
-    import psutil
+    import time
 
-    from energy_flows.services.process import listens_on
+    import psutil
 
     known = _FOUND.get(port)
     if known is not None:
         pid, created, secret = known
         try:
-            if psutil.Process(pid).create_time() == created and listens_on(pid, port):
+            if psutil.Process(pid).create_time() == created:
                 return secret
         except psutil.Error:
             pass
-    _FOUND.pop(port, None)
+        del _FOUND[port]
+    missed = _MISSED.get(port)
+    if missed is not None and time.monotonic() - missed < MISS_SECONDS:
+        return None
+    _MISSED[port] = time.monotonic()
     for conn in psutil.net_connections(kind="inet"):
         if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
             continue
@@ -87,6 +99,7 @@ def server_auth(port: int) -> str | None:
             _FOUND[port] = (proc.pid, proc.create_time(), secret)
         except psutil.Error:
             continue
+        _MISSED.pop(port, None)
         return secret
     return None
 
