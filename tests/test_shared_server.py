@@ -367,3 +367,13 @@ def test_the_package_enables_the_proxy_extension_in_jupyter():
     assert proxy_auth.JUPYTER_ARGUMENT in lab_command(8888, root, open_browser=False)
     # jupyter_server loads extensions by sorted name, and the first handler added wins.
     assert proxy_auth.EXTENSION < "jupyter_server_proxy"
+
+
+def test_up_takes_auth_no_auth_or_leaves_it_to_the_machine():
+    """``energy-flows up --auth | --no-auth``; without either, ``auth_by_default`` decides."""
+    from energy_flows.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["up", "--auth"]).auth is True
+    assert parser.parse_args(["up", "--no-auth"]).auth is False
+    assert parser.parse_args(["up"]).auth is None
