@@ -161,9 +161,12 @@ def _add_arguments(name: str, p: argparse.ArgumentParser) -> None:
         )
         p.add_argument(
             "--auth",
-            action="store_true",
+            action=argparse.BooleanOptionalAction,
+            default=None,
             help="the server asks every API call for the home's password (user:password, "
-            "made once and kept in <home>/state/auth): for a server a class shares",
+            "made once and kept in <home>/state/auth): for a server a class shares. "
+            "Default: on under JupyterHub (other users share the machine), off on a "
+            "laptop, or as $ENERGY_FLOWS_AUTH (on/off) says",
         )
         p.add_argument(
             "--server",

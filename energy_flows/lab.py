@@ -37,7 +37,7 @@ from pathlib import Path
 
 from energy_flows import settings, terminals
 from energy_flows.errors import EnergyFlowsError
-from energy_flows.services import database, process
+from energy_flows.services import database, process, proxy_auth
 from energy_flows.services.server import port_is_free
 from energy_flows.waiting import wait_until
 
@@ -265,6 +265,8 @@ def lab_command(
     ]
     if settings_dir is not None:
         argv.append(f"--LabApp.app_settings_dir={settings_dir}")
+    # The owner's Prefect UI through JupyterLab's proxy opens without a password (proxy_auth.py).
+    argv.append(proxy_auth.JUPYTER_ARGUMENT)
     if os.name != "nt":
         # Lesson 08's terminals: plain Prefect in a Prefect home of the course's (terminals.py).
         # (Windows terminals run PowerShell; there the lesson says what to type instead.)

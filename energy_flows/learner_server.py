@@ -61,11 +61,21 @@ def answers(api_url: str) -> bool:
 
 @contextmanager
 def client(api_url: str) -> Iterator[Any]:
-    """Prefect's sync client, pointed at the learner's server for this thread only."""
+    """Prefect's sync client, pointed at the learner's server for this thread only.
+
+    It sends the home's password when there is one: on a shared machine the
+    terminals give it to the server started by hand (:func:`terminals.terminal_env`);
+    a server without a password ignores it.
+    """
+    from prefect.settings import PREFECT_API_AUTH_STRING, temporary_settings
+
+    from energy_flows import settings
     from energy_flows.orchestration.common import client
     from energy_flows.widgets.base import prefect_api
 
-    with prefect_api(api_url), client() as c:
+    secret = settings.auth_string()
+    password = {PREFECT_API_AUTH_STRING: secret} if secret else {}
+    with prefect_api(api_url), temporary_settings(password), client() as c:
         yield c
 
 

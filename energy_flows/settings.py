@@ -17,6 +17,7 @@ import shlex
 import sys
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from energy_flows.errors import HomeNotWritableError, OrchestrationError
@@ -62,6 +63,10 @@ _SPEED_SETTINGS = (
 
 #: Variables that would make a child write colour codes or prompts into its log.
 _COLOUR_VARIABLES = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS")
+
+#: The Jupyter server's and JupyterHub's credentials (``JUPYTER_TOKEN``, ``JPY_API_TOKEN``,
+#: ``JUPYTERHUB_API_TOKEN``, ...): a kernel has them; nothing the package starts needs them.
+_JUPYTER_SECRET = re.compile(r"(JUPYTER|JPY)\w*(TOKEN|SECRET|PASSWORD|KEY)\w*")
 
 
 #: The state folder's name, at the top of a checkout or in the user's home directory.
@@ -250,6 +255,56 @@ def save_auth_string(value: str | None = None, home: str | os.PathLike[str] | No
     return value
 
 
+#: ``on`` or ``off``: whether a server asks for the home's password when ``auth`` is not given.
+AUTH_VARIABLE = "ENERGY_FLOWS_AUTH"
+
+#: Variables that a JupyterHub's spawner sets for every user's server (``JPY_API_TOKEN``: older
+#: hubs). ``JUPYTERHUB_SERVICE_PREFIX`` alone is no sign: the Launcher tile sets it on a laptop.
+_HUB_VARIABLES = ("JUPYTERHUB_USER", "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def shared_host(environ: Mapping[str, str] | None = None) -> str | None:
+    """Why this machine is taken as shared by several users, in words; None for a laptop.
+
+    Every user of a JupyterHub that runs them on one machine (The Littlest
+    JupyterHub, for one) shares its loopback address: without a password any
+    of them could read or drive another's Prefect server. A hub is known by
+    the variables its spawner sets (:data:`_HUB_VARIABLES`), in ``environ``
+    (default: this process's environment).
+    """
+    environ = os.environ if environ is None else environ
+    for name in _HUB_VARIABLES:
+        if environ.get(name):
+            return f"a JupyterHub (${name} is set)"
+    return None
+
+
+def auth_by_default(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a server started without ``auth=`` asks for the home's password.
+
+    ``$ENERGY_FLOWS_AUTH`` decides when set (``on``: a shared machine the package
+    cannot recognise, e.g. a server many learners reach by ssh; ``off``: not
+    recommended); otherwise yes on a shared machine (:func:`shared_host`), no
+    on a laptop, where loopback reaches the learner alone (docs/shared-server.md).
+    ``environ``: the environment to judge (default: this process's).
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get(AUTH_VARIABLE, "").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    if value:
+        raise OrchestrationError(
+            f"${AUTH_VARIABLE} is {value!r}: set it to 'on' (the server asks for the home's "
+            "password) or 'off' (it does not), or unset it to decide by the machine "
+            "(on under JupyterHub)."
+        )
+    return shared_host(environ) is not None
+
+
 def prefect_settings(
     home: str | os.PathLike[str] | None = None, api_url: str | None = None
 ) -> dict[str, str]:
@@ -356,8 +411,17 @@ def classroom_env(
     :func:`prefect_settings`), colour-forcing variables removed (ipykernel
     exports ``FORCE_COLOR=1``), and ``extra`` last. ``api_url`` points the
     process's Prefect client at a server.
+
+    The Jupyter server's and JupyterHub's tokens are left out: whoever holds
+    them can run code as the learner, and a Prefect server, a worker or a flow
+    run needs none (a flow's code could log its environment). What needs one,
+    JupyterLab started by ``energy-flows lab``, gets it in ``extra``.
     """
-    env = {k: v for k, v in os.environ.items() if k not in _COLOUR_VARIABLES}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _COLOUR_VARIABLES and not _JUPYTER_SECRET.fullmatch(k)
+    }
     if api_url is None:
         env.pop("PREFECT_API_URL", None)
     env.update(prefect_settings(home, api_url))

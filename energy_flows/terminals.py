@@ -14,7 +14,12 @@ does. So a terminal gets:
   are dropped, so the profile alone decides, as on a laptop;
 * for an offline classroom, no telemetry (:data:`KEPT`), and the server's
   copy of its dashboard under that home instead of inside the installed
-  package: nothing the lesson shows changes.
+  package: nothing the lesson shows changes;
+* on a machine several users share (a JupyterHub, see
+  :func:`energy_flows.settings.auth_by_default`), the home's password as both
+  ``PREFECT_SERVER_API_AUTH_STRING`` and ``PREFECT_API_AUTH_STRING``: the
+  server a learner starts by hand asks for it, and their ``prefect`` commands
+  and workers send it, so no other user of the machine can use that server.
 
 ``energy-flows lab`` (and Binder, see ``binder/postBuild``) make JupyterLab
 start each terminal through :func:`shell_command`: ``python -m
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from energy_flows import settings
+from energy_flows.errors import EnergyFlowsError
 
 #: The folder of the course home that belongs to the walkthrough by hand.
 WALKTHROUGH_NAME = "walkthrough"
@@ -88,6 +94,11 @@ def terminal_env(
     env["PREFECT_UI_STATIC_DIRECTORY"] = str(folder / "ui")
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     env.setdefault("DO_NOT_TRACK", "1")
+    secret = settings.auth_string(env["ENERGY_FLOWS_HOME"])
+    if secret and settings.auth_by_default(environ):
+        # Other users share this machine's loopback: the hand-started server asks for it.
+        env["PREFECT_SERVER_API_AUTH_STRING"] = secret
+        env["PREFECT_API_AUTH_STRING"] = secret
     return env
 
 
@@ -115,6 +126,21 @@ def _user_shell(environ: Mapping[str, str]) -> str:
     return "sh"
 
 
+def _make_password(environ: Mapping[str, str]) -> None:
+    """On a shared machine, make the home's password (once, 0600) if no lesson has yet.
+
+    A terminal opens whatever happens: a home that cannot be written is said, not raised.
+    """
+    try:
+        if settings.auth_by_default(environ):
+            home = settings.ensure_home(environ.get("ENERGY_FLOWS_HOME") or None)
+            settings.save_auth_string(home=home)
+    except (OSError, EnergyFlowsError) as exc:
+        print(
+            f"energy-flows: no password for this terminal's Prefect server: {exc}", file=sys.stderr
+        )
+
+
 def exec_shell(environ: Mapping[str, str] | None = None) -> None:
     """Become the learner's interactive shell, in the terminals' environment.
 
@@ -123,6 +149,7 @@ def exec_shell(environ: Mapping[str, str] | None = None) -> None:
     The Prefect home is created first (Prefect warns when its parent is missing).
     """
     environ = dict(os.environ if environ is None else environ)
+    _make_password(environ)
     env = terminal_env(environ)
     folder = Path(env["PREFECT_HOME"])
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)

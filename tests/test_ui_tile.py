@@ -8,9 +8,11 @@ home, with JupyterLab and jupyter-server-proxy as a learner has them:
   proxy prefix and opens its dashboard, which shows the course's flow run and
   work pool; a kernel that starts a server afterwards reuses that one; when
   JupyterLab stops, the server stops with it;
-* under ``/user/learner/`` with ``JUPYTERHUB_SERVICE_PREFIX`` (a JupyterHub):
-  the tile reuses the server a kernel (here: the test process) started, and
-  leaves it running for that kernel when JupyterLab stops.
+* under ``/user/learner/`` with ``JUPYTERHUB_SERVICE_PREFIX`` and
+  ``JUPYTERHUB_USER`` (a JupyterHub): the tile reuses the server a kernel (here:
+  the test process) started, with a password as on every hub, and leaves it
+  running for that kernel when JupyterLab stops. The owner's UI opens through
+  JupyterLab without a Login page, and the password never reaches the browser.
 
 Both end with exactly one server recorded for the home, and nothing of
 theirs left running.
@@ -250,6 +252,20 @@ def _assert_through_jupyterlab(lab: Any, port: int, requests: list[str], failed:
     assert not [f for f in failed if lab.url in f], failed
 
 
+def _status_without_password(url: str) -> int:
+    """The HTTP status of a POST to ``url`` that carries no password."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def _wait_gone(home: Path) -> list[str]:
     """Wait for every process of ``home`` to end; kill and describe the ones that do not."""
     with contextlib.suppress(WaitTimeout):
@@ -336,7 +352,11 @@ def test_tile_under_a_hub_prefix_reuses_the_kernels_server(
     monkeypatch: pytest.MonkeyPatch,
     start_kernel: Callable[[Path, str], subprocess.Popen[str]],
 ) -> None:
-    """JupyterHub (``/user/learner/``): the tile reuses the server a kernel started."""
+    """JupyterHub (``/user/learner/``): the tile reuses the server a kernel started.
+
+    On a hub the server asks for a password (other users share the machine);
+    through JupyterLab's proxy its owner sees the UI without typing it.
+    """
     from energy_flows.services.server import PrefectServer
     from tools.browser import jupyter_lab, launch_chromium
 
@@ -348,19 +368,19 @@ def test_tile_under_a_hub_prefix_reuses_the_kernels_server(
     shots = _shots(tmp_path, "tile-under-hub")
     # This test process plays the lesson's kernel that starts the server; a second kernel,
     # reusing it, runs the course's flow and makes its pool, then ends.
-    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", prefix)
+    hub = {"JUPYTERHUB_SERVICE_PREFIX": prefix, "JUPYTERHUB_USER": "learner"}
+    for name, value in hub.items():
+        monkeypatch.setenv(name, value)
     server = PrefectServer(home=home, quiet=True).start()
     try:
+        secret = server.auth_string
+        assert secret is not None, "on a JupyterHub the server asks for a password by default"
         _output(start_kernel(home, SEED))
         pid, port = server.pid, server.port
         assert port and server.ui_url == f"{prefix}proxy/absolute/{port}/"
+        assert _status_without_password(f"{server.api_url}/flows/filter") == 401
         with (
-            jupyter_lab(
-                root,
-                home=home,
-                base_url=prefix,
-                extra_env={"JUPYTERHUB_SERVICE_PREFIX": prefix},
-            ) as lab,
+            jupyter_lab(root, home=home, base_url=prefix, extra_env=hub) as lab,
             launch_chromium() as browser,
         ):
             ui, requests, failed = _click(*_launcher(browser, lab, shots))
@@ -372,6 +392,10 @@ def test_tile_under_a_hub_prefix_reuses_the_kernels_server(
             _check_tab(ui, lab, shots / "runs.png", [SEEDED_RUN], link="Runs")
             _check_tab(ui, lab, shots / "work-pools.png", ["energy-pool"], link="Work Pools")
             _assert_through_jupyterlab(lab, port, requests, failed)
+            # No Login page was shown (the pages above show the data), and the browser
+            # never held the password: the proxy sent it.
+            assert ui.evaluate("localStorage.getItem('prefect-password')") is None
+            assert secret not in ui.content()
             assert [r.kind for r in registry.live_records(home)] == ["server"]
             assert _prefect_servers_of(home) == [pid]
         # JupyterLab and its tile are gone; the kernel's server runs on for its kernel.

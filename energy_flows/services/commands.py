@@ -29,7 +29,7 @@ def up(args: argparse.Namespace) -> int:
         detached=True,
         database=getattr(args, "database", None),
         postgres_port=getattr(args, "postgres_port", None),
-        auth=True if getattr(args, "auth", False) else None,
+        auth=getattr(args, "auth", None),
     ).start()
     rec = server.record
     if server.reused and rec is not None and rec.owner == Owner.KERNEL:

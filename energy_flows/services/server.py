@@ -97,8 +97,11 @@ class PrefectServer(ManagedService[ServerRecord]):
         postgres_port: the managed PostgreSQL's port (default: a free one).
         auth: ``True`` to ask every API call for the home's password (made
             once, then kept: see :attr:`auth_string`), a ``"user:password"`` of
-            your choice, or ``False``/``None`` (the default) for none. The UI
-            then asks for it too. Health checks stay open.
+            your choice, or ``False`` for none. Health checks stay open; the UI
+            asks for it at its own address, not through JupyterLab's proxy
+            (``services/proxy_auth.py``). ``None`` (the default): yes on a machine
+            several users share (a JupyterHub), no on a laptop, or as
+            ``$ENERGY_FLOWS_AUTH`` says (:func:`energy_flows.settings.auth_by_default`).
 
     After :meth:`start`: ``api_url``, ``ui_url``, ``pid``, ``port``, ``database``,
     ``postgres``, ``auth_string``, ``reused``, ``started_here`` and ``messages``.
@@ -128,7 +131,9 @@ class PrefectServer(ManagedService[ServerRecord]):
             settings.check_auth_string(auth)  # a bad one fails here, before anything starts
         self.title = "Prefect server (Orion)"
         self.noun = "the Prefect server"
-        self.wanted_auth = auth
+        #: Whether ``auth`` was left to the machine (:func:`settings.auth_by_default`).
+        self.auth_by_default = auth is None
+        self.wanted_auth = settings.auth_by_default() if auth is None else auth
         self.requested_port = port
         #: "sqlite", "postgres" or a PostgreSQL URL (see :func:`postgres.choose_database`).
         self.wanted_database = postgres.choose_database(database)
@@ -203,9 +208,14 @@ class PrefectServer(ManagedService[ServerRecord]):
                 "then start it again."
             )
         if self.wanted_auth and not rec.auth:
+            why = (
+                f"although other users can reach it on this machine ({settings.shared_host()})"
+                if self.auth_by_default and settings.shared_host()
+                else "not with one as asked"
+            )
             lines.append(
-                "Note: it runs without a password, not with one as asked. To add one, stop it "
-                "first (`energy-flows down`, or server.stop()), then start it again."
+                f"Note: it runs without a password, {why}. To add one, stop it first "
+                "(`energy-flows down`, or server.stop()), then start it again."
             )
         return lines
 
