@@ -1,0 +1,207 @@
+"""Lessons left open in tabs: every kernel keeps working, or says what to do.
+
+Learners keep every lesson's tab open and go back to earlier ones. Here the
+tabs are real kernels, started as JupyterLab starts them (nbclient, the
+kernel environment of the notebook tests), all in one home:
+
+* a lesson's kernel whose server another program stopped and started again
+  elsewhere refuses its next cell with one short message ("run this
+  notebook's first cell again"), and once the first cell ran again, its flow
+  runs are recorded on the new server, task runs included (Prefect's event
+  sender re-pointed, not only its settings);
+* a flow called after the server stopped shows that message, not a
+  connection error's frames, and ``%tb`` still shows them;
+* two tabs running ``lesson_setup("05")`` at the same moment both succeed;
+* lessons 02, 05, 06 and 07 open at once, run in a learner's order (05 left
+  unfinished, 06, 07, then back to 02's and 05's exercises): every exercise
+  accepts its solution, no cell shows a connection traceback, and every
+  message names the next step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from energy_flows.lessons import leftover_processes
+from energy_flows.services.process import free_port
+from energy_flows.services.server import PrefectServer
+from energy_flows.waiting import wait_until
+from tools.execute_lessons import kernel_env, lesson_paths
+from tools.lesson_solutions import solutions, verdict, with_solutions
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(1500)]
+
+#: What a connection error's traceback shows; no cell may show it.
+CONNECTION_WORDS = ("ConnectError", "Connection refused", "ConnectionRefusedError")
+
+#: What the short message for a stopped server asks for.
+NEXT_STEP = "first cell again"
+
+
+class Tab:
+    """One lesson open in a tab: its notebook (solutions filled in) and a kernel of its own."""
+
+    def __init__(self, path: Path, home: Path, folder: Path) -> None:
+        self.name = path.name[:2]
+        self.original = nbformat.read(path, as_version=4)
+        self.nb = with_solutions(self.original)
+        self.home = home
+        self.client = NotebookClient(
+            self.nb,
+            timeout=300,
+            kernel_name="python3",
+            allow_errors=True,
+            resources={"metadata": {"path": str(folder)}},
+        )
+        #: Every output this tab showed: (cell index, output).
+        self.shown: list[tuple[int, Any]] = []
+
+    @contextlib.contextmanager
+    def open(self) -> Any:
+        with self.client.setup_kernel(env=kernel_env(self.home)):
+            yield self
+
+    @property
+    def exercises(self) -> list[int]:
+        return [item.exercise_index for item in solutions(self.original)]
+
+    def run(self, index: int) -> Any:
+        """Run cell ``index`` (again); return it with its new outputs."""
+        cell = self.nb.cells[index]
+        cell.outputs = []
+        self.client.execute_cell(cell, index)
+        self.shown += [(index, copy.deepcopy(out)) for out in cell.outputs]
+        return cell
+
+    def run_code(self, source: str) -> Any:
+        """Run a new cell, as a learner types one at the end of the notebook."""
+        cell = nbformat.v4.new_code_cell(source)
+        self.nb.cells.append(cell)
+        return self.run(len(self.nb.cells) - 1)
+
+    def run_through(self, stop: int, skip_exercises: bool = True) -> None:
+        """Run the code cells before ``stop`` in order (Shift-Enter down the page)."""
+        for index, cell in enumerate(self.nb.cells[:stop]):
+            if cell.cell_type == "code" and not (skip_exercises and index in self.exercises):
+                cell = self.run(index)
+                assert not errors(cell), f"lesson {self.name} cell {index}: {errors(cell)}"
+
+    def index_of(self, text: str) -> int:
+        """The first code cell whose source contains ``text``."""
+        for index, cell in enumerate(self.nb.cells):
+            if cell.cell_type == "code" and text in cell.source:
+                return index
+        raise AssertionError(f"lesson {self.name} has no cell with {text!r}")
+
+    def solve(self, index: int) -> str:
+        """Run exercise ``index`` with its solution; its check's verdict must be ✓."""
+        cell = self.run(index)
+        assert not errors(cell), f"lesson {self.name} exercise {index}: {errors(cell)}"
+        said = verdict(cell)
+        if said:  # a %%writefile exercise prints none: the next check judges its file
+            assert said.startswith("✓ "), f"lesson {self.name} exercise {index}:\n{said}"
+        return said
+
+
+def errors(cell: Any) -> list[str]:
+    return [
+        f"{out.get('ename')}: {out.get('evalue')}"
+        for out in cell.outputs
+        if out.get("output_type") == "error"
+    ]
+
+
+def shown_text(output: Any) -> str:
+    """All the text an output shows (a stream, a value, an error's traceback)."""
+    parts = [output.get("text", "")]
+    parts += [str(v) for v in output.get("data", {}).values()]
+    parts += output.get("traceback", [])
+    return "\n".join("".join(p) if isinstance(p, list) else str(p) for p in parts)
+
+
+def assert_readable(tabs: list[Tab]) -> None:
+    """No output shows a connection traceback; every error is the short message naming the step."""
+    for tab in tabs:
+        for index, output in tab.shown:
+            text = shown_text(output)
+            where = f"lesson {tab.name} cell {index}"
+            assert not any(word in text for word in CONNECTION_WORDS), f"{where}:\n{text}"
+            if output.get("output_type") == "error":
+                assert output["ename"] == "ServerGone", f"{where}:\n{text}"
+                assert NEXT_STEP in output["evalue"], f"{where}:\n{text}"
+                assert len(output["traceback"]) <= 2, f"{where}:\n{text}"
+
+
+def _lesson(number: str) -> Path:
+    return {p.name[:2]: p for p in lesson_paths()}[number]
+
+
+def _no_leftovers(home: Path) -> None:
+    with contextlib.suppress(Exception):
+        wait_until(lambda: not leftover_processes(home), 30, what="the last processes to end")
+    assert leftover_processes(home) == []
+
+
+# --------------------------------------------------------------------------
+# One tab, its server moved
+# --------------------------------------------------------------------------
+
+
+def test_a_tab_whose_server_moved_says_so_then_follows_it(tmp_path: Path) -> None:
+    home, folder = tmp_path / "home", tmp_path / "my-lessons"
+    folder.mkdir()
+    tab = Tab(_lesson("02"), home, folder)
+    first = tab.index_of('lesson_setup("02")')
+    with tab.open():
+        flow_cell = tab.index_of("result = energy_usage_pipeline(")
+        tab.run_through(flow_cell + 1)
+
+        # Another program stops the server and starts it again on another port.
+        PrefectServer(home, quiet=True).stop()
+        moved = PrefectServer(home, port=free_port(), quiet=True).start()
+        try:
+            refused = tab.run(flow_cell)
+            assert errors(refused), "the cell ran against a server that had gone"
+            message = refused.outputs[-1]["evalue"]
+            assert "was stopped" in message and moved.api_url in message, message
+            assert 'first cell again (lesson_setup("02"))' in message, message
+
+            # The first cell again: the kernel follows, events and logs included.
+            tab.run(first)
+            check = tab.run_code(
+                "from energy_flows.exercises.answers import task_runs_of\n"
+                "import prefect.settings\n"
+                "r = energy_usage_pipeline(meter_id='home-002', days=60, return_state=True)\n"
+                "from energy_flows.waiting import wait_until\n"
+                "tasks = wait_until(lambda: len(task_runs_of(r.state_details.flow_run_id)) >= 2 \n"
+                "    and task_runs_of(r.state_details.flow_run_id), 30, what='its task runs')\n"
+                "print(prefect.settings.get_current_settings().api.url, len(tasks))"
+            )
+            assert not errors(check), errors(check)
+            url, count = shown_text(check.outputs[-1]).split()[-2:]
+            assert url == moved.api_url
+            assert int(count) >= 2, "the flow's task runs were not recorded on the new server"
+
+            # A flow called once the server stopped: the short message; %tb the frames.
+            assert not errors(tab.run_code("server.stop()"))
+            called = tab.run_code("energy_usage_pipeline(meter_id='home-003', days=60)")
+            assert [o["ename"] for o in called.outputs if o["output_type"] == "error"] == [
+                "ServerGone"
+            ], called.outputs
+            full = tab.run_code("%tb")
+            assert "ConnectError" in shown_text(full.outputs[-1]) or any(
+                "ConnectError" in shown_text(o) for o in full.outputs
+            ), full.outputs
+            tab.shown = [s for s in tab.shown if s[0] != len(tab.nb.cells) - 1]  # %tb's frames
+            assert_readable([tab])
+        finally:
+            moved.stop()
+    _no_leftovers(home)
