@@ -205,3 +205,52 @@ def test_a_tab_whose_server_moved_says_so_then_follows_it(tmp_path: Path) -> Non
         finally:
             moved.stop()
     _no_leftovers(home)
+
+
+# --------------------------------------------------------------------------
+# Two tabs, one Run All each, at the same moment
+# --------------------------------------------------------------------------
+
+
+def _kernel(home: Path, folder: Path) -> tuple[Any, Any]:
+    from jupyter_client.manager import start_new_kernel
+
+    return start_new_kernel(kernel_name="python3", env=kernel_env(home), cwd=str(folder))
+
+
+def test_two_tabs_set_up_lesson_05_at_the_same_moment(tmp_path: Path) -> None:
+    """Both kernels start or reuse the server and create the pool, queue, deployment, automation."""
+    home, folder = tmp_path / "home", tmp_path / "my-lessons"
+    folder.mkdir()
+    kernels = [_kernel(home, folder) for _ in range(2)]
+    shown: list[list[str]] = [[], []]
+    replies: list[Any] = [None, None]
+
+    def run(i: int) -> None:
+        def keep(msg: Any) -> None:
+            if msg["msg_type"] in ("stream", "error", "execute_result"):
+                shown[i].append(str(msg["content"]))
+
+        kc = kernels[i][1]
+        replies[i] = kc.execute_interactive(
+            'from energy_flows.lessons import lesson_setup\nserver = lesson_setup("05")',
+            timeout=300,
+            output_hook=keep,
+        )
+
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(360)
+        for i in range(2):
+            assert replies[i] is not None, f"tab {i} did not answer"
+            assert replies[i]["content"]["status"] == "ok", "\n".join(shown[i])
+            assert not any("Traceback" in text or "Error" in text for text in shown[i]), shown[i]
+    finally:
+        for km, kc in kernels:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+        PrefectServer(home, quiet=True).stop()
+    _no_leftovers(home)
