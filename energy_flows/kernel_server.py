@@ -175,22 +175,33 @@ def _stop_note(home: Path) -> Path:
     return registry.state_dir(home) / "server-stopped-by.json"
 
 
+#: How many stopped servers the home remembers who stopped (the latest ones).
+_NOTES_KEPT = 20
+
+
 def note_stopped(home: str | os.PathLike[str], pid: int, by: str) -> None:
     """Leave word in the home that ``by`` (e.g. "lesson 07") stopped the server ``pid``."""
     path = _stop_note(Path(home))
+    notes = {k: v for k, v in _stop_notes(path).items() if k != str(pid)}
+    notes[str(pid)] = by
+    kept = dict(list(notes.items())[-_NOTES_KEPT:])
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        process.write_private(path, json.dumps({"pid": pid, "by": by}))
+        process.write_private(path, json.dumps(kept))
+
+
+def _stop_notes(path: Path) -> dict[str, str]:
+    try:
+        notes = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(notes, dict):
+        return {}
+    return {str(k): v for k, v in notes.items() if isinstance(v, str)}
 
 
 def _stopped_by(home: Path, pid: int | None) -> str | None:
-    try:
-        note = json.loads(_stop_note(home).read_text())
-    except (OSError, ValueError):
-        return None
-    if isinstance(note, dict) and note.get("pid") == pid and isinstance(note.get("by"), str):
-        return str(note["by"])
-    return None
+    return _stop_notes(_stop_note(home)).get(str(pid))
 
 
 # --------------------------------------------------------------------------
@@ -273,12 +284,22 @@ class _CellGuard(ast.NodeTransformer):
     """
 
     def visit(self, node: ast.AST) -> Any:
+        try:
+            message = self._refusal(node)
+        except Exception:  # never in the way of a cell: IPython would drop a failing guard
+            return node
+        if message:
+            raise ServerGone(message)
+        return node
+
+    @staticmethod
+    def _refusal(node: ast.AST) -> str | None:
         link = _LINK
         if link is None or link.pid is None or link.stopped_here or link.alive():
-            return node
+            return None
         if _calls(node, {SETUP_CALL}) or _only_magics(node):
-            return node
-        raise ServerGone(_gone_message(link))
+            return None
+        return _gone_message(link)
 
 
 def _call_names(node: ast.AST) -> set[str]:

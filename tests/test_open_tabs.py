@@ -254,3 +254,82 @@ def test_two_tabs_set_up_lesson_05_at_the_same_moment(tmp_path: Path) -> None:
             km.shutdown_kernel(now=False)
         PrefectServer(home, quiet=True).stop()
     _no_leftovers(home)
+
+
+# --------------------------------------------------------------------------
+# Lessons 02, 05, 06 and 07 open at once, in a learner's order
+# --------------------------------------------------------------------------
+
+
+def _run_all_solved(tab: Tab) -> None:
+    """Run All, every exercise with its solution: each check must accept it."""
+    for index, cell in enumerate(tab.nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if index in tab.exercises:
+            tab.solve(index)
+        else:
+            ran = tab.run(index)
+            assert not errors(ran), f"lesson {tab.name} cell {index}: {errors(ran)}"
+
+
+def _refused_then_set_up_again(tab: Tab, index: int) -> str:
+    """Back in a tab: its next cell says the server went; its first cell continues."""
+    refused = tab.run(index)
+    assert [o["ename"] for o in refused.outputs if o["output_type"] == "error"] == ["ServerGone"], (
+        refused.outputs
+    )
+    first = tab.index_of(f'lesson_setup("{tab.name}")')
+    ran = tab.run(first)
+    assert not errors(ran), errors(ran)
+    return str(refused.outputs[-1]["evalue"])
+
+
+def test_lessons_02_05_06_07_open_at_once(tmp_path: Path) -> None:
+    home, folder = tmp_path / "home", tmp_path / "my-lessons"
+    folder.mkdir()
+    tabs = {n: Tab(_lesson(n), home, folder) for n in ("02", "05", "06", "07")}
+    t02, t05, t06, t07 = tabs.values()
+    with contextlib.ExitStack() as stack:
+        for tab in tabs.values():  # four kernels of one home, open at once
+            stack.enter_context(tab.open())
+
+        # 02 up to its first exercise; 05 up to its clean-up, its exercises left for later.
+        t02.run_through(t02.exercises[0])
+        t05.run_through(t05.index_of("pause_deployment("))
+
+        # 06 from the top: 05's workers would take the runs 06 needs Late; it says so.
+        _run_all_solved(t06)
+        said = "".join(shown_text(o) for i, o in t06.shown if i == t06.index_of("lesson_setup("))
+        assert "lesson 05's workers 'agent-1' and 'agent-2'" in said, said
+        assert "Worker(...)" in said, said
+
+        # 07 from the top (06 stopped the server: 07 starts it on PostgreSQL).
+        _run_all_solved(t07)
+
+        # Back to 02's exercises: one message, the first cell again, then every solution.
+        message = _refused_then_set_up_again(t02, t02.exercises[0])
+        assert "stopped by lesson 06" in message or "stopped by lesson 07" in message, message
+        for index in t02.exercises:
+            t02.solve(index)
+
+        # Back to 05's exercises: the same; its worker started again by its own cell.
+        _refused_then_set_up_again(t05, t05.exercises[0])
+        t05.run(t05.index_of('name="agent-1").start()'))
+        for index in t05.exercises:
+            t05.solve(index)
+
+        # 07's first cell again, while 02 and 05 use the SQLite server: said once, with whom.
+        switch = t07.run(t07.index_of('lesson_setup("07")'))
+        text = "".join(shown_text(o) for o in switch.outputs)
+        assert not errors(switch), errors(switch)
+        assert text.count("stopping it") == 1 and "To switch" not in text, text
+        assert "lesson 02" in text and "lesson 05" in text and NEXT_STEP in text, text
+        message = _refused_then_set_up_again(t02, t02.exercises[-1])
+        assert "stopped by lesson 07" in message and "PostgreSQL" in message, message
+        t02.solve(t02.exercises[-1])  # on the PostgreSQL server now
+
+        t05.run(t05.index_of("pause_deployment("))  # 05's clean-up: its workers stop
+        t07.run(t07.index_of("server.stop()"))
+        assert_readable(list(tabs.values()))
+    _no_leftovers(home)
