@@ -46,8 +46,9 @@ __all__ = ["OpenLesson", "ServerGone", "follow", "note_stopped", "open_lessons"]
 #: What the message for a stopped server asks the learner to do.
 RERUN_HINT = "Run this notebook's first cell again ({call})"
 
-#: The cell a lesson's kernel can always run: its first cell calls this.
-SETUP_CALL = "lesson_setup"
+#: The calls that point a kernel at the home's server (a lesson's first cell, lesson 01's
+#: ``PrefectServer().start()``): a cell that makes one always runs, and the kernel follows.
+SETUP_CALLS = frozenset({"lesson_setup", "PrefectServer"})
 
 #: The IPython calls a cell of only magics and shell commands turns into (``%tb``,
 #: ``!energy-flows status``): they run whatever happened to the server.
@@ -94,6 +95,8 @@ class _Link:
     stopped_here: bool = False
     #: The server was up when the running cell started.
     up_before_cell: bool = False
+    #: The running cell points the kernel at the home's server (:data:`SETUP_CALLS`).
+    setting_up: bool = False
     hooks: list[Any] = field(default_factory=list)
 
     def alive(self) -> bool:
@@ -158,9 +161,21 @@ def _before_cell(*_: Any) -> None:
 
 
 def _after_cell(*_: Any) -> None:
-    """A server that was up when the cell started and is gone now was stopped by this cell."""
+    """A server that was up when the cell started and is gone now was stopped by this cell.
+
+    After a cell that started (or reused) the home's server, the kernel follows it.
+    """
     link = _LINK
-    if link is None or not link.up_before_cell or link.alive() or link.pid is None:
+    if link is None:
+        return
+    if link.setting_up:
+        link.setting_up = False
+        rec = registry.live_server(link.home)
+        if rec is not None and os.environ.get("PREFECT_API_URL") == rec.api_url:
+            link.pid, link.create_time, link.api_url = rec.pid, rec.create_time, rec.api_url
+            link.stopped_here = False
+            return
+    if not link.up_before_cell or link.alive() or link.pid is None:
         return
     link.stopped_here = True
     note_stopped(link.home, link.pid, f"lesson {link.lesson}")
@@ -295,9 +310,12 @@ class _CellGuard(ast.NodeTransformer):
     @staticmethod
     def _refusal(node: ast.AST) -> str | None:
         link = _LINK
-        if link is None or link.pid is None or link.stopped_here or link.alive():
+        if link is None:
             return None
-        if _calls(node, {SETUP_CALL}) or _only_magics(node):
+        link.setting_up = _calls(node, SETUP_CALLS)
+        if link.pid is None or link.stopped_here or link.setting_up or link.alive():
+            return None
+        if _only_magics(node):
             return None
         return _gone_message(link)
 
@@ -314,7 +332,7 @@ def _call_names(node: ast.AST) -> set[str]:
     return names
 
 
-def _calls(node: ast.AST, names: set[str]) -> bool:
+def _calls(node: ast.AST, names: frozenset[str]) -> bool:
     return bool(_call_names(node) & names)
 
 
