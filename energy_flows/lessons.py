@@ -15,6 +15,7 @@ development tool of the checkout: ``tools/execute_lessons.py``.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import os
@@ -307,7 +308,50 @@ def wait_until_late(runs: Any, timeout: float = 60.0) -> Any:
     from energy_flows.orchestration import wait_for
 
     runs = list(runs) if isinstance(runs, list | tuple) else [runs]
-    return wait_for([_run_by_name(r) for r in runs], until="late", timeout=timeout, progress=False)
+    found = [_run_by_name(r) for r in runs]
+    table = wait_for(found, until="late", timeout=timeout, progress=False)
+    for run, state in zip(found, table["state"], strict=False):
+        if state != "Late":
+            print(_taken_instead(run, state))
+    return table
+
+
+def _taken_instead(run: Any, state: str) -> str:
+    """Why ``run`` is not Late: the worker that took it, and what to do about it."""
+    import uuid
+
+    from energy_flows.errors import WaitTimeout
+    from energy_flows.orchestration.common import client
+    from energy_flows.orchestration.diagnosis import WORKER_LABEL
+    from energy_flows.services import registry
+    from energy_flows.settings import home_dir
+    from energy_flows.waiting import wait_until
+
+    run_id = uuid.UUID(str(getattr(run, "id", run)))
+    with client() as c:
+        flow_run = c.read_flow_run(run_id)
+
+        def labelled() -> Any:
+            current = c.read_flow_run(run_id)
+            return current if WORKER_LABEL in (current.labels or {}) else None
+
+        # A worker labels a run with its name just after setting it Pending.
+        with contextlib.suppress(WaitTimeout):
+            flow_run = wait_until(labelled, 10, what="the worker's label on the run")
+    worker = (flow_run.labels or {}).get(WORKER_LABEL)
+    if not worker:
+        return f"{flow_run.name!r} is {state}, not Late: something took it before it turned Late."
+    home = home_dir()
+    rec = registry.worker_record(home, str(worker))
+    lessons = {o.pid: o.lesson for o in kernel_server.open_lessons(home, exclude_self=False)}
+    whose = ""
+    if rec is not None and rec.owner_pid in lessons and rec.owner_pid != os.getpid():
+        whose = f" (lesson {lessons[rec.owner_pid]}'s)"
+    return (
+        f"{flow_run.name!r} is {state}, not Late: the worker {worker!r}{whose} took it. Stop "
+        f"that worker (Worker(name={str(worker)!r}).stop(), or `energy-flows down` in a "
+        "terminal), then run this cell again."
+    )
 
 
 def _run_by_name(run: Any) -> Any:

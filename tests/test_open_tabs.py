@@ -333,3 +333,28 @@ def test_lessons_02_05_06_07_open_at_once(tmp_path: Path) -> None:
         t07.run(t07.index_of("server.stop()"))
         assert_readable(list(tabs.values()))
     _no_leftovers(home)
+
+
+# --------------------------------------------------------------------------
+# A run that should have turned Late
+# --------------------------------------------------------------------------
+
+
+def test_wait_until_late_names_the_worker_that_took_a_run(
+    prefect_server: Any, worker_factory: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another lesson's worker took the run first: the wait says which, and what to do."""
+    from energy_flows.lessons import wait_until_late
+    from energy_flows.orchestration import deploy_energy_flow, ensure_work_pool, trigger
+
+    pool, queue, deployment = "taken-pool", "taken-queue", "taken-early"
+    ensure_work_pool(pool)
+    deploy_energy_flow(deployment, parameters={"days": 60}, work_pool=pool, work_queue=queue)
+    worker_factory(pool=pool, queues=[queue], name="agent-2")
+    # Due now: the worker (polling every second) takes it long before it would turn Late (5 s).
+    run = trigger(deployment, flow_run_name="unattended-9")
+    table = wait_until_late([run], timeout=60)
+    assert list(table["state"]) != ["Late"], table
+    said = capsys.readouterr().out
+    assert "not Late: the worker 'agent-2'" in said, said
+    assert "Worker(name='agent-2').stop()" in said and "run this cell again" in said, said
