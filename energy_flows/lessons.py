@@ -15,6 +15,7 @@ development tool of the checkout: ``tools/execute_lessons.py``.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import os
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from energy_flows import kernel_server
 from energy_flows.errors import EnergyFlowsError
 
 if TYPE_CHECKING:
@@ -104,10 +106,15 @@ def lesson_setup(lesson: str | int) -> PrefectServer | None:
     if "server" not in needs:
         return None
 
-    server = _server_for(needs)
+    server = _server_for(needs, number)
     use_prefect_command(server.home)
+    # Before each later cell, check the home's server is still this one (kernel_server.py).
+    kernel_server.follow(server.home, number)
 
     from energy_flows import orchestration as orch
+
+    if number in _NEEDS_LATE_RUNS:
+        _stop_workers_of_queue(server.home, orch.DEFAULT_POOL, orch.DEFAULT_QUEUE)
 
     if "pool" in needs:
         orch.ensure_work_pool(orch.DEFAULT_POOL)
@@ -120,33 +127,111 @@ def lesson_setup(lesson: str | int) -> PrefectServer | None:
     return server
 
 
-def _server_for(needs: tuple[str, ...]) -> PrefectServer:
+def _server_for(needs: tuple[str, ...], number: str) -> PrefectServer:
     """This home's server, started (again) as a lesson with ``needs`` wants it.
 
     Lesson 07 wants PostgreSQL and a password: a server that runs on SQLite or
-    without one is stopped, with its workers, and started again that way.
+    without one is stopped, with its workers, and started again that way. The
+    message says so once, and names the lessons open in other tabs: their next
+    cell says their server was stopped, and re-running their first cell
+    continues on the new one.
     """
+    from energy_flows.services import registry
     from energy_flows.services.postgres import DATABASE_VARIABLE
     from energy_flows.services.server import PrefectServer
+    from energy_flows.settings import home_dir
 
     database = None
     if "postgres" in needs and not os.environ.get(DATABASE_VARIABLE):
         database = "postgres"
     auth = True if "auth" in needs else None
-    server = PrefectServer(database=database, auth=auth).start()
+    running = registry.live_server(home_dir())
     now, wanted = [], []
-    if "postgres" in needs and server.database == "sqlite":
+    if running is not None and "postgres" in needs and running.database == "sqlite":
         now, wanted = ["on SQLite"], ["on PostgreSQL"]
-    if auth and server.auth_string is None:
+    if running is not None and auth and not running.auth:
         now, wanted = [*now, "without a password"], [*wanted, "with a password"]
-    if now:
+    if running is not None and now:
         print(
             f"This home's Prefect server runs {' and '.join(now)}: stopping it (and its "
-            f"workers) to start it again {' and '.join(wanted)}."
+            f"workers) to start it again {' and '.join(wanted)}.{_affected(running.home)}"
         )
-        server.stop()
-        server = PrefectServer(database=database, auth=auth).start()
-    return server
+        kernel_server.note_stopped(running.home, running.pid, f"lesson {number}")
+        PrefectServer(quiet=True).stop()
+    return PrefectServer(database=database, auth=auth).start()
+
+
+def _affected(home: str | os.PathLike[str]) -> str:
+    """The sentence for the lessons open in other tabs, which lose their server."""
+    others = sorted({o.lesson for o in kernel_server.open_lessons(home)})
+    if not others:
+        return ""
+    names = _and([f"lesson {n}" for n in others])
+    return (
+        f" Open in other tabs: {names}. Their next cell says their server was stopped; "
+        "run their first cell again to continue on this one (their earlier runs stay in "
+        "the SQLite database, for when lesson 02-06 starts the server on it again)."
+    )
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+#: The lessons that show runs waiting Late in the queue ``energy_usage`` before a
+#: worker of their own takes them: a worker left running by another lesson would
+#: take those runs at once.
+_NEEDS_LATE_RUNS = ("04", "05", "06")
+
+
+def _stop_workers_of_queue(home: str | os.PathLike[str], pool: str, queue: str) -> list[str]:
+    """Stop this home's workers that serve ``queue`` of ``pool``, saying whose they were.
+
+    The lessons of :data:`_NEEDS_LATE_RUNS` start their own workers later; one
+    left by another lesson (lesson 05's ``agent-1`` and ``agent-2`` when lesson
+    05 was not finished) would take the runs they need to see Late. Returns the
+    stopped workers' names.
+    """
+    from energy_flows.services import control, registry
+
+    serving = [
+        rec
+        for rec in registry.worker_records(home)
+        if rec.alive()
+        and not rec.remote
+        and rec.pool == pool
+        and (not rec.queues or queue in rec.queues)
+    ]
+    if not serving:
+        return []
+    lessons = {o.pid: o.lesson for o in kernel_server.open_lessons(home, exclude_self=False)}
+    groups: dict[str, list[str]] = {}
+    for rec in serving:
+        if rec.owner_pid == os.getpid():
+            whose = "this notebook"
+        elif rec.owner_pid in lessons:
+            whose = f"lesson {lessons[rec.owner_pid]}"
+        elif str(rec.owner) == "cli":
+            whose = "a terminal (energy-flows up)"
+        else:
+            whose = f"process {rec.owner_pid}"
+        groups.setdefault(whose, []).append(rec.name)
+    for rec in serving:
+        control.stop(rec, quiet=True)
+    for whose, names in groups.items():
+        they = "they" if len(names) > 1 else "it"
+        again = (
+            f"{whose.capitalize()} starts {'them' if len(names) > 1 else 'it'} again with its "
+            "Worker(...) cell, when you go back to it."
+            if whose.startswith("lesson")
+            else "This lesson starts a worker of its own further on."
+        )
+        print(
+            f"Stopped {whose}'s worker{'s' if len(names) > 1 else ''} "
+            f"{_and([repr(n) for n in names])}: {they} served the queue {queue!r} and would "
+            f"take the runs this lesson needs to see Late. {again}"
+        )
+    return [rec.name for rec in serving]
 
 
 #: How wide Prefect's tables are in a cell (rich draws them for 80 columns when it
@@ -223,7 +308,50 @@ def wait_until_late(runs: Any, timeout: float = 60.0) -> Any:
     from energy_flows.orchestration import wait_for
 
     runs = list(runs) if isinstance(runs, list | tuple) else [runs]
-    return wait_for([_run_by_name(r) for r in runs], until="late", timeout=timeout, progress=False)
+    found = [_run_by_name(r) for r in runs]
+    table = wait_for(found, until="late", timeout=timeout, progress=False)
+    for run, state in zip(found, table["state"], strict=False):
+        if state != "Late":
+            print(_taken_instead(run, state))
+    return table
+
+
+def _taken_instead(run: Any, state: str) -> str:
+    """Why ``run`` is not Late: the worker that took it, and what to do about it."""
+    import uuid
+
+    from energy_flows.errors import WaitTimeout
+    from energy_flows.orchestration.common import client
+    from energy_flows.orchestration.diagnosis import WORKER_LABEL
+    from energy_flows.services import registry
+    from energy_flows.settings import home_dir
+    from energy_flows.waiting import wait_until
+
+    run_id = uuid.UUID(str(getattr(run, "id", run)))
+    with client() as c:
+        flow_run = c.read_flow_run(run_id)
+
+        def labelled() -> Any:
+            current = c.read_flow_run(run_id)
+            return current if WORKER_LABEL in (current.labels or {}) else None
+
+        # A worker labels a run with its name just after setting it Pending.
+        with contextlib.suppress(WaitTimeout):
+            flow_run = wait_until(labelled, 10, what="the worker's label on the run")
+    worker = (flow_run.labels or {}).get(WORKER_LABEL)
+    if not worker:
+        return f"{flow_run.name!r} is {state}, not Late: something took it before it turned Late."
+    home = home_dir()
+    rec = registry.worker_record(home, str(worker))
+    lessons = {o.pid: o.lesson for o in kernel_server.open_lessons(home, exclude_self=False)}
+    whose = ""
+    if rec is not None and rec.owner_pid in lessons and rec.owner_pid != os.getpid():
+        whose = f" (lesson {lessons[rec.owner_pid]}'s)"
+    return (
+        f"{flow_run.name!r} is {state}, not Late: the worker {worker!r}{whose} took it. Stop "
+        f"that worker (Worker(name={str(worker)!r}).stop(), or `energy-flows down` in a "
+        "terminal), then run this cell again."
+    )
 
 
 def _run_by_name(run: Any) -> Any:

@@ -9,6 +9,10 @@ checks them on another Prefect.
 * :func:`flush_to_server`: send the run logs and events this process has
   queued (``APILogWorker`` and ``EventsWorker``, Prefect's background
   senders, have ``drain_all`` but no public wrapper).
+* :func:`restart_senders`: the same ``drain_all`` stops those senders, so
+  the next log or event starts new ones that read the current settings (the
+  event sender keeps the server address it started with: a kernel re-pointed
+  at another server would send its task runs' events to the old one).
 * :func:`dashboard_api_url`: the API address a server's dashboard calls,
   read from ``GET /ui-settings``, the route the dashboard itself reads at
   start (lesson 08 checks that a server started with ``--port`` calls its
@@ -27,7 +31,7 @@ import threading
 import urllib.error
 import urllib.request
 
-__all__ = ["dashboard_api_url", "flush_to_server"]
+__all__ = ["dashboard_api_url", "flush_to_server", "restart_senders"]
 
 
 def flush_to_server(timeout: float = 10.0) -> bool:
@@ -66,6 +70,21 @@ def flush_to_server(timeout: float = 10.0) -> bool:
         helper.start()
         helper.join(len(available) * timeout + 1)
     return len(available) == len(drains)
+
+
+def restart_senders(timeout: float = 2.0) -> bool:
+    """Make Prefect's log and event senders of this process follow its current settings.
+
+    ``EventsWorker`` (task runs are recorded on the server from their events)
+    and ``APILogWorker`` are started once and kept: the event sender keeps the
+    API address and password it started with, whatever the settings say later.
+    ``drain_all`` stops every sender after sending what it has queued (waiting
+    at most ``timeout`` seconds: to a stopped server nothing can be sent); the
+    next event or log line starts a new sender with the settings of that
+    moment. Call it after re-pointing the process at another server (see
+    ``settings.apply_to_current_process``). True if both could be stopped.
+    """
+    return flush_to_server(timeout=timeout)
 
 
 def dashboard_api_url(ui_url: str, timeout: float = 3.0) -> str | None:

@@ -49,6 +49,7 @@ def package_processes(root: Path) -> list[psutil.Process]:
 #: minutes after, with one process left waiting for a long test that started last.
 LONGEST_FIRST = (
     "tests/test_journey.py",
+    "tests/test_open_tabs.py::test_lessons_02_05_06_07_open_at_once",
     "tests/test_walkthrough.py::test_the_walkthrough_typed_into_jupyterlab_terminals",
     "tests/test_recovery.py::test_starting_the_instant_the_previous_owner_exits_works_20_times",
     "tests/test_binder.py",

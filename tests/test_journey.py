@@ -22,6 +22,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -96,27 +97,48 @@ def _restart_mid_lesson_05(path: Path, home: Path, folder: Path) -> list[str]:
     return taken
 
 
-def _states(home: Path, ids: list[str]) -> dict[str, str]:
-    """The state of each of these runs (by id; a run's name changes when its flow starts)."""
+def _rows(home: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows a query of the home's SQLite database returns (read-only)."""
     import sqlite3
 
     db = home / "prefect" / "prefect.db"
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT id, name, state_name FROM flow_run").fetchall()
+        return conn.execute(sql).fetchall()
+
+
+def _by_id(rows: list[tuple[Any, ...]], ids: list[str]) -> list[tuple[Any, ...]]:
+    """The rows whose first column is one of these runs' ids (a run's name changes when
+    its flow starts, its id never)."""
     wanted = {i.replace("-", "") for i in ids}
-    return {f"{name} ({i})": state for i, name, state in rows if str(i).replace("-", "") in wanted}
+    return [row for row in rows if str(row[0]).replace("-", "") in wanted]
+
+
+def _states(home: Path, ids: list[str]) -> dict[str, str]:
+    """The state of each of these runs."""
+    rows = _by_id(_rows(home, "SELECT id, name, state_name FROM flow_run"), ids)
+    return {f"{name} ({i})": state for i, name, state in rows}
+
+
+#: What the Crashed state of a run in flight at a kernel restart says (services/recovery.py).
+KERNEL_ENDED = "the notebook kernel (or program) that started it ended"
+
+
+def _messages(home: Path, ids: list[str]) -> list[str]:
+    """The message of each of these runs' current state."""
+    sql = (
+        "SELECT flow_run.id, flow_run_state.message FROM flow_run "
+        "JOIN flow_run_state ON flow_run.state_id = flow_run_state.id"
+    )
+    return [str(message) for _, message in _by_id(_rows(home, sql), ids)]
 
 
 def _runs_not_final(home: Path) -> list[str]:
     """Runs in the home's database that are Pending or Running (there must be none)."""
-    import sqlite3
-
-    db = home / "prefect" / "prefect.db"
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute(
-            "SELECT name, state_name FROM flow_run WHERE state_type IN "
-            "('PENDING', 'RUNNING', 'CANCELLING')"
-        ).fetchall()
+    rows = _rows(
+        home,
+        "SELECT name, state_name FROM flow_run WHERE state_type IN "
+        "('PENDING', 'RUNNING', 'CANCELLING')",
+    )
     return [f"{name} ({state})" for name, state in rows]
 
 
@@ -135,7 +157,11 @@ def test_lessons_in_order_in_one_home_with_a_restart(tmp_path):
         wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
     assert leftover_processes(home) == []
     assert _runs_not_final(home) == []
+    # One behaviour, the README's: the runs in flight when the kernel ended are Crashed,
+    # saying why (and stay so: their processes ended with the worker, none finished later).
     assert set(_states(home, in_flight).values()) == {"Crashed"}, _states(home, in_flight)
+    reasons = _messages(home, in_flight)
+    assert all(KERNEL_ENDED in m for m in reasons), reasons
     # Lesson 07 moves the same home onto PostgreSQL, then stops it all again.
     times["07"] = _run_all(lessons["07"], home, folder)
     with contextlib.suppress(WaitTimeout):

@@ -264,7 +264,7 @@ def ensure_work_pool(
         A :class:`PoolInfo`; ``changes`` says what this call did.
     """
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     check_prefect_name(name, "work pool")
     _check_limit(concurrency_limit, f"pool {name!r}")
@@ -274,12 +274,15 @@ def ensure_work_pool(
         except ObjectNotFound:
             template = _check_pool_type(type)  # a new pool must be one a worker here serves
             limit = _limit_value(concurrency_limit)
-            c.create_work_pool(
-                WorkPoolCreate(
-                    name=name, type=type, base_job_template=template, concurrency_limit=limit
+            try:
+                c.create_work_pool(
+                    WorkPoolCreate(
+                        name=name, type=type, base_job_template=template, concurrency_limit=limit
+                    )
                 )
-            )
-            return _pool_info(c.read_work_pool(name), ("created",))
+                return _pool_info(c.read_work_pool(name), ("created",))
+            except ObjectAlreadyExists:  # another kernel created it in between: use that one
+                pool = c.read_work_pool(name)
         if pool.type != type:
             raise OrchestrationError(
                 f"Work pool {name!r} already exists with type {pool.type!r}, not {type!r}; "

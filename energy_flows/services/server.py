@@ -17,7 +17,7 @@ import urllib.parse
 from energy_flows import settings
 from energy_flows.errors import ServiceError
 from energy_flows.markup import Markup, element
-from energy_flows.prefect_internals import flush_to_server
+from energy_flows.prefect_internals import flush_to_server, restart_senders
 from energy_flows.services import api, control, database, launch, postgres, registry, urls
 from energy_flows.services.base import LogText, ManagedService
 from energy_flows.services.postgres import PostgresServer
@@ -221,6 +221,8 @@ class PrefectServer(ManagedService[ServerRecord]):
 
     def _started(self, rec: ServerRecord) -> None:
         settings.apply_to_current_process(self.home, rec.api_url)
+        # Prefect's event and log senders keep the address they started with: restart them.
+        restart_senders()
         for line in control.reconcile(self.home, quiet=True):
             self._say(line)  # now that the server answers, ended workers' runs can be finished
         if not self.detached:
