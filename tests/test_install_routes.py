@@ -281,6 +281,14 @@ def test_the_lowest_prefect_installs_as_declared_with_plain_pip(tmp_path: Path) 
     ).stdout.split()
     assert f"prefect=={versions[0]}" == _lowest_prefect(), versions
 
+    # As `make setup` does: the migrated empty database that new homes copy.
+    subprocess.run(
+        [str(python), "-m", "energy_flows.services.database"],
+        env=env,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
     home = tmp_path / "home"
     tour_env = {k: v for k, v in env.items() if not k.startswith(("PREFECT_", "ENERGY_FLOWS"))}
     tour_env["ENERGY_FLOWS_HOME"] = str(home)
@@ -300,7 +308,7 @@ def test_the_lowest_prefect_installs_as_declared_with_plain_pip(tmp_path: Path) 
             capture_output=True,
             timeout=120,
         )
-    assert tour.returncode == 0, (versions, tour.stdout[-3000:], tour.stderr[-3000:])
+    assert tour.returncode == 0, f"{versions}\n{tour.stdout[-4000:]}\n{tour.stderr[-3000:]}"
 
     # What the machine had: FastAPI 0.165 over Prefect 3.8.8 (pip allows it when
     # asked by hand). The server dies at import; the error names the remedy.
