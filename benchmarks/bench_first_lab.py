@@ -33,7 +33,7 @@ def first_lab(installer: str, folder: Path, timeout: float = 900) -> tuple[float
     port = 18800 if installer == "uv" else 18801
     env = {**os.environ, "ENERGY_FLOWS_HOME": str(folder / f"home-{installer}")}
     env["JUPYTER_TOKEN"] = "bench"
-    log = open(folder / f"make-lab-{installer}.log", "wb")  # noqa: SIM115 - closed below
+    log = open(folder / f"make-lab-{installer}.log", "wb")
     start = time.monotonic()
     lab = subprocess.Popen(
         ["make", "lab", f"INSTALLER={installer}", f"LAB_ARGS=--no-browser --port {port}"],
