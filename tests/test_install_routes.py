@@ -331,3 +331,28 @@ def test_the_lowest_prefect_installs_as_declared_with_plain_pip(tmp_path: Path) 
     assert up.returncode != 0, said
     assert "stopped with `TypeError: Body() got an unexpected keyword argument" in said, said
     assert "Reinstall the tested set: `make setup`" in said, said
+
+
+#: The end of the server's log on the machine of issue 24 (Prefect 3.8.8, FastAPI 0.165).
+_IMPORT_CRASH_LOG = """\
+  File "/srv/venv/lib/python3.11/site-packages/prefect/server/api/concurrency_limits.py", line 22, in <module>
+    from prefect.server.api.concurrency_limits_v2 import MinimalConcurrencyLimitResponse
+  File "/srv/venv/lib/python3.11/site-packages/prefect/server/api/concurrency_limits_v2.py", line 305, in <module>
+    names: List[str] = Body(..., min_items=1),
+                       ^^^^^^^^^^^^^^^^^^^^^^
+TypeError: Body() got an unexpected keyword argument 'min_items'
+"""
+
+
+def test_a_start_that_dies_at_import_names_the_remedy() -> None:
+    from energy_flows.services.base import _crash_hint
+
+    hint = _crash_hint(_IMPORT_CRASH_LOG, "the Prefect server")
+    assert hint is not None
+    assert hint.startswith(
+        "The Prefect server stopped with `TypeError: Body() got an unexpected keyword"
+    )
+    assert "`make setup`" in hint and "`energy-flows check`" in hint
+    # A log that ends otherwise keeps the general advice.
+    assert _crash_hint("12:00:01 | ERROR | uvicorn.error - [Errno 98] in use\n", "x") is None
+    assert _crash_hint("", "the Prefect server") is None
