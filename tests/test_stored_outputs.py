@@ -64,5 +64,15 @@ def test_a_learners_view_of_an_executors_output(tmp_path: Path) -> None:
     nb.cells.append(cell)
     _normalise(nb, home)
     assert [o.get("text") for o in cell.outputs[:1]] == [f"log: {LEARNER_HOME}/logs/server.log\n"]
-    assert cell.outputs[1]["data"]["text/plain"] == "'http://127.0.0.1:4200/api'"
+    # Consecutive writes to one stream are stored as one output, as JupyterLab keeps them.
+    cell.outputs[1:1] = [
+        nbformat.v4.new_output("stream", name="stdout", text="12:00:01.000 | INFO | a\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="12:00:01.100 | INFO | b\n"),
+    ]
+    _normalise(nb, home)
+    assert [o.output_type for o in cell.outputs] == ["stream", "execute_result"]
+    assert cell.outputs[0].text.endswith(
+        "/logs/server.log\n12:00:01.000 | INFO | a\n12:00:01.100 | INFO | b\n"
+    )
+    assert cell.outputs[-1]["data"]["text/plain"] == "'http://127.0.0.1:4200/api'"
     assert "/tmp/ef-lesson-ab3_x9zq" in cell.source  # what the lesson says is left alone

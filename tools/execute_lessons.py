@@ -191,8 +191,28 @@ def _normalise(nb: Any, home: Path | None = None) -> None:
     taken = sorted({port for text in texts for port in _PORT_TAKEN.findall(text)})
     _map_strings(nb, lambda text: learner_view(text, taken, home))
     for cell in nb.cells:
-        if "outputs" in cell:  # a stream that said only which port was taken says nothing now
-            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "stream" or o.text]
+        if "outputs" in cell:
+            cell.outputs = _joined_streams(cell.outputs)
+
+
+def _joined_streams(outputs: list[Any]) -> list[Any]:
+    """Consecutive writes to one stream as one output, as JupyterLab keeps them.
+
+    nbclient stores each write (each of Prefect's log lines) as an output of its
+    own. A stream left empty (it said only which port was taken) is dropped.
+    """
+    joined: list[Any] = []
+    for output in outputs:
+        if output.get("output_type") == "stream":
+            if not output.text:
+                continue
+            last = joined[-1] if joined else None
+            if last is not None and last.get("output_type") == "stream":
+                if last.name == output.name:
+                    last.text += output.text
+                    continue
+        joined.append(output)
+    return joined
 
 
 def learner_view(text: str, taken_ports: Sequence[str] = (), home: Path | None = None) -> str:
