@@ -69,6 +69,16 @@ _COLOUR_VARIABLES = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS")
 _JUPYTER_SECRET = re.compile(r"(JUPYTER|JPY)\w*(TOKEN|SECRET|PASSWORD|KEY)\w*")
 
 
+#: Prefect's logging settings of a notebook kernel (``handlers.console`` of Prefect's
+#: ``logging.yml``, overridden by variables): the log lines of a cell read as one block of
+#: text, written to stdout with the cell's prints, instead of one HTML block per line
+#: (``energy_flows/log_console.py``). Plain Prefect writes them to stderr, through rich.
+NOTEBOOK_LOG_SETTINGS = {
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS": "energy_flows.log_console.NotebookConsoleHandler",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM": "ext://sys.stdout",
+}
+
+
 #: The state folder's name, at the top of a checkout or in the user's home directory.
 HOME_FOLDER_NAME = ".energy_flows"
 
@@ -417,10 +427,10 @@ def classroom_env(
     run needs none (a flow's code could log its environment). What needs one,
     JupyterLab started by ``energy-flows lab``, gets it in ``extra``.
     """
+    # ... and a kernel's notebook log settings stay with the kernel.
+    skip = {*_COLOUR_VARIABLES, *NOTEBOOK_LOG_SETTINGS}
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in _COLOUR_VARIABLES and not _JUPYTER_SECRET.fullmatch(k)
+        k: v for k, v in os.environ.items() if k not in skip and not _JUPYTER_SECRET.fullmatch(k)
     }
     if api_url is None:
         env.pop("PREFECT_API_URL", None)
@@ -452,4 +462,33 @@ def apply_to_current_process(
         import prefect.context
 
         prefect.context.refresh_global_settings_context()
+    _use_notebook_log_console()
     return settings
+
+
+def in_notebook_kernel() -> bool:
+    """True in a Jupyter kernel (IPython's ``ZMQInteractiveShell``), as rich tells it."""
+    shell = sys.modules.get("IPython")
+    get_ipython = getattr(shell, "get_ipython", None)
+    return get_ipython is not None and type(get_ipython()).__name__ == "ZMQInteractiveShell"
+
+
+def _use_notebook_log_console() -> None:
+    """In a notebook kernel, print Prefect's log lines as text (:data:`NOTEBOOK_LOG_SETTINGS`).
+
+    Prefect sets its logging up when it is imported; a kernel that imported it
+    before the classroom settings has it set up again, with them.
+    """
+    if not in_notebook_kernel():
+        return
+    os.environ.update(NOTEBOOK_LOG_SETTINGS)
+    if "prefect.logging.configuration" not in sys.modules:
+        return  # Prefect reads the variables when it is imported
+    import logging
+
+    from prefect.logging.configuration import setup_logging
+
+    wanted = NOTEBOOK_LOG_SETTINGS["PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS"].rsplit(".", 1)[1]
+    handlers = logging.getLogger().handlers  # Prefect's console handler is the root's
+    if not any(type(handler).__name__ == wanted for handler in handlers):
+        setup_logging(incremental=False)

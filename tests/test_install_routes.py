@@ -7,6 +7,10 @@ on. ``environment.yml`` (conda) must hand pip the same two arguments, and
 same Python minor. The last test replays what conda does with
 ``environment.yml``'s ``pip:`` list and checks that pip would install exactly
 the pinned versions.
+
+The declared ranges themselves are checked the way a JupyterHub image installs
+them: plain pip, no constraints file, the oldest Prefect the range accepts, and
+``energy-flows tour`` on the result.
 """
 
 from __future__ import annotations
@@ -21,9 +25,17 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.wheelhouse import CONSTRAINTS, ROOT, ensure_wheelhouse, offline_pip_env, pins
+from tests.wheelhouse import (
+    BUILD_REQUIREMENT,
+    CONSTRAINTS,
+    ROOT,
+    ensure_wheelhouse,
+    offline_pip_env,
+    pins,
+)
 
 BINDER = ROOT / "binder"
 REFRESH_BINDER = (
@@ -41,10 +53,14 @@ def frozen_python_minor() -> str:
 
 
 def make_install_arguments() -> list[str]:
-    """The arguments after ``pip install`` in the Makefile's setup recipe, options aside."""
-    (line,) = [x for x in (ROOT / "Makefile").read_text().splitlines() if "pip install" in x]
-    words = shlex.split(line.split("pip install", 1)[1])
-    return [w for w in words if w.startswith(("-c", "-e", ".")) or not w.startswith("-")]
+    """What the Makefile's setup recipe installs (``INSTALL_ARGS``), with either installer."""
+    makefile = (ROOT / "Makefile").read_text()
+    (line,) = [x for x in makefile.splitlines() if x.startswith("INSTALL_ARGS = ")]
+    # Both installers (uv, and pip where uv cannot) install exactly that.
+    installs = [x for x in makefile.splitlines() if "pip install" in x and "echo" not in x]
+    installs = [x for x in installs if "constraints" in x or "INSTALL_ARGS" in x]
+    assert len(installs) == 2 and all("$(INSTALL_ARGS)" in x for x in installs), installs
+    return shlex.split(line.split("=", 1)[1])
 
 
 def environment_yml() -> dict:
@@ -184,3 +200,159 @@ def pins_of(installed: dict[str, str]) -> dict[str, str]:
 
 def _project_version() -> str:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+#: The wheels plain pip chose for the lowest Prefect, kept between runs: pip's own cache is
+#: not written on every machine, and a download is most of this test's time.
+LOWEST_WHEELS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / (
+    "energy-flows-lowest-prefect"
+)
+
+
+def _lowest_prefect() -> str:
+    """The declared lower bound of Prefect (``prefect>=X``), as ``prefect==X``."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (prefect,) = [Requirement(r) for r in project["dependencies"] if r.startswith("prefect>")]
+    (low,) = [s.version for s in prefect.specifier if s.operator == ">="]
+    return f"prefect=={low}"
+
+
+@pytest.mark.install
+@pytest.mark.server
+@pytest.mark.timeout(900)
+def test_the_lowest_prefect_installs_as_declared_with_plain_pip(tmp_path: Path) -> None:
+    """``pip install 'prefect==<lower bound>' <checkout>``, no constraints: the tour runs.
+
+    pip resolves against the package registry as for anyone (``pip download``,
+    which chooses exactly what ``pip install`` would, keeping the files it
+    already has), then installs that set offline into a new environment. A new
+    release of a library that breaks the declared ranges fails here.
+    """
+    (tmp_path / "checkout").mkdir()
+    checkout = _checkout_for_pip(tmp_path / "checkout")
+    wanted = [_lowest_prefect(), str(checkout)]
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PIP_CONSTRAINT", "PIP_REQUIRE_VIRTUALENV")
+    }
+    LOWEST_WHEELS.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    chose = subprocess.run(
+        # setuptools: what pip's build isolation needs to build the checkout, offline below
+        [*pip, "download", "--quiet", "--dest", str(LOWEST_WHEELS), *wanted, BUILD_REQUIREMENT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert chose.returncode == 0, chose.stderr[-3000:]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    installed = subprocess.run(
+        [
+            *pip,
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--no-index",
+            "--find-links",
+            str(LOWEST_WHEELS),
+            *wanted,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    versions = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from importlib.metadata import version as v; print(v('prefect'), v('fastapi'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert f"prefect=={versions[0]}" == _lowest_prefect(), versions
+
+    # As `make setup` does: the migrated empty database that new homes copy.
+    subprocess.run(
+        [str(python), "-m", "energy_flows.services.database"],
+        env=env,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    home = tmp_path / "home"
+    tour_env = {k: v for k, v in env.items() if not k.startswith(("PREFECT_", "ENERGY_FLOWS"))}
+    tour_env["ENERGY_FLOWS_HOME"] = str(home)
+    try:
+        tour = subprocess.run(
+            [str(venv / "bin" / "energy-flows"), "tour"],
+            cwd=tmp_path,
+            env=tour_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        subprocess.run(
+            [str(venv / "bin" / "energy-flows"), "down"],
+            env=tour_env,
+            capture_output=True,
+            timeout=120,
+        )
+    assert tour.returncode == 0, f"{versions}\n{tour.stdout[-4000:]}\n{tour.stderr[-3000:]}"
+
+    # What the issue's machine had: FastAPI 0.165 over Prefect 3.8.8 (pip allows it when
+    # asked by hand). The server dies at import; the error names the remedy.
+    subprocess.run(
+        [*pip, "--python", str(python), "install", "--quiet", "--no-compile", "fastapi==0.165.0"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    up = subprocess.run(
+        [str(venv / "bin" / "energy-flows"), "up"],
+        cwd=tmp_path,
+        env=tour_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    said = up.stdout + up.stderr
+    assert up.returncode != 0, said
+    assert "stopped with `TypeError: Body() got an unexpected keyword argument" in said, said
+    assert "Reinstall the tested set: `make setup`" in said, said
+
+
+#: The end of the server's log on the machine of issue 24 (Prefect 3.8.8, FastAPI 0.165).
+_IMPORT_CRASH_LOG = """\
+  File "/srv/venv/lib/python3.11/site-packages/prefect/server/api/concurrency_limits.py", line 22, in <module>
+    from prefect.server.api.concurrency_limits_v2 import MinimalConcurrencyLimitResponse
+  File "/srv/venv/lib/python3.11/site-packages/prefect/server/api/concurrency_limits_v2.py", line 305, in <module>
+    names: List[str] = Body(..., min_items=1),
+                       ^^^^^^^^^^^^^^^^^^^^^^
+TypeError: Body() got an unexpected keyword argument 'min_items'
+"""
+
+
+def test_a_start_that_dies_at_import_names_the_remedy() -> None:
+    from energy_flows.services.base import _crash_hint
+
+    hint = _crash_hint(_IMPORT_CRASH_LOG, "the Prefect server")
+    assert hint is not None
+    assert hint.startswith(
+        "The Prefect server stopped with `TypeError: Body() got an unexpected keyword"
+    )
+    assert "`make setup`" in hint and "`energy-flows check`" in hint
+    # A log that ends otherwise keeps the general advice.
+    assert _crash_hint("12:00:01 | ERROR | uvicorn.error - [Errno 98] in use\n", "x") is None
+    assert _crash_hint("", "the Prefect server") is None

@@ -200,7 +200,7 @@ def test_forecast_plot_finds_the_columns_and_shades_the_horizon() -> None:
         views.plot_forecast(42)
 
 
-def test_queue_counts_plot_one_panel_per_queue() -> None:
+def test_queue_counts_plot_two_panels_per_queue() -> None:
     history = pd.DataFrame(
         {
             "time": [s(0), s(2), s(0), s(2)],
@@ -211,12 +211,46 @@ def test_queue_counts_plot_one_panel_per_queue() -> None:
         }
     )
     fig = views.plot_queue_counts(history)
-    assert [ax.get_title() for ax in fig.axes] == ["queue q1", "queue q2"]
-    late = next(line for line in fig.axes[1].get_lines() if line.get_label() == "Late")
+    assert [ax.get_title() for ax in fig.axes] == [
+        "queue q1: Late runs (their own scale)",
+        "queue q1: runs per state",
+        "queue q2: Late runs (their own scale)",
+        "queue q2: runs per state",
+    ]
+    late = next(line for line in fig.axes[2].get_lines() if line.get_label() == "Late")
     assert list(late.get_ydata()) == [0, 2]
+    assert "Late" not in [line.get_label() for line in fig.axes[3].get_lines()]
     assert "no refreshes yet" in [
         t.get_text() for t in views.plot_queue_counts(history[:0]).axes[0].texts
     ]
+
+
+def test_queue_counts_plot_keeps_late_visible_beside_a_schedules_stock() -> None:
+    """Lesson 04's queue: 68 future Scheduled runs, then one and two Late runs.
+
+    On one shared axis one Late run would sit at 1/68 of the height, on the floor.
+    """
+    history = pd.DataFrame(
+        {
+            "time": [s(i) for i in range(6)],
+            "queue": "energy_usage",
+            "scheduled": [68, 68, 67, 67, 66, 66],
+            "late": [0, 0, 1, 1, 2, 1],
+            "pending": 0,
+            "running": 0,
+            "completed": [0, 0, 0, 1, 1, 2],
+            "failed": 0,
+        }
+    )
+    fig = views.plot_queue_counts(history)
+    late_ax, others_ax = fig.axes
+    late = next(line for line in late_ax.get_lines() if line.get_label() == "Late")
+    # One Late run is drawn at least a third of the way up its panel, two at least half.
+    bottom, top = late_ax.get_ylim()
+    heights = [(y - bottom) / (top - bottom) for y in late.get_ydata()]
+    assert heights[2] > 1 / 3 and max(heights) > 1 / 2, heights
+    scheduled = next(line for line in others_ax.get_lines() if line.get_label() == "Scheduled")
+    assert max(scheduled.get_ydata()) == 68
 
 
 def test_style_runs_highlights_late_rows(runs: pd.DataFrame) -> None:

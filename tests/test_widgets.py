@@ -345,6 +345,44 @@ def test_monitor_late_run_worker_and_timeline(
     assert [line.get_label() for line in fig.axes[0].get_lines()][:2] == ["actual", "predicted"]
 
 
+def test_monitor_counts_and_lists_one_snapshot_while_runs_turn_late(
+    pool_and_queue: tuple[str, str],
+) -> None:
+    """Runs turning Late one after another: every refresh counts what it lists.
+
+    Six runs whose start times lie 0-5 s in the past turn Late (5 s after their
+    start) one a second, while the monitor refreshes; each snapshot's Late and
+    Scheduled counts equal the Late and Scheduled runs its list shows.
+    """
+    from energy_flows.orchestration import deploy_energy_flow, ensure_work_queue, trigger
+
+    pool, _ = pool_and_queue
+    queue = "widget-turning-late"
+    ensure_work_queue(queue, pool=pool)
+    deploy_energy_flow("turning-late", work_pool=pool, work_queue=queue, parameters={"days": 60})
+    now = dt.datetime.now(dt.UTC)
+    for i in range(6):
+        trigger(
+            "energy-usage-pipeline/turning-late",
+            flow_run_name=f"turning-late-{i}",
+            scheduled_time=now - dt.timedelta(seconds=i),
+        )
+    monitor = QueueMonitor(queue, pool, autostart=False, next_runs=50)
+    seen = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        snap = monitor.refresh()
+        assert snap.problem is None, snap.problem
+        listed = snap.next_runs["state"].value_counts().to_dict()
+        assert snap.count("Late") == listed.get("Late", 0), (snap.queues, snap.next_runs)
+        assert snap.count("Scheduled") == listed.get("Scheduled", 0), snap.next_runs
+        assert f"Late {snap.count('Late')}," in monitor.snapshot_text()
+        seen.add(snap.count("Late"))
+        if snap.count("Late") == 6:
+            break
+    assert 6 in seen and len(seen) >= 2, seen  # the refreshes watched runs turn Late
+
+
 def test_no_view_thread_survives() -> None:
     stop_all_views()
     import threading

@@ -14,6 +14,7 @@ imports them from here, so both run a lesson the same way.
     python -m tools.execute_lessons execute 04 05      # some lessons
     python -m tools.execute_lessons execute 00 --out /tmp/x   # store copies elsewhere
     python -m tools.execute_lessons list
+    python -m tools.execute_lessons normalise          # stored outputs: a learner's paths
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,19 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 #: Prefix of the temporary homes the executor and the notebook tests create
 #: (the nbval sanitizer, ``tests/notebooks/sanitize.cfg``, recognises it in paths).
 TEMP_HOME_PREFIX = "ef-lesson-"
+
+#: How the stored outputs show a lesson's home: a learner's, in a checkout cloned to
+#: ``~/energy-flows`` (the executor's is a temporary folder, a fact of the machine it ran on).
+LEARNER_HOME = "~/energy-flows/.energy_flows"
+#: Prefect's default port, the one a learner's server gets when no other program holds it.
+DEFAULT_PORT = 4200
+
+#: A temporary home of the executor or the notebook tests, with the folders above it.
+_TEMP_HOME = re.compile(r"(?:/[^\s'\"<>/]+)*/" + re.escape(TEMP_HOME_PREFIX) + r"[a-z0-9_]{8}")
+#: The line a server prints when another program holds port 4200 on the executor's machine.
+_PORT_TAKEN = re.compile(
+    rf"Port {DEFAULT_PORT} is taken by another program; using port (\d+) instead\.\n?"
+)
 
 #: Variables a lesson's kernel must not inherit from whoever runs the executor:
 #: the lesson talks to its own server, in its own home.
@@ -135,7 +150,7 @@ def execute_lesson(
         with contextlib.suppress(Exception):
             proc.kill()
     if not error:
-        _normalise(nb)
+        _normalise(nb, home)
         target = path if out is None else Path(out) / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
@@ -153,13 +168,17 @@ def execute_lesson(
 _ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _normalise(nb: Any) -> None:
-    """Keep the stored notebook tidy: no per-run metadata that only makes diffs noisy.
+def _normalise(nb: Any, home: Path | None = None) -> None:
+    """Keep the stored notebook tidy, and showing what a learner's run shows.
 
-    Rich's notebook rendering (Prefect's ``.deploy()`` prints through it) sends
-    an HTML copy, which the notebook shows, and a plain-text copy that keeps
-    its styles as ANSI codes; those codes are removed from the stored text
-    (the notebooks' sanitizer removes them from fresh outputs too).
+    * No per-run metadata that only makes diffs noisy.
+    * Rich's notebook rendering (Prefect's ``.deploy()`` prints through it) sends
+      an HTML copy, which the notebook shows, and a plain-text copy that keeps
+      its styles as ANSI codes; those codes are removed from the stored text
+      (the notebooks' sanitizer removes them from fresh outputs too).
+    * The executor's temporary home reads :data:`LEARNER_HOME`, and a server
+      that took another port because a program on the executor's machine held
+      4200 reads 4200, without the line that said so (:func:`learner_view`).
     """
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
@@ -167,6 +186,65 @@ def _normalise(nb: Any) -> None:
             data = output.get("data", {})
             if "text/html" in data and isinstance(data.get("text/plain"), str):
                 data["text/plain"] = _ANSI_STYLE.sub("", data["text/plain"])
+    texts: list[str] = []
+    _map_strings(nb, lambda text: texts.append(text) or text)
+    taken = sorted({port for text in texts for port in _PORT_TAKEN.findall(text)})
+    _map_strings(nb, lambda text: learner_view(text, taken, home))
+    for cell in nb.cells:
+        if "outputs" in cell:
+            cell.outputs = _joined_streams(cell.outputs)
+
+
+def _joined_streams(outputs: list[Any]) -> list[Any]:
+    """Consecutive writes to one stream as one output, as JupyterLab keeps them.
+
+    nbclient stores each write (each of Prefect's log lines) as an output of its
+    own. A stream left empty (it said only which port was taken) is dropped.
+    """
+    joined: list[Any] = []
+    for output in outputs:
+        if output.get("output_type") == "stream":
+            if not output.text:
+                continue
+            last = joined[-1] if joined else None
+            if last is not None and last.get("output_type") == "stream":
+                if last.name == output.name:
+                    last.text += output.text
+                    continue
+        joined.append(output)
+    return joined
+
+
+def learner_view(text: str, taken_ports: Sequence[str] = (), home: Path | None = None) -> str:
+    """``text`` as a learner's run would show it: their home's path, and port 4200.
+
+    ``taken_ports`` are the ports the executor's servers used in place of 4200.
+    """
+    if home is not None:
+        text = text.replace(str(home), LEARNER_HOME)
+    text = _TEMP_HOME.sub(LEARNER_HOME, text)
+    text = _PORT_TAKEN.sub("", text)
+    for port in taken_ports:
+        text = re.sub(rf"(?<=[:/= ]){port}\b", str(DEFAULT_PORT), text)
+    return text
+
+
+def _map_strings(node: Any, change: Callable[[str], str]) -> None:
+    """Replace every string of a notebook's outputs and metadata by ``change(it)``, in place.
+
+    Cell sources are left alone: what a lesson says is its author's.
+    """
+    if isinstance(node, dict):
+        keys = [k for k in node if k != "source"]
+    elif isinstance(node, list):
+        keys = list(range(len(node)))
+    else:
+        return
+    for key in keys:
+        if isinstance(node[key], str):
+            node[key] = change(node[key])
+        else:
+            _map_strings(node[key], change)
 
 
 def execute(
@@ -202,10 +280,22 @@ def main(argv: list[str] | None = None) -> int:
         help="store the executed notebooks in FOLDER (default: in place, in notebooks/)",
     )
     sub.add_parser("list", help="list the lessons")
+    norm = sub.add_parser(
+        "normalise", help="show the stored outputs as a learner's run would (no re-execution)"
+    )
+    norm.add_argument("lessons", nargs="*", help="lesson numbers or names (default: all)")
     args = parser.parse_args(argv)
     if args.command == "list":
         for path in lesson_paths():
             print(path.name)
+        return 0
+    if args.command == "normalise":
+        import nbformat
+
+        for path in lesson_paths(args.lessons):
+            nb = nbformat.read(path, as_version=4)
+            _normalise(nb)
+            nbformat.write(nb, path)
         return 0
     runs = execute(args.lessons, timeout=args.timeout, out=args.out)
     total = sum(r.seconds for r in runs)

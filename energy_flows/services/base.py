@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import enum
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,34 @@ RETRY_WAIT = 10.0
 
 #: How many log lines a start error shows.
 ERROR_LOG_LINES = 20
+
+
+#: The last line of a Python traceback: ``TypeError: Body() got an unexpected keyword ...``.
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception)): .*")
+
+
+def _crash_hint(log_tail: str, noun: str) -> str | None:
+    """What to do when the process died of a Python exception, most often at import.
+
+    A traceback that ends the log of a process that is gone means Python
+    could not load it: after an upgrade by hand, two installed packages that
+    do not fit (a FastAPI too new for the Prefect installed). The remedy is
+    the tested set again, not a fix of "the cause shown above".
+    """
+    lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
+    # The tail may begin inside a long traceback: its frames tell it apart from a log line.
+    if not lines or not any(line.startswith('File "') for line in lines):
+        return None
+    last = _EXCEPTION_LINE.match(lines[-1])
+    if last is None:
+        return None
+    return (
+        f"{noun[:1].upper()}{noun[1:]} stopped with `{lines[-1]}`. When Python cannot load "
+        "it, two installed packages most often do not fit each other (e.g. a FastAPI too "
+        "new for the Prefect installed; `energy-flows check` shows the versions). "
+        "Reinstall the tested set: `make setup` in the course's folder (or "
+        "`pip install -c constraints.txt -e .` there), then run the cell again."
+    )
 
 
 class _GoneMeanwhile(Exception):
@@ -318,7 +347,8 @@ class ManagedService(Generic[R]):
             if left
             else "Nothing is left running."
         )
-        hint = self.fix_hint
+        hint = _crash_hint(lines, self.noun) if not left else None
+        hint = hint or self.fix_hint
         if port_taken:
             hint = "Another program took the port meanwhile: run the cell again to use a free port."
         message = f"{self.subject} {what}. {state}\nLast {ERROR_LOG_LINES} lines of {rec.log}:\n{lines}\n{hint}"

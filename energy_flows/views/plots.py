@@ -128,37 +128,61 @@ def plot_queue_counts(
 
     ``history`` is :attr:`energy_flows.widgets.QueueMonitor.history`: one row
     per queue and refresh, with a ``time`` column, a ``queue`` column and one
-    count column per state. One panel per queue; Late is drawn thick, in
-    orange, because it is the number to watch.
+    count column per state. Each queue gets two panels on one time axis: Late
+    alone on top, thick and orange, on its own scale, because it is the number
+    to watch and a schedule's stock of future runs (dozens of Scheduled runs)
+    would flatten one or two Late runs to the bottom of a shared axis; below,
+    every other state.
     """
     queues = list(dict.fromkeys(history["queue"])) if not history.empty else []
+    states = list(states)
+    rows = max(len(queues), 1)
     fig, axes = plt.subplots(
-        max(len(queues), 1), 1, figsize=(9, 2.6 * max(len(queues), 1)), sharex=True, squeeze=False
+        2 * rows,
+        1,
+        figsize=(9, 3.4 * rows),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [1, 2] * rows},
     )
     if not queues:
         axes[0][0].text(0.5, 0.5, "no refreshes yet", ha="center", va="center")
-    for ax, queue in zip(axes[:, 0], queues, strict=False):
+        axes[1][0].set_visible(False)
+    for i, queue in enumerate(queues):
         part = history[history["queue"] == queue].sort_values("time")
         times = as_utc(part["time"]).dt.tz_convert(None)
-        for state in states:
-            if state not in part:
-                continue
-            ax.step(
-                times,
-                part[state].to_numpy(),
-                where="post",
-                label=state.capitalize(),
-                color=state_colour(state.capitalize()),
-                linewidth=2.5 if state == "late" else 1.3,
-            )
-        ax.set_ylabel("runs")
-        ax.set_title(f"queue {queue}", fontsize=10)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.yaxis.get_major_locator().set_params(integer=True)
+        late_ax, others_ax = axes[2 * i][0], axes[2 * i + 1][0]
+        _draw_counts(late_ax, times, part, [s for s in states if s == "late"])
+        _draw_counts(others_ax, times, part, [s for s in states if s != "late"])
+        # Never a flat line at the top: whole runs, with room for one more.
+        late = pd.to_numeric(part.get("late", pd.Series([0])), errors="coerce").fillna(0)
+        late_ax.set_ylim(0, max(1, int(late.max())) + 0.5)
+        late_ax.set_ylabel("Late runs")
+        late_ax.set_title(f"queue {queue}: Late runs (their own scale)", fontsize=10)
+        others_ax.set_ylabel("runs")
+        others_ax.set_title(f"queue {queue}: runs per state", fontsize=10)
     if queues:
         clock_axis(axes[-1][0])  # the panels share their x axis, and so its ticks
     axes[-1][0].set_xlabel("clock time (UTC)")
     fig.suptitle(title or "Runs per state over time")
     fig.autofmt_xdate()
     return finish(fig)
+
+
+def _draw_counts(ax: Any, times: pd.Series, part: pd.DataFrame, states: list[str]) -> None:
+    """Step lines of the count columns ``states`` of one queue's history on ``ax``."""
+    for state in states:
+        if state not in part:
+            continue
+        ax.step(
+            times,
+            part[state].to_numpy(),
+            where="post",
+            label=state.capitalize(),
+            color=state_colour(state.capitalize()),
+            linewidth=2.5 if state == "late" else 1.3,
+        )
+    if ax.get_lines():
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.yaxis.get_major_locator().set_params(integer=True)

@@ -37,6 +37,11 @@ _RESTART_HINT = (
 
 #: The run states with their count column of ``queue_status()``: ("Late", "late"), ...
 _COUNTS = tuple(zip(RUN_STATES, COUNT_COLUMNS, strict=True))
+#: The states of the runs the monitor lists (and counts from that list).
+_WAITING = ["Scheduled", "Late"]
+#: At most this many waiting runs are read per queue and refresh: far more than a
+#: schedule keeps in stock (Prefect schedules up to 100 runs ahead per deployment).
+_WAITING_LIMIT = 1000
 #: The order of the text snapshot: Late first, because it is the number to watch.
 _TEXT_ORDER = sorted(_COUNTS, key=lambda pair: pair[0] != "Late")
 
@@ -172,23 +177,36 @@ class QueueMonitor(LiveView):
             return pd.DataFrame(list(self._history), columns=["time", "queue", *COUNT_COLUMNS])
 
     def _read(self) -> QueueSnapshot:
+        """One snapshot: the queues, the pool's workers, and the waiting runs.
+
+        The Scheduled and Late counts are counted from the very runs the list
+        shows (one read per queue), not asked for separately: a run that turns
+        Late between two requests would otherwise be counted Scheduled while
+        the list shows it Late.
+        """
         from energy_flows import orchestration as orch
 
         with prefect_api(self._api_url):
-            status = orch.queue_status(self.pool, self.queues)
+            status = orch.queue_status(self.pool, self.queues).reset_index(drop=True)
             workers = orch.workers(self.pool)
-            waiting = [
-                orch.queue_runs(queue, self.pool, states=["Scheduled", "Late"]).assign(queue=queue)
+            waiting = {
+                queue: orch.queue_runs(queue, self.pool, states=_WAITING, limit=_WAITING_LIMIT)
                 for queue in self.queues
-            ]
-        runs = pd.concat([part for part in waiting if not part.empty] or [pd.DataFrame()])
+            }
+        for queue, part in waiting.items():
+            late = int((part["state"] == "Late").sum())
+            rows = status["queue"] == queue
+            status.loc[rows, "late"] = late
+            status.loc[rows, "scheduled"] = len(part) - late
+        parts = [part.assign(queue=queue) for queue, part in waiting.items() if not part.empty]
+        runs = pd.concat(parts) if parts else pd.DataFrame()
         if not runs.empty:
             runs = runs.sort_values("scheduled").head(self.next_runs_shown)
             runs = runs.reset_index(drop=True)
         return QueueSnapshot(
             time=pd.Timestamp.now(tz="UTC"),
             pool=self.pool,
-            queues=status.reset_index(drop=True),
+            queues=status,
             workers=workers,
             next_runs=runs,
         )
