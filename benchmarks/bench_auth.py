@@ -28,8 +28,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from energy_flows.jupyter import proxy_auth  # noqa: E402
 from energy_flows.lessons import use_prefect_command  # noqa: E402
-from energy_flows.services import api, proxy_auth  # noqa: E402
+from energy_flows.services import api  # noqa: E402
 from energy_flows.services.server import PrefectServer  # noqa: E402
 
 

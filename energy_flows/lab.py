@@ -37,7 +37,8 @@ from pathlib import Path
 
 from energy_flows import settings, terminals
 from energy_flows.errors import EnergyFlowsError
-from energy_flows.services import database, process, proxy_auth
+from energy_flows.jupyter import proxy_auth
+from energy_flows.services import database, process
 from energy_flows.services.server import port_is_free
 from energy_flows.waiting import wait_until
 

@@ -322,7 +322,7 @@ def test_the_proxy_tells_the_ui_no_login_plain_or_gzipped():
     from tornado.httpclient import HTTPRequest, HTTPResponse
     from tornado.httputil import HTTPHeaders
 
-    from energy_flows.services.proxy_auth import no_login
+    from energy_flows.jupyter.proxy_auth import no_login
 
     def answer(body: bytes, encoding: str | None = None) -> RewritableResponse:
         request = HTTPRequest("http://127.0.0.1:4200/ui-settings")
@@ -355,7 +355,7 @@ def test_the_package_enables_the_proxy_extension_in_jupyter():
     import tomllib
 
     from energy_flows.lab import lab_command
-    from energy_flows.services import proxy_auth
+    from energy_flows.jupyter import proxy_auth
 
     root = Path(__file__).resolve().parents[1]
     shipped = root / "jupyter-config" / "energy_flows.json"

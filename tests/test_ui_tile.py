@@ -1,4 +1,4 @@
-"""The "Prefect UI" tile in JupyterLab's Launcher (``energy_flows/services/ui_tile.py``).
+"""The "Prefect UI" tile in JupyterLab's Launcher (``energy_flows/jupyter/ui_tile.py``).
 
 The quick checks read the tile's spec and answers without starting anything.
 The browser checks run the real thing in headless Chromium, each in its own
@@ -35,7 +35,8 @@ import psutil
 import pytest
 
 from energy_flows.errors import WaitTimeout
-from energy_flows.services import registry, ui_tile, urls
+from energy_flows.jupyter import ui_tile
+from energy_flows.services import registry, urls
 from energy_flows.waiting import wait_until
 
 #: A lesson's kernel, in short: start (or reuse) the home's server, say what it got.
@@ -69,7 +70,7 @@ def test_the_tile_is_an_entry_point_jupyter_server_proxy_accepts() -> None:
     from jupyter_server_proxy.config import make_server_process
 
     names = {e.name: e.value for e in entry_points(group="jupyter_serverproxy_servers")}
-    assert names.get(ui_tile.NAME) == "energy_flows.services.ui_tile:server_proxy_spec"
+    assert names.get(ui_tile.NAME) == "energy_flows.jupyter.ui_tile:server_proxy_spec"
     spec = ui_tile.server_proxy_spec()
     # What jupyter-server-proxy does with an entry point's spec (4.2 to 4.4 alike).
     process = make_server_process(ui_tile.NAME, spec, None)
@@ -78,7 +79,7 @@ def test_the_tile_is_an_entry_point_jupyter_server_proxy_accepts() -> None:
     assert Path(process.launcher_entry.icon_path).is_file()
     assert process.absolute_url  # the tile's redirect must reach the browser unchanged
     command = " ".join(process.command)
-    assert "-m energy_flows.services.ui_tile" in command
+    assert "-m energy_flows.jupyter.ui_tile" in command
     assert "{port}" in command and "{base_url}" in command
 
 
@@ -315,7 +316,7 @@ def test_tile_starts_the_home_server_and_jupyterlab_stops_it(
         )
         # Owned like a kernel's server (energy-flows lab stops those), by the tile's process.
         owner = psutil.Process(first.owner_pid).cmdline()
-        assert first.owner == "kernel" and "energy_flows.services.ui_tile" in owner, owner
+        assert first.owner == "kernel" and "energy_flows.jupyter.ui_tile" in owner, owner
         # A lesson's kernel started now reuses the tile's server (checked below).
         kernel = start_kernel(home, KERNEL)
         # The port is the one the tab lands on: while the tile starts, another program (a

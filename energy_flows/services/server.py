@@ -99,7 +99,7 @@ class PrefectServer(ManagedService[ServerRecord]):
             once, then kept: see :attr:`auth_string`), a ``"user:password"`` of
             your choice, or ``False`` for none. Health checks stay open; the UI
             asks for it at its own address, not through JupyterLab's proxy
-            (``services/proxy_auth.py``). ``None`` (the default): yes on a machine
+            (``energy_flows/jupyter/proxy_auth.py``). ``None`` (the default): yes on a machine
             several users share (a JupyterHub), no on a laptop, or as
             ``$ENERGY_FLOWS_AUTH`` says (:func:`energy_flows.settings.auth_by_default`).
 

@@ -37,7 +37,7 @@ import os
 from typing import Any
 
 #: The module name jupyter_server loads (its ``jpserver_extensions`` key).
-EXTENSION = "energy_flows.services.proxy_auth"
+EXTENSION = "energy_flows.jupyter.proxy_auth"
 
 #: The command-line option that enables the extension in a Jupyter server.
 JUPYTER_ARGUMENT = f"--ServerApp.jpserver_extensions={EXTENSION}=True"

@@ -1,6 +1,6 @@
 """The "Prefect UI" tile in JupyterLab's Launcher, through jupyter-server-proxy.
 
-A click starts the tile process (``python -m energy_flows.services.ui_tile
+A click starts the tile process (``python -m energy_flows.jupyter.ui_tile
 --port N --base-url URL``), which answers at once with a "Starting" page,
 starts or reuses the home's server with ``PrefectServer().start()`` (it
 becomes the server's owner, as a kernel would), then redirects every request
@@ -63,7 +63,7 @@ def server_proxy_spec() -> dict[str, Any]:
         "command": [
             sys.executable,
             "-m",
-            "energy_flows.services.ui_tile",
+            "energy_flows.jupyter.ui_tile",
             "--port",
             "{port}",
             "--base-url",
@@ -278,9 +278,9 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m energy_flows.services.ui_tile --port N --base-url URL`` (run by the tile)."""
+    """``python -m energy_flows.jupyter.ui_tile --port N --base-url URL`` (run by the tile)."""
     parser = argparse.ArgumentParser(
-        prog="python -m energy_flows.services.ui_tile",
+        prog="python -m energy_flows.jupyter.ui_tile",
         description="JupyterLab's Prefect UI tile: start or reuse the home's Prefect server "
         "and redirect to its UI through jupyter-server-proxy.",
     )
