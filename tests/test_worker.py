@@ -135,13 +135,14 @@ def test_flow_runs_start_through_the_fast_launcher(worker_factory, nap_flow_dir)
 
 
 def test_a_pool_made_with_prefects_cli_gets_the_fast_launcher(worker_factory, nap_flow_dir):
-    """`prefect work-pool create P --type process` (lesson 04's command), a plain deployment:
-    the package's Worker gives the pool the fast launch command, and the run uses it."""
+    """`prefect work-pool create P --type process` (lesson 03's command), a plain deployment:
+    the package's Worker (or ensure_work_pool) gives the pool the fast launch command, and
+    the run uses it."""
     import subprocess
     import sys
     from pathlib import Path
 
-    from prefect import flow
+    from prefect import flow, get_client
 
     from energy_flows.orchestration import ensure_work_pool, run_result
 
@@ -155,7 +156,9 @@ def test_a_pool_made_with_prefects_cli_gets_the_fast_launcher(worker_factory, na
         timeout=120,
     )
     assert made.returncode == 0, made.stdout + made.stderr
-    assert ensure_work_pool(pool).flow_run_command is None  # Prefect's default so far
+    with get_client(sync_client=True) as c:  # Prefect's default so far: no command of ours
+        template = c.read_work_pool(pool).base_job_template
+    assert not template["variables"]["properties"]["command"].get("default")
     flow.from_source(str(nap_flow_dir), "nap_flow.py:process_probe").deploy(
         name="plain", work_pool_name=pool, work_queue_name="q", print_next_steps=False
     )
