@@ -232,6 +232,7 @@ class PrefectServer(ManagedService[ServerRecord]):
         """Get the database ready: the server's settings for it, and the PostgreSQL it needs."""
         if self.wanted_database == "sqlite":
             check_database_writable(self.home)
+            database.check_home(self.home)  # a damaged or lost database is never served
             # A new home starts from a copy of a migrated empty database (database.py).
             database.seed_home(self.home, say=self._say)
             return {}, None
