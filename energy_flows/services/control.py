@@ -98,6 +98,10 @@ def reconcile(home: str | os.PathLike[str] | None = None, quiet: bool = False) -
                 outcome = recovery.settle(rec)
                 if outcome.crashed:
                     messages.append(outcome.sentence())
+        for damaged in registry.damaged_workers(home):
+            found = recovery.settle_damaged(damaged)
+            if found is not None and found.crashed:
+                messages.append(found.sentence())
     for message in messages:
         say(message, quiet)
     return messages

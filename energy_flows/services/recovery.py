@@ -59,16 +59,18 @@ def describe_stop(reason: object, exit_code: int | None = None) -> str:
     return _STOP_WORDS[stop_reason(reason)].format(code=code, signal=-code)
 
 
-def in_flight_runs(api_url: str, pool: str) -> list[dict[str, Any]]:
-    """Every run of ``pool`` that is Pending, Running or Cancelling (plain REST, paged)."""
+def in_flight_runs(api_url: str, pool: str | None) -> list[dict[str, Any]]:
+    """Every run of ``pool`` (None: of any pool) that is Pending, Running or Cancelling
+    (plain REST, paged)."""
     runs: list[dict[str, Any]] = []
     while True:
-        body = {
+        body: dict[str, Any] = {
             "flow_runs": {"state": {"type": {"any_": list(IN_FLIGHT_TYPES)}}},
-            "work_pools": {"name": {"any_": [pool]}},
             "limit": 200,
             "offset": len(runs),
         }
+        if pool is not None:
+            body["work_pools"] = {"name": {"any_": [pool]}}
         page = api.call("POST", f"{api_url}/flow_runs/filter", body, timeout=10) or []
         runs.extend(page)
         if len(page) < 200:
@@ -213,15 +215,126 @@ def settle(worker: WorkerRecord) -> Outcome:
     return done
 
 
+def stand_in(
+    path: Path, pid: int, pool: str, queues: list[str], since: float, api_url: str | None = None
+) -> WorkerRecord:
+    """A record for a worker whose state file is damaged, from what is known without it.
+
+    Its name comes from the file's name (``worker-<name>.json``); ``since`` (its start)
+    keeps an earlier worker's runs of the same name out. Enough for :func:`finish`.
+    """
+    home = str(path.parent.parent)
+    name = path.stem.removeprefix("worker-")
+    return WorkerRecord(
+        pid=pid,
+        create_time=0.0,
+        watchdog_pid=0,
+        watchdog_create_time=0.0,
+        kind=registry.Kind.WORKER,
+        name=name,
+        home=home,
+        argv=[],
+        log=str(registry.log_path(home, registry.Kind.WORKER, name)),
+        log_offset=0,
+        started_at=since,
+        owner=registry.Owner.KERNEL,
+        owner_pid=0,
+        api_url=api_url or "",
+        pool=pool,
+        queues=queues,
+        remote=api_url is not None,
+    )
+
+
+def watchdog_runs_for(home: str | os.PathLike[str], name: str) -> bool:
+    """Whether a watchdog of the worker ``name`` of ``home`` still runs (read from the
+    process table: what a damaged state file no longer says). Its on-exit command
+    finishes that worker's runs."""
+    import psutil
+
+    from energy_flows.services.process import WATCHDOG_SCRIPT
+
+    mine = json.dumps(["--home", str(home), "--worker", name])[1:-1]
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if str(WATCHDOG_SCRIPT) in cmdline and any(mine in part for part in cmdline):
+            return True
+    return False
+
+
+def stop_run_processes(run_ids: Iterable[str]) -> None:
+    """Kill the processes of these flow runs (their worker and its watchdog are gone, so
+    nothing else would): a process runs a flow run when its environment names the run."""
+    import psutil
+
+    wanted = {str(run_id) for run_id in run_ids}
+    if not wanted:
+        return
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("PREFECT__FLOW_RUN_ID") in wanted:
+                proc.kill()
+
+
+def settle_damaged(found: registry.Damaged) -> Outcome | None:
+    """Finish a worker whose state file is damaged and whose watchdog is gone.
+
+    Its name is in the file's name; its runs are those in flight on the home's
+    server that Prefect labelled with it (``prefect.worker.name``), in any pool.
+    The file goes once they are final; None while its watchdog still runs.
+    """
+    home = found.path.parent.parent
+    name = found.path.stem.removeprefix("worker-")
+    if watchdog_runs_for(home, name):
+        return None
+    outcome = Outcome(name, 0, StopReason.UNKNOWN)
+    server = registry.live_server(home)
+    if server is None or not api.healthy(server.api_url, timeout=2):
+        return outcome
+    try:
+        runs = [
+            run
+            for run in in_flight_runs(server.api_url, None)
+            if (run.get("labels") or {}).get(WORKER_LABEL) == name
+        ]
+    except (OSError, api.ApiError):
+        return outcome
+    message = CRASH_MESSAGE.format(
+        name=name, reason=f"{describe_stop(StopReason.UNKNOWN)}; its state file was damaged"
+    )
+    outcome.crashed = crash_runs(server.api_url, runs, message)
+    outcome.finished = len(outcome.crashed) == len(runs)
+    stop_run_processes(run["id"] for run in runs)
+    for pool in {run.get("work_pool_name") for run in runs} - {None}:
+        forget_worker(server.api_url, str(pool), name)
+    if outcome.finished:
+        found.path.unlink(missing_ok=True)
+    return outcome
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The worker watchdog's ``--on-exit`` command: finish the worker that just ended."""
+    """The worker watchdog's ``--on-exit`` command: finish the worker that just ended.
+
+    Its state file names the runs' server and pool; when that file is damaged, the
+    arguments the worker was started with stand in for it (:func:`stand_in`).
+    """
     parser = argparse.ArgumentParser(prog="python -m energy_flows.services.recovery")
     parser.add_argument("--home", required=True)
     parser.add_argument("--worker", required=True)
+    parser.add_argument("--pool")
+    parser.add_argument("--queue", action="append", default=[])
+    parser.add_argument("--since", type=float, default=0.0)
+    parser.add_argument("--api-url")
     args = parser.parse_args(argv)
     pid = int(os.environ.get("ENERGY_FLOWS_CHILD_PID") or 0)
-    worker = registry.worker_record(args.home, args.worker)
-    if worker is None or worker.pid != pid:
+    path = registry.state_path(args.home, registry.Kind.WORKER, args.worker)
+    found = registry.read(path)
+    damaged = isinstance(found, registry.Damaged) and args.pool is not None
+    if damaged:
+        worker = stand_in(path, pid, args.pool, args.queue, args.since, args.api_url)
+    elif isinstance(found, WorkerRecord) and found.pid == pid:
+        worker = found
+    else:
         return 0  # already finished by someone else, or a newer worker took the name
     code = os.environ.get("ENERGY_FLOWS_EXIT_CODE", "")
     exit_code = int(code) if code.lstrip("-").isdigit() else None
@@ -233,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     later = "its runs could not be checked (no server); the next start will"
     said = done if outcome.finished else later
     print(f"[recovery] worker {worker.name!r} ended ({outcome.reason}): {said}", flush=True)
+    if damaged and outcome.finished:
+        path.unlink(missing_ok=True)  # nothing is left to do for it: its runs are final
+        outcome_path(worker).unlink(missing_ok=True)
     return 0
 
 
