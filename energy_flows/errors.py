@@ -70,6 +70,20 @@ def is_disk_full(exc: BaseException | str) -> bool:
     return SERVER_DISK_FULL in text or "no space left on device" in text
 
 
+#: Below this many free bytes a disk counts as full (a log line, a record, a database
+#: page no longer fits).
+FULL_DISK_BYTES = 1 << 20
+
+
+def disk_is_full(path: str | os.PathLike[str]) -> bool:
+    """Whether the disk that holds ``path`` is full (less than a MiB free for this user)."""
+    try:
+        usage = os.statvfs(path)
+    except OSError:
+        return False
+    return usage.f_bavail * usage.f_frsize < FULL_DISK_BYTES
+
+
 def mount_point(path: str | os.PathLike[str]) -> Path:
     """The mount point of the filesystem that holds ``path`` (or would, once it exists)."""
     here = Path(os.path.abspath(path))

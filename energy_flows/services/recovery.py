@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -21,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from energy_flows import settings
+from energy_flows.errors import disk_is_full
 from energy_flows.services import api, process, registry
 from energy_flows.services.registry import WorkerRecord
 from energy_flows.services.watchdog import StopReason
@@ -33,6 +36,9 @@ IN_FLIGHT_TYPES = ("PENDING", "RUNNING", "CANCELLING")
 
 #: A run Pending this long without a worker's label is stuck, whoever set it Pending.
 UNLABELLED_PENDING_SECONDS = 30.0
+
+#: What a worker's stop reason adds when the disk of its home was full.
+DISK_FULL_WORDS = "while the disk that holds its home was full (no space left on device)"
 
 #: What a run's Crashed state says (``reason`` completes the sentence).
 CRASH_MESSAGE = "Its worker {name!r} stopped while the run was in flight: {reason}."
@@ -147,8 +153,14 @@ class Outcome:
     reason: str  # a StopReason
     exit_code: int | None = None
     crashed: list[str] = field(default_factory=list)
+    disk_full: bool = False  # the disk of its home was full when it ended
     finished: bool = False  # False: the server could not be reached, try again later
     at: float = field(default_factory=time.time)
+
+    def why(self) -> str:
+        """Why the worker stopped, with the full disk when there was one."""
+        why = describe_stop(self.reason, self.exit_code)
+        return f"{why}, {DISK_FULL_WORDS}" if self.disk_full else why
 
     def sentence(self) -> str:
         """One line for the learner ("" when no run was in flight)."""
@@ -158,7 +170,7 @@ class Outcome:
         more = f" and {len(self.crashed) - 5} more" if len(self.crashed) > 5 else ""
         return (
             f"Worker {self.worker!r} had {len(self.crashed)} run(s) in flight ({names}{more}) "
-            f"when it stopped because {describe_stop(self.reason, self.exit_code)}; they were "
+            f"when it stopped because {self.why()}; they were "
             "marked Crashed. Start a worker and trigger them again if you still need them."
         )
 
@@ -168,15 +180,43 @@ def outcome_path(worker: WorkerRecord) -> Path:
     return registry.state_dir(worker.home) / "ended" / f"worker-{worker.name}-{worker.pid}.json"
 
 
+def spare_outcome_path(worker: WorkerRecord) -> Path:
+    """Where it goes when the home's disk is full: the user's cache folder."""
+    home = hashlib.sha256(worker.home.encode()).hexdigest()[:12]
+    return settings.cache_dir() / "ended" / f"{home}-worker-{worker.name}-{worker.pid}.json"
+
+
 def read_outcome(worker: WorkerRecord) -> Outcome | None:
-    try:
-        return Outcome(**json.loads(outcome_path(worker).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
+    for path in (outcome_path(worker), spare_outcome_path(worker)):
+        try:
+            return Outcome(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+    return None
+
+
+def save_outcome(worker: WorkerRecord, outcome: Outcome) -> None:
+    """Keep what finishing did for later; in the cache folder when the home's disk is full."""
+    text = json.dumps(asdict(outcome))
+    for path in (outcome_path(worker), spare_outcome_path(worker)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            process.write_private(path, text)
+            return
+        except OSError:
+            continue
+
+
+def forget_outcome(worker: WorkerRecord) -> None:
+    for path in (outcome_path(worker), spare_outcome_path(worker)):
+        path.unlink(missing_ok=True)
 
 
 def finish(
-    worker: WorkerRecord, reason: str = StopReason.UNKNOWN, exit_code: int | None = None
+    worker: WorkerRecord,
+    reason: str = StopReason.UNKNOWN,
+    exit_code: int | None = None,
+    disk_full: bool = False,
 ) -> Outcome:
     """Crash the runs an ended worker had taken and remove it from its pool.
 
@@ -185,6 +225,7 @@ def finish(
     stays False and the state file stays for a later try.
     """
     outcome = Outcome(worker.name, worker.pid, reason, exit_code)
+    outcome.disk_full = disk_full or disk_is_full(worker.home)
     api_url = registry.server_url_for(worker)
     if not api_url or not api.healthy(api_url, timeout=2):
         return outcome
@@ -196,7 +237,7 @@ def finish(
         runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others)
     except (OSError, api.ApiError):
         return outcome
-    message = CRASH_MESSAGE.format(name=worker.name, reason=describe_stop(reason, exit_code))
+    message = CRASH_MESSAGE.format(name=worker.name, reason=outcome.why())
     outcome.crashed = crash_runs(api_url, runs, message)
     outcome.finished = len(outcome.crashed) == len(runs)
     forget_worker(api_url, worker.pool, worker.name)
@@ -208,10 +249,11 @@ def settle(worker: WorkerRecord) -> Outcome:
     need be), then forget the worker: its state file goes."""
     done = read_outcome(worker)
     if done is None or not done.finished:
-        done = finish(worker, *((done.reason, done.exit_code) if done else ()))
+        earlier = (done.reason, done.exit_code, done.disk_full) if done else ()
+        done = finish(worker, *earlier)
     if done.finished:
         worker.remove()
-        outcome_path(worker).unlink(missing_ok=True)
+        forget_outcome(worker)
     return done
 
 
@@ -339,16 +381,15 @@ def main(argv: list[str] | None = None) -> int:
     code = os.environ.get("ENERGY_FLOWS_EXIT_CODE", "")
     exit_code = int(code) if code.lstrip("-").isdigit() else None
     outcome = finish(worker, stop_reason(os.environ.get("ENERGY_FLOWS_STOP_REASON")), exit_code)
-    path = outcome_path(worker)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    process.write_private(path, json.dumps(asdict(outcome)))
+    save_outcome(worker, outcome)
     done = f"{len(outcome.crashed)} run(s) in flight marked Crashed"
     later = "its runs could not be checked (no server); the next start will"
     said = done if outcome.finished else later
-    print(f"[recovery] worker {worker.name!r} ended ({outcome.reason}): {said}", flush=True)
+    with contextlib.suppress(OSError):  # the log's disk may be full: the runs matter more
+        print(f"[recovery] worker {worker.name!r} ended ({outcome.reason}): {said}", flush=True)
     if damaged and outcome.finished:
         path.unlink(missing_ok=True)  # nothing is left to do for it: its runs are final
-        outcome_path(worker).unlink(missing_ok=True)
+        forget_outcome(worker)
     return 0
 
 

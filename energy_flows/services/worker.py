@@ -266,6 +266,13 @@ class Worker(ManagedService[WorkerRecord]):
                 if exc.status == 404 and pool_may_be_missing:
                     return  # no pool yet: the worker creates it
                 if exc.status != 409:  # 409: it exists already
+                    from energy_flows.orchestration.common import disk_full_behind
+
+                    what = f"the work queue {queue!r} of pool {self.pool!r}"
+                    detail = str(exc).removeprefix(f"HTTP {exc.status}: ")
+                    full = disk_full_behind(exc.status, detail, what)
+                    if full is not None:
+                        raise full from None
                     raise ServiceError(
                         f"Could not create work queue {queue!r} in pool {self.pool!r}: {exc}"
                     ) from exc
