@@ -219,3 +219,18 @@ def test_a_whole_database_starts_and_keeps_its_pool(fresh_home, used_database):
     finally:
         server.stop()
     assert not (fresh_home / "damaged").exists()
+
+
+def test_a_database_of_an_unknown_prefect_version_names_the_remedy(fresh_home, used_database):
+    """Damage the quick check cannot see ends in Alembic's traceback: the error names the
+    file, the traceback's last line and `energy-flows reset --yes`."""
+    path = _home_with(fresh_home, used_database)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    with pytest.raises(ServiceError) as caught:
+        PrefectServer(quiet=True, timeout=60).start()
+    message = str(caught.value)
+    assert f"The server could not use its database {path}" in message, message
+    assert "ffffffffffff" in message.split("The server could not use")[-1]
+    assert "`energy-flows reset --yes`" in message
+    assert registry.live_records(fresh_home) == []

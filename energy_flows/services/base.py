@@ -337,7 +337,7 @@ class ManagedService(Generic[R]):
             if left
             else "Nothing is left running."
         )
-        hint = self.fix_hint
+        hint = self._fix_hint(lines)
         if port_taken:
             hint = "Another program took the port meanwhile: run the cell again to use a free port."
         message = f"{self.subject} {what}. {state}\nLast {ERROR_LOG_LINES} lines of {rec.log}:\n{lines}\n{hint}"
@@ -346,6 +346,14 @@ class ManagedService(Generic[R]):
         return ServiceError(message)
 
     # -- hooks ---------------------------------------------------------------------------
+    def _fix_hint(self, log_lines: str) -> str:
+        """What a failed start advises, given its last log lines."""
+        if self.kind is Kind.SERVER:
+            from energy_flows.services import database
+
+            return database.remedy(log_lines, self.home) or self.fix_hint
+        return self.fix_hint
+
     def _prepare(self) -> None:
         """Before anything: checks and files the start needs."""
 

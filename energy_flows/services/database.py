@@ -257,6 +257,33 @@ def move_aside(path: Path, home: str | os.PathLike[str] | None = None) -> Path:
     return target
 
 
+#: Words of a server's log that say its database could not be used (a traceback's lines).
+TROUBLE_WORDS = ("sqlalchemy.exc.", "sqlite3.", "alembic.", "Can't locate revision")
+
+
+def remedy(log_text: str, home: str | os.PathLike[str] | None = None) -> str | None:
+    """What to do when a server's last log lines show its database failed it, else None.
+
+    Damage the quick check cannot see (a database of another Prefect version, a table
+    gone) ends in a long SQLAlchemy or Alembic traceback; this names its last line,
+    the file, and the way out.
+    """
+    causes = [
+        line.strip() for line in log_text.splitlines() if any(w in line for w in TROUBLE_WORDS)
+    ]
+    if not causes:
+        return None
+    if is_disk_full(log_text):
+        return str(disk_full(home_database(home), "the server's database"))
+    return (
+        f"The server could not use its database {home_database(home)} "
+        f"({causes[-1][:300]}). If it comes from another Prefect version or was changed by "
+        "hand, start clean with `energy-flows reset --yes` in a terminal (it deletes this "
+        "home's runs and deployments: copy the file elsewhere first to keep it), then run "
+        "the cell again."
+    )
+
+
 def check_home(home: str | os.PathLike[str] | None = None) -> None:
     """Refuse to serve a damaged home database, or an empty or missing one that held runs.
 
