@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from energy_flows import settings
-from energy_flows.errors import disk_is_full
+from energy_flows.errors import disk_is_full, is_disk_full
 from energy_flows.services import api, process, registry
 from energy_flows.services.registry import WorkerRecord
 from energy_flows.services.watchdog import StopReason
@@ -212,6 +212,13 @@ def forget_outcome(worker: WorkerRecord) -> None:
         path.unlink(missing_ok=True)
 
 
+def _log_says_disk_full(worker: WorkerRecord) -> bool:
+    """Whether the worker's last log lines (of this start) tell of a full disk."""
+    with contextlib.suppress(OSError):
+        return is_disk_full(process.tail(worker.log, 200, start=worker.log_offset))
+    return False
+
+
 def finish(
     worker: WorkerRecord,
     reason: str = StopReason.UNKNOWN,
@@ -225,7 +232,7 @@ def finish(
     stays False and the state file stays for a later try.
     """
     outcome = Outcome(worker.name, worker.pid, reason, exit_code)
-    outcome.disk_full = disk_full or disk_is_full(worker.home)
+    outcome.disk_full = disk_full or disk_is_full(worker.home) or _log_says_disk_full(worker)
     api_url = registry.server_url_for(worker)
     if not api_url or not api.healthy(api_url, timeout=2):
         return outcome
@@ -302,6 +309,71 @@ def watchdog_runs_for(home: str | os.PathLike[str], name: str) -> bool:
         if str(WATCHDOG_SCRIPT) in cmdline and any(mine in part for part in cmdline):
             return True
     return False
+
+
+#: A run in flight whose process has been gone this long was never recorded as ended.
+ORPHAN_AFTER_SECONDS = 10.0
+
+#: What such a run's Crashed state says.
+ORPHAN_MESSAGE = (
+    "Its process ended while its worker {name!r} ran, but the server could not record how "
+    "it ended (it could not write then: a full disk, or it was down)."
+)
+
+
+def run_processes(pid: int) -> set[str] | None:
+    """The flow runs whose processes descend from ``pid`` (a worker): their run ids.
+
+    None when that cannot be known (a process whose environment may not be read).
+    """
+    import psutil
+
+    found: set[str] = set()
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return None
+    for proc in children:
+        try:
+            run_id = proc.environ().get("PREFECT__FLOW_RUN_ID")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # it ended meanwhile
+        except psutil.Error:
+            return None
+        if run_id:
+            found.add(run_id)
+    return found
+
+
+def crash_orphans(worker: WorkerRecord, now: float | None = None) -> list[str]:
+    """Crash the runs a live worker took whose process is gone, unrecorded; their names.
+
+    A run's process reports its own end; when the server could not write it then
+    (its disk was full, it was down), the run would stay Running although nothing
+    runs it. Runs that changed state in the last :data:`ORPHAN_AFTER_SECONDS` are left:
+    their process may be starting.
+    """
+    api_url = registry.server_url_for(worker)
+    if not api_url or not api.healthy(api_url, timeout=1):
+        return []
+    now = time.time() if now is None else now
+    try:
+        runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others_serve_pool=True)
+    except (OSError, api.ApiError):
+        return []
+    running = run_processes(worker.pid)
+    if running is None:
+        return []
+    orphans = [
+        run
+        for run in runs
+        if str(run["id"]) not in running
+        and now - (api.timestamp((run.get("state") or {}).get("timestamp")) or now)
+        > ORPHAN_AFTER_SECONDS
+    ]
+    if not worker.alive():  # it ended meanwhile: its watchdog finishes its runs
+        return []
+    return crash_runs(api_url, orphans, ORPHAN_MESSAGE.format(name=worker.name))
 
 
 def stop_run_processes(run_ids: Iterable[str]) -> None:
