@@ -348,10 +348,6 @@ class ManagedService(Generic[R]):
     # -- hooks ---------------------------------------------------------------------------
     def _fix_hint(self, log_lines: str) -> str:
         """What a failed start advises, given its last log lines."""
-        if self.kind is Kind.SERVER:
-            from energy_flows.services import database
-
-            return database.remedy(log_lines, self.home) or self.fix_hint
         return self.fix_hint
 
     def _prepare(self) -> None:

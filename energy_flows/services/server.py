@@ -181,6 +181,9 @@ class PrefectServer(ManagedService[ServerRecord]):
     def _ready(self, rec: ServerRecord) -> bool:
         return listens_on(rec.pid, rec.port) and api.healthy(rec.api_url)
 
+    def _fix_hint(self, log_lines: str) -> str:
+        return database.remedy(log_lines, self.home) or self.fix_hint  # a database it failed on
+
     def _answers(self, rec: ServerRecord) -> bool:
         return api.healthy(rec.api_url)
 
