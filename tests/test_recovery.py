@@ -273,19 +273,21 @@ def _status(home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_a_damaged_state_file_is_said_and_replaced_by_the_next_start(fresh_home):
+@pytest.mark.parametrize(("field", "value"), [("port", "4200"), ("pid", "abc")])
+def test_a_damaged_state_file_is_said_and_replaced_by_the_next_start(fresh_home, field, value):
     """The files are written in one step (never half a file), so only damage from outside
     (a disk fault, an edit) leaves one. Reads skip it; the next start says so and replaces it.
     """
     path = fresh_home / "state" / "server.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(_server_state(fresh_home, port="4200")))
+    path.write_text(json.dumps(_server_state(fresh_home, **{field: value})))
     assert control.running(fresh_home).empty
     status = _status(fresh_home)
     assert status.returncode == 0 and "Nothing runs" in status.stdout, status.stderr
 
     server = PrefectServer(quiet=True).start()
-    assert any("was damaged (its port is '4200')" in m for m in server.messages), server.messages
+    said = f"was damaged (its {field} is {value!r})"
+    assert any(said in m for m in server.messages), server.messages
     assert registry.live_server(fresh_home).pid == server.pid
     server.stop()
 
