@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from energy_flows.errors import HomeNotWritableError, OrchestrationError
+from energy_flows.errors import HomeNotWritableError, OrchestrationError, disk_full, is_disk_full
 
 #: Runs count as Late this many seconds after their scheduled start.
 #: Prefect's default is 15 s; 5 s keeps a lesson's wait short.
@@ -191,6 +191,8 @@ def ensure_home(home: str | os.PathLike[str] | None = None) -> Path:
         with tempfile.NamedTemporaryFile(dir=path / "state", prefix=".write-test-"):
             pass
     except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(path / "state", "a new file") from exc
         raise HomeNotWritableError(
             f"The energy-flows home folder {path} cannot be written ({exc.strerror}). "
             "Set ENERGY_FLOWS_HOME to a folder you can write, e.g. "

@@ -6,12 +6,16 @@ template is really built here, not found from an earlier run.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from energy_flows.services import api, database
+from energy_flows.errors import ServiceError
+from energy_flows.services import api, database, registry
 from energy_flows.services.server import PrefectServer
 
 pytestmark = pytest.mark.server
@@ -117,3 +121,116 @@ def test_a_read_only_shared_cache_is_only_read(fresh_home, cache):
     finally:
         for path in shared:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+# ----------------------------------------------------------------------------- damage
+@pytest.fixture(scope="module")
+def used_database(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a home database a server has used: a pool, a deployment's flow, runs."""
+    home = tmp_path_factory.mktemp("used-home")
+    server = PrefectServer(home=home, quiet=True).start()
+    try:
+        api.call("POST", f"{server.api_url}/work_pools/", {"name": "kept", "type": "process"})
+        flow = api.call("POST", f"{server.api_url}/flows/", {"name": "energy"})
+        for i in range(20):
+            body = {"flow_id": flow["id"], "name": f"run-{i}", "state": {"type": "COMPLETED"}}
+            api.call("POST", f"{server.api_url}/flow_runs/", body)
+    finally:
+        server.stop()
+    path = database.home_database(home)
+    with sqlite3.connect(path) as db:  # one self-contained file: its log folded in
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path.read_bytes()
+
+
+def _home_with(home: Path, data: bytes) -> Path:
+    """A home whose server used ``data`` as its database before (it started once on it)."""
+    path = database.home_database(home)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    database.check_home(home)  # what the earlier start did: it is whole, and noted
+    assert database.seen_path(home).exists()
+    return path
+
+
+def _refused(home: Path) -> str:
+    with pytest.raises(ServiceError) as caught:
+        PrefectServer(quiet=True).start()
+    assert registry.live_records(home) == [], "a refused database still got a server"
+    message = str(caught.value)
+    assert "energy-flows reset --yes" in message and "was not started" in message
+    return message
+
+
+def test_garbage_in_the_middle_of_the_database_is_refused_and_kept(fresh_home, used_database):
+    path = _home_with(fresh_home, used_database)
+    assert len(used_database) > 3 * 65536
+    damaged = bytearray(used_database)
+    middle = len(damaged) // 2
+    damaged[middle : middle + 65536] = os.urandom(65536)
+    path.write_bytes(bytes(damaged))
+
+    message = _refused(fresh_home)
+    assert f"The Prefect database {path} is damaged" in message
+    (kept,) = (fresh_home / "damaged").iterdir()
+    assert str(kept) in message and kept.name.startswith("prefect.db.")
+    assert kept.read_bytes() == bytes(damaged) and not path.exists()
+    # The next start says the database is gone rather than serving an empty one.
+    assert "is missing, but a server of this home used it before" in _refused(fresh_home)
+    # The remedy the message offers works, and the damaged copy stays.
+    reset = subprocess.run(
+        [sys.executable, "-m", "energy_flows.cli", "reset", "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert reset.returncode == 0, reset.stderr
+    server = PrefectServer(quiet=True).start()
+    try:
+        pools = api.call("POST", f"{server.api_url}/work_pools/filter", {})
+        assert "kept" not in [pool["name"] for pool in pools]  # a clean start, as offered
+    finally:
+        server.stop()
+    assert kept.read_bytes() == bytes(damaged)
+
+
+@pytest.mark.parametrize("how", ["emptied", "truncated"])
+def test_an_emptied_or_truncated_database_is_refused(fresh_home, used_database, how):
+    path = _home_with(fresh_home, used_database)
+    if how == "emptied":
+        path.write_bytes(b"")
+        message = _refused(fresh_home)
+        assert f"The Prefect database {path} is empty (0 bytes)" in message
+        assert "(20 flow run(s) at its last start)" in message
+        assert path.exists(), "an emptied database was moved or replaced"
+    else:
+        path.write_bytes(used_database[: len(used_database) // 3])
+        message = _refused(fresh_home)
+        assert f"The Prefect database {path} is damaged" in message
+        (kept,) = (fresh_home / "damaged").iterdir()
+        assert kept.read_bytes() == used_database[: len(used_database) // 3]
+
+
+def test_a_whole_database_starts_and_keeps_its_pool(fresh_home, used_database):
+    _home_with(fresh_home, used_database)
+    server = PrefectServer(quiet=True).start()
+    try:
+        assert api.call("GET", f"{server.api_url}/work_pools/kept")["name"] == "kept"
+    finally:
+        server.stop()
+    assert not (fresh_home / "damaged").exists()
+
+
+def test_a_database_of_an_unknown_prefect_version_names_the_remedy(fresh_home, used_database):
+    """Damage the quick check cannot see ends in Alembic's traceback: the error names the
+    file, the traceback's last line and `energy-flows reset --yes`."""
+    path = _home_with(fresh_home, used_database)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    with pytest.raises(ServiceError) as caught:
+        PrefectServer(quiet=True, timeout=60).start()
+    message = str(caught.value)
+    assert f"The server could not use its database {path}" in message, message
+    assert "ffffffffffff" in message.split("The server could not use")[-1]
+    assert "`energy-flows reset --yes`" in message
+    assert registry.live_records(fresh_home) == []

@@ -100,6 +100,41 @@ def test_killed_worker_leaves_no_zombie_runs(worker_factory, prefect_server):
     assert done.state == "Completed"
 
 
+@pytest.mark.parametrize("also_kill_watchdog", [False, True], ids=["worker", "worker-and-watchdog"])
+def test_a_worker_with_a_damaged_state_file_still_crashes_its_runs(
+    worker_factory, prefect_server, also_kill_watchdog
+):
+    """Its state file cut short, then the worker killed with runs in flight: Crashed within
+    10 s all the same. Its watchdog knows the worker's name, pool and queues; with the
+    watchdog killed too, the next look at the runs finds them by Prefect's
+    ``prefect.worker.name`` label (the name is in the file's name)."""
+    pool, queue = f"cut-{uuid.uuid4().hex[:6]}", "q"
+    worker = worker_factory(pool=pool, queues=[queue], name=f"{pool}-agent")
+    deployment = _deploy(pool, queue)
+    runs = [orch.trigger(deployment, parameters={"seconds": 120}) for _ in range(2)]
+    _wait_state(runs, {"Running"}, 60)
+    rec = worker.record
+    assert rec is not None
+    path = rec.path
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # cut short
+    assert isinstance(registry.read(path), registry.Damaged)
+
+    if also_kill_watchdog:
+        os.kill(rec.watchdog_pid, signal.SIGKILL)
+    os.kill(rec.pid, signal.SIGKILL)
+    took = _wait_state(runs, {"Crashed"}, FINAL_WITHIN)  # read_run() reconciles first
+    assert took < FINAL_WITHIN
+    message = _crash_message(runs[0])
+    assert f"Its worker {worker.name!r} stopped while the run was in flight" in message, message
+    if also_kill_watchdog:
+        assert "its state file was damaged" in message, message
+    else:
+        assert "killed (signal 9)" in message, message
+    wait_until(lambda: not path.exists(), 10, what="the damaged state file to go")
+    assert _gone(rec.watchdog_pid) and _gone(rec.pid)
+
+
 def test_killed_server_runs_are_reconciled_when_it_starts_again(fresh_home):
     """kill -9 of the server with a run in flight; the next start() makes the run final."""
     server = PrefectServer(quiet=True).start()
@@ -208,6 +243,7 @@ def _server_state(home: Path, **changes: object) -> dict[str, object]:
         (json.dumps({"kind": "nonsense"}), "names no kind of service"),
         ("PORT_AS_TEXT", "its port is '4200'"),
         ("PID_AS_BOOL", "its pid is True"),
+        ("PID_AS_TEXT", "its pid is 'abc'"),
         ("NO_API_URL", "it has no api_url"),
     ],
 )
@@ -217,6 +253,7 @@ def test_a_damaged_state_file_reads_as_damaged_never_as_an_error(tmp_path, text,
     text = {
         "PORT_AS_TEXT": json.dumps(state | {"port": "4200"}),
         "PID_AS_BOOL": json.dumps(state | {"pid": True}),
+        "PID_AS_TEXT": json.dumps(state | {"pid": "abc"}),
         "NO_API_URL": json.dumps({k: v for k, v in state.items() if k != "api_url"}),
     }.get(text, text)
     path = tmp_path / "state" / "server.json"
@@ -236,19 +273,21 @@ def _status(home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_a_damaged_state_file_is_said_and_replaced_by_the_next_start(fresh_home):
+@pytest.mark.parametrize(("field", "value"), [("port", "4200"), ("pid", "abc")])
+def test_a_damaged_state_file_is_said_and_replaced_by_the_next_start(fresh_home, field, value):
     """The files are written in one step (never half a file), so only damage from outside
     (a disk fault, an edit) leaves one. Reads skip it; the next start says so and replaces it.
     """
     path = fresh_home / "state" / "server.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(_server_state(fresh_home, port="4200")))
+    path.write_text(json.dumps(_server_state(fresh_home, **{field: value})))
     assert control.running(fresh_home).empty
     status = _status(fresh_home)
     assert status.returncode == 0 and "Nothing runs" in status.stdout, status.stderr
 
     server = PrefectServer(quiet=True).start()
-    assert any("was damaged (its port is '4200')" in m for m in server.messages), server.messages
+    said = f"was damaged (its {field} is {value!r})"
+    assert any(said in m for m in server.messages), server.messages
     assert registry.live_server(fresh_home).pid == server.pid
     server.stop()
 

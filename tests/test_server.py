@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from energy_flows.errors import HomeNotWritableError, ServiceError, WaitTimeout
+from energy_flows.errors import DiskFullError, HomeNotWritableError, ServiceError, WaitTimeout
 from energy_flows.services import api, control, registry
 from energy_flows.services import server as server_module
 from energy_flows.services.server import PrefectServer
@@ -181,7 +181,8 @@ def test_a_kernel_that_starts_a_server_gets_prefect_imported_the_fast_way(fresh_
 def test_a_start_that_cannot_record_its_server_stops_what_it_spawned(fresh_home, monkeypatch):
     """The state file cannot be written (a full disk): no unrecorded server is left running.
 
-    The write fails as a full disk makes it fail (ENOSPC from the state file's save).
+    The write fails as a full disk makes it fail (ENOSPC from the state file's save);
+    tests/test_full_disk.py fills a real filesystem.
     """
     import errno
 
@@ -191,9 +192,10 @@ def test_a_start_that_cannot_record_its_server_stops_what_it_spawned(fresh_home,
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(registry.ServiceRecord, "save", full_disk)
-    with pytest.raises(ServiceError) as info:
+    with pytest.raises(DiskFullError) as info:
         PrefectServer(quiet=True).start()
     message = str(info.value)
-    assert "server.json (No space left on device)" in message, message
-    assert "nothing is left running" in message
+    assert message.startswith("The disk is full: the state file that records the Prefect server")
+    assert f"could not be written to {fresh_home / 'state'} (the disk mounted at" in message
+    assert "nothing is left running" in message and "ENERGY_FLOWS_HOME" in message
     assert wait_until(lambda: not package_processes(fresh_home), 15, what="no process left")

@@ -354,8 +354,8 @@ def test_the_package_enables_the_proxy_extension_in_jupyter():
     import json
     import tomllib
 
-    from energy_flows.lab import lab_command
     from energy_flows.jupyter import proxy_auth
+    from energy_flows.lab import lab_command
 
     root = Path(__file__).resolve().parents[1]
     shipped = root / "jupyter-config" / "energy_flows.json"

@@ -17,9 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from energy_flows.errors import ServiceError
+from energy_flows.errors import (
+    DiskFullError,
+    ServiceError,
+    disk_full,
+    disk_is_full,
+    is_disk_full,
+)
 from energy_flows.markup import field_table
-from energy_flows.settings import flow_run_command
+from energy_flows.settings import flow_run_command, home_dir
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -169,3 +175,40 @@ def _fmt(value: Any) -> str:
     if isinstance(value, tuple | list):
         return ", ".join(map(str, value)) if value else "—"
     return str(value)
+
+
+def disk_full_behind(status: int | None, detail: str, what: str) -> DiskFullError | None:
+    """The full-disk error when that is why the server failed ``what``, else None.
+
+    A server that cannot write its SQLite file answers HTTP 500 "Internal Server
+    Error" (Prefect keeps SQLite's "database or disk is full" in its log, which the
+    same full disk may have lost): the server's words, or the home's disk, say it.
+    """
+    said = is_disk_full(detail)
+    if not said and not ((status or 0) >= 500 and disk_is_full(home_dir())):
+        return None
+    answer = f"HTTP {status}: {detail}" if status else detail
+    return disk_full(
+        home_dir() / "prefect" / "prefect.db", f"{what} (the server answered {answer})"
+    )
+
+
+def disk_full_note(what: str) -> str:
+    """The full-disk message when the home's disk is full ("" otherwise): why ``what``
+    cannot happen, said before anything else a wait suggests."""
+    if not disk_is_full(home_dir()):
+        return ""
+    return str(disk_full(home_dir() / "prefect" / "prefect.db", what)) + " "
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of the answer behind an error (its causes included), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        status = getattr(getattr(current, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+        current = current.__cause__ or current.__context__
+    return None

@@ -24,6 +24,7 @@ from energy_flows.orchestration import housekeeping
 from energy_flows.orchestration.common import (
     BUSY_STATUSES,
     client,
+    disk_full_behind,
     html_table,
     seconds,
     timestamp,
@@ -487,6 +488,9 @@ def trigger(
             run = _create_run(c, target.id, parameters, flow_run_name, state)
         except PrefectHTTPStatusError as exc:
             detail = _detail(exc)
+            full = disk_full_behind(exc.response.status_code, detail, f"a run of {full_name!r}")
+            if full is not None:
+                raise full from None
             if exc.response.status_code in BUSY_STATUSES:
                 # Not the request's fault: the server could not write it, even after
                 # retrying (on SQLite: "database is locked" in a burst).

@@ -21,7 +21,7 @@ import pandas as pd
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.orchestration import housekeeping
-from energy_flows.orchestration.common import client, now_utc
+from energy_flows.orchestration.common import client, disk_full_note, now_utc
 from energy_flows.orchestration.diagnosis import diagnose
 from energy_flows.orchestration.pools import read_queue
 from energy_flows.orchestration.runs import (
@@ -144,9 +144,9 @@ def _wait_runs(
         if not waiting:
             return ""
         names = ", ".join(f"{r.name!r} ({r.state})" for r in waiting[:5])
-        return f"Still {'unfinished' if goal == 'final' else 'Scheduled'}: {names}. " + diagnose(
-            queue, pool
-        )
+        full = disk_full_note("the runs' new states (and the worker's logs)")
+        still = f"Still {'unfinished' if goal == 'final' else 'Scheduled'}: {names}. "
+        return still + (full or diagnose(queue, pool))
 
     what = f"{len(ids)} run(s) to " + ("finish" if goal == "final" else "turn Late")
     done = wait_until(check, timeout, what=what, missing=why, max_interval=1.0)

@@ -22,7 +22,14 @@ from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from energy_flows import settings
-from energy_flows.errors import PortTakenError, ServiceError, WaitTimeout
+from energy_flows.errors import (
+    DiskFullError,
+    PortTakenError,
+    ServiceError,
+    WaitTimeout,
+    disk_full,
+    is_disk_full,
+)
 from energy_flows.markup import element, field_table
 from energy_flows.services import control, process, registry
 from energy_flows.services.process import SpawnOptions
@@ -155,6 +162,11 @@ class ManagedService(Generic[R]):
         try:
             self._prepare()
             rec = self._start_or_adopt(deadline)
+        except OSError as exc:
+            self._undo()
+            if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+                raise disk_full(exc.filename or self.home, f"the files of {self.noun}") from exc
+            raise
         except BaseException:
             self._undo()
             raise
@@ -229,11 +241,18 @@ class ManagedService(Generic[R]):
         try:
             rec.save()
         except OSError as exc:
+            if not is_disk_full(exc):
+                spawned.stop(timeout=10)
+                raise ServiceError(
+                    f"Could not write {rec.path} ({exc.strerror}), so {self.noun} that had "
+                    "just started was stopped again: nothing is left running. Make the folder "
+                    "writable, then run the cell again."
+                ) from exc
             spawned.stop(timeout=10)
-            raise ServiceError(
-                f"Could not write {rec.path} ({exc.strerror}), so {self.noun} that had just "
-                "started was stopped again: nothing is left running. Make room on that disk "
-                "(or make the folder writable), then run the cell again."
+            raise disk_full(
+                rec.path,
+                f"the state file that records {self.noun} (it had just started, and was "
+                "stopped again: nothing is left running)",
             ) from exc
         self.started_here = True
         return rec  # type: ignore[return-value]  # record_class is R's class
@@ -347,8 +366,8 @@ class ManagedService(Generic[R]):
             if left
             else "Nothing is left running."
         )
-        hint = _crash_hint(lines, self.noun) if not left else None
-        hint = hint or self.fix_hint
+        crashed = _crash_hint(lines, self.noun) if not left else None
+        hint = self._fix_hint(lines) or crashed or self.fix_hint
         if port_taken:
             hint = "Another program took the port meanwhile: run the cell again to use a free port."
         message = f"{self.subject} {what}. {state}\nLast {ERROR_LOG_LINES} lines of {rec.log}:\n{lines}\n{hint}"
@@ -357,6 +376,11 @@ class ManagedService(Generic[R]):
         return ServiceError(message)
 
     # -- hooks ---------------------------------------------------------------------------
+    def _fix_hint(self, log_lines: str) -> str | None:
+        """What a failed start of this kind advises, given its last log lines (None: nothing
+        particular; then a crash at import, else :attr:`fix_hint`)."""
+        return None
+
     def _prepare(self) -> None:
         """Before anything: checks and files the start needs."""
 

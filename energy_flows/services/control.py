@@ -83,14 +83,20 @@ def reconcile(home: str | os.PathLike[str] | None = None, quiet: bool = False) -
 
     An ended worker's unfinished runs are marked Crashed now (its server was
     down, or its watchdog was killed); other ended services' state files go.
-    Cheap (a few file reads); it never stops a running process.
+    So are, every few seconds, a live worker's runs whose process ended without
+    the server recording it (its disk was full), and the runs of a worker whose
+    state file is damaged. Cheap (a few file reads, at most one request per
+    worker); it never stops a running process.
     """
     messages: list[str] = []
     if not registry.state_dir(home).is_dir():
         return messages
+    look_for_orphans = _due(home)
     with registry.locked(home):
         for rec in registry.records(home):
             if rec.alive():
+                if look_for_orphans and isinstance(rec, WorkerRecord):
+                    messages += _crash_orphans(rec)
                 continue
             if not isinstance(rec, WorkerRecord):
                 rec.remove()  # its watchdog stops itself once its process is gone
@@ -98,9 +104,43 @@ def reconcile(home: str | os.PathLike[str] | None = None, quiet: bool = False) -
                 outcome = recovery.settle(rec)
                 if outcome.crashed:
                     messages.append(outcome.sentence())
+        messages += _settle_damaged(home)
     for message in messages:
         say(message, quiet)
     return messages
+
+
+#: Seconds between two looks for runs of live workers whose process is gone
+#: (each look asks the server): reconcile runs before every read.
+ORPHAN_CHECK_INTERVAL = 5.0
+_LAST_ORPHAN_CHECK: dict[str, float] = {}
+
+
+def _due(home: str | os.PathLike[str] | None) -> bool:
+    key = str(registry.state_dir(home))
+    now = time.monotonic()
+    if now - _LAST_ORPHAN_CHECK.get(key, -ORPHAN_CHECK_INTERVAL) < ORPHAN_CHECK_INTERVAL:
+        return False
+    _LAST_ORPHAN_CHECK[key] = now
+    return True
+
+
+def _settle_damaged(home: str | os.PathLike[str] | None) -> list[str]:
+    """Workers whose state file is damaged: their runs, found by name (recovery.py)."""
+    outcomes = [recovery.settle_damaged(d) for d in registry.damaged_workers(home)]
+    return [o.sentence() for o in outcomes if o is not None and o.crashed]
+
+
+def _crash_orphans(rec: WorkerRecord) -> list[str]:
+    """Runs of a live worker whose process ended unrecorded: Crashed, in one sentence."""
+    orphans = recovery.crash_orphans(rec)
+    if not orphans:
+        return []
+    names = ", ".join(repr(n) for n in orphans)
+    return [
+        f"Run(s) {names} of worker {rec.name!r} had ended without the server recording it "
+        "(it could not write then); they were marked Crashed."
+    ]
 
 
 def stop(rec: ServiceRecord, quiet: bool = False) -> str:

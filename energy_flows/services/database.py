@@ -6,12 +6,18 @@ SQLite file in the user's cache (``ENERGY_FLOWS_CACHE``, else
 ``~/.cache/energy-flows``; ``make setup`` builds it), and copies it into each
 new home. It is only a speed-up: without it the server migrates its own
 database, and Prefect still checks the revision on start.
+
+Before a server starts on a home's database, :func:`check_home` refuses a
+damaged file (SQLite's ``pragma quick_check``), and an empty or missing one
+where a server has used it before: Prefect would serve the first as if
+pools and deployments were gone, and silently start the others afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import shutil
 import sqlite3
@@ -23,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from energy_flows import settings
-from energy_flows.errors import EnergyFlowsError
+from energy_flows.errors import EnergyFlowsError, ServiceError, disk_full, is_disk_full
 from energy_flows.services import process
 
 #: Variables that point Prefect at another database (e.g. PostgreSQL): no template then.
@@ -150,11 +156,167 @@ def seed_home(
         shutil.copyfile(template, partial)
         partial.chmod(0o600)  # the learner's database is private, like the rest of the home
         os.replace(partial, target)
-    except OSError:
+    except OSError as exc:
         with contextlib.suppress(OSError):
             partial.unlink()
+        if is_disk_full(exc):
+            raise disk_full(target, "this home's new Prefect database") from exc
         return False
+    _note_seen(home, target)  # from now on, its loss is noticed (check_home)
     return True
+
+
+# --------------------------------------------------------------------------- damage
+
+#: The SQLite files of one database: the file, its write-ahead log and its shared memory.
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+#: What SQLite and the server say when a file is not a whole database (in a log, an error).
+DAMAGE_WORDS = ("database disk image is malformed", "file is not a database")
+
+START_CLEAN = (
+    "To start clean, run `energy-flows reset --yes` in a terminal (it stops everything and "
+    "deletes this home's runs, deployments, state, logs and results; the folder {aside} "
+    "stays), then run the cell again."
+)
+
+
+def seen_path(home: str | os.PathLike[str] | None = None) -> Path:
+    """The home's record that a server has used its database (``state/``, gone with a reset).
+
+    Not a ``.json`` file: the state folder's ``*.json`` are the services' records.
+    """
+    return settings.home_dir(home) / "state" / "database.seen"
+
+
+def damaged_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Where a damaged database is kept (outside ``prefect/``: a reset leaves it)."""
+    return settings.home_dir(home) / "damaged"
+
+
+def quick_check(path: Path) -> str | None:
+    """What is wrong with a SQLite file (``pragma quick_check``), or None when it is whole.
+
+    Opened read-write without creating anything (a write-ahead log left by a
+    killed server is read as the server would read it); no server may use it now.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True)) as db:
+            rows = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if rows == ["ok"]:
+        return None
+    return "; ".join(str(row) for row in rows) or "pragma quick_check gave no answer"
+
+
+def flow_run_count(path: Path) -> int | None:
+    """How many flow runs a Prefect database holds (None: it has no such table)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM flow_run").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+def _read_seen(home: str | os.PathLike[str] | None) -> dict[str, object] | None:
+    try:
+        data = json.loads(seen_path(home).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # a record cut short still says a server used the database
+    return data if isinstance(data, dict) else {}
+
+
+def _note_seen(home: str | os.PathLike[str] | None, path: Path) -> None:
+    """Remember that a server starts on this database, and how many runs it held."""
+    record = {"database": str(path), "flow_runs": flow_run_count(path), "checked_at": time.time()}
+    seen = seen_path(home)
+    # Only a safeguard for later starts: a disk too full for it fails the start elsewhere.
+    with contextlib.suppress(OSError):
+        seen.parent.mkdir(parents=True, exist_ok=True)
+        process.write_private(seen, json.dumps(record))
+
+
+def move_aside(path: Path, home: str | os.PathLike[str] | None = None) -> Path:
+    """Move a database (and its -wal/-shm files) to ``damaged/<name>.<time>``; return the copy."""
+    folder = damaged_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = folder / f"{path.name}.{stamp}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"{path.name}.{stamp}-{n}"
+    for suffix in _COMPANIONS:
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.replace(part, target.with_name(target.name + suffix))
+    return target
+
+
+#: Words of a server's log that say its database could not be used (a traceback's lines).
+TROUBLE_WORDS = ("sqlalchemy.exc.", "sqlite3.", "alembic.", "Can't locate revision")
+
+
+def remedy(log_text: str, home: str | os.PathLike[str] | None = None) -> str | None:
+    """What to do when a server's last log lines show its database failed it, else None.
+
+    Damage the quick check cannot see (a database of another Prefect version, a table
+    gone) ends in a long SQLAlchemy or Alembic traceback; this names its last line,
+    the file, and the way out.
+    """
+    causes = [
+        line.strip() for line in log_text.splitlines() if any(w in line for w in TROUBLE_WORDS)
+    ]
+    if not causes:
+        return None
+    if is_disk_full(log_text):
+        return str(disk_full(home_database(home), "the server's database"))
+    return (
+        f"The server could not use its database {home_database(home)} "
+        f"({causes[-1][:300]}). If it comes from another Prefect version or was changed by "
+        "hand, start clean with `energy-flows reset --yes` in a terminal (it deletes this "
+        "home's runs and deployments: copy the file elsewhere first to keep it), then run "
+        "the cell again."
+    )
+
+
+def check_home(home: str | os.PathLike[str] | None = None) -> None:
+    """Refuse to serve a damaged home database, or an empty or missing one that held runs.
+
+    A damaged file is moved to ``damaged/`` (never deleted) and the error
+    names both places and ``energy-flows reset --yes``. A fresh home passes;
+    a database that passes is noted (``state/database.seen``) for the next start.
+    Raises :class:`~energy_flows.errors.ServiceError`; nothing is started.
+    """
+    path = home_database(home)
+    seen = _read_seen(home)
+    size = path.stat().st_size if path.exists() else None
+    if not size:
+        if seen is None:
+            return  # a new home: the server (or seed_home) makes its database
+        runs = seen.get("flow_runs")
+        held = f" ({runs} flow run(s) at its last start)" if isinstance(runs, int) else ""
+        what = "is missing" if size is None else "is empty (0 bytes)"
+        raise ServiceError(
+            f"The Prefect database {path} {what}, but a server of this home used it "
+            f"before{held}. Starting on it would look like a fresh home with every pool, "
+            "deployment and run gone, so the server was not started. If you have a copy, "
+            f"put it back at {path}. " + START_CLEAN.format(aside=damaged_dir(home))
+        )
+    problem = quick_check(path)
+    if problem is not None:
+        aside = move_aside(path, home)
+        raise ServiceError(
+            f"The Prefect database {path} is damaged (SQLite's quick_check: {problem}), so the "
+            "server was not started on it: it would serve it as if pools and deployments were "
+            f"gone. The file is kept: it was moved to {aside}. "
+            + START_CLEAN.format(aside=damaged_dir(home))
+        )
+    _note_seen(home, path)
 
 
 def main() -> int:

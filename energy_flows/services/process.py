@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from energy_flows.errors import ServiceError
+from energy_flows.errors import DiskFullError, ServiceError, disk_full, is_disk_full
 from energy_flows.waiting import wait_until
 
 WATCHDOG_SCRIPT = Path(__file__).with_name("watchdog.py")
@@ -305,8 +305,12 @@ def private_open(path: str | os.PathLike[str], mode: str = "a") -> Any:
     return os.fdopen(fd, mode)
 
 
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step (readers never see half a file), 0600."""
+def write_private(path: Path, text: str, what: str | None = None) -> None:
+    """Replace ``path`` with ``text`` in one step (readers never see half a file), 0600.
+
+    A full disk raises :class:`~energy_flows.errors.DiskFullError` naming ``what``
+    (default: the file's name), and leaves the file as it was.
+    """
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         with private_open(partial, "w") as f:
@@ -314,9 +318,11 @@ def write_private(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             partial.unlink()
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise disk_full(path, what or f"the file {path.name}") from exc
         raise
 
 
@@ -402,10 +408,15 @@ def _read_from(path: str | os.PathLike[str], start: int, most: int) -> str:
 
 def mark_log(path: str | os.PathLike[str], what: str) -> int:
     """Write ``==== <time> <what>`` into a log; returns where the lines after it begin."""
-    with private_open(path, "a") as f:
-        f.write("\n")
-        offset = f.tell()
-        f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {what}\n")
+    try:
+        with private_open(path, "a") as f:
+            f.write("\n")
+            offset = f.tell()
+            f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {what}\n")
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(path, f"the log {Path(path).name}") from exc
+        raise
     return offset
 
 

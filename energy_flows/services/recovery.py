@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -21,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from energy_flows import settings
+from energy_flows.errors import disk_is_full, is_disk_full
 from energy_flows.services import api, process, registry
 from energy_flows.services.registry import WorkerRecord
 from energy_flows.services.watchdog import StopReason
@@ -33,6 +36,9 @@ IN_FLIGHT_TYPES = ("PENDING", "RUNNING", "CANCELLING")
 
 #: A run Pending this long without a worker's label is stuck, whoever set it Pending.
 UNLABELLED_PENDING_SECONDS = 30.0
+
+#: What a worker's stop reason adds when the disk of its home was full.
+DISK_FULL_WORDS = "while the disk that holds its home was full (no space left on device)"
 
 #: What a run's Crashed state says (``reason`` completes the sentence).
 CRASH_MESSAGE = "Its worker {name!r} stopped while the run was in flight: {reason}."
@@ -59,16 +65,18 @@ def describe_stop(reason: object, exit_code: int | None = None) -> str:
     return _STOP_WORDS[stop_reason(reason)].format(code=code, signal=-code)
 
 
-def in_flight_runs(api_url: str, pool: str) -> list[dict[str, Any]]:
-    """Every run of ``pool`` that is Pending, Running or Cancelling (plain REST, paged)."""
+def in_flight_runs(api_url: str, pool: str | None) -> list[dict[str, Any]]:
+    """Every run of ``pool`` (None: of any pool) that is Pending, Running or Cancelling
+    (plain REST, paged)."""
     runs: list[dict[str, Any]] = []
     while True:
-        body = {
+        body: dict[str, Any] = {
             "flow_runs": {"state": {"type": {"any_": list(IN_FLIGHT_TYPES)}}},
-            "work_pools": {"name": {"any_": [pool]}},
             "limit": 200,
             "offset": len(runs),
         }
+        if pool is not None:
+            body["work_pools"] = {"name": {"any_": [pool]}}
         page = api.call("POST", f"{api_url}/flow_runs/filter", body, timeout=10) or []
         runs.extend(page)
         if len(page) < 200:
@@ -145,8 +153,14 @@ class Outcome:
     reason: str  # a StopReason
     exit_code: int | None = None
     crashed: list[str] = field(default_factory=list)
+    disk_full: bool = False  # the disk of its home was full when it ended
     finished: bool = False  # False: the server could not be reached, try again later
     at: float = field(default_factory=time.time)
+
+    def why(self) -> str:
+        """Why the worker stopped, with the full disk when there was one."""
+        why = describe_stop(self.reason, self.exit_code)
+        return f"{why}, {DISK_FULL_WORDS}" if self.disk_full else why
 
     def sentence(self) -> str:
         """One line for the learner ("" when no run was in flight)."""
@@ -156,7 +170,7 @@ class Outcome:
         more = f" and {len(self.crashed) - 5} more" if len(self.crashed) > 5 else ""
         return (
             f"Worker {self.worker!r} had {len(self.crashed)} run(s) in flight ({names}{more}) "
-            f"when it stopped because {describe_stop(self.reason, self.exit_code)}; they were "
+            f"when it stopped because {self.why()}; they were "
             "marked Crashed. Start a worker and trigger them again if you still need them."
         )
 
@@ -166,15 +180,50 @@ def outcome_path(worker: WorkerRecord) -> Path:
     return registry.state_dir(worker.home) / "ended" / f"worker-{worker.name}-{worker.pid}.json"
 
 
+def spare_outcome_path(worker: WorkerRecord) -> Path:
+    """Where it goes when the home's disk is full: the user's cache folder."""
+    home = hashlib.sha256(worker.home.encode()).hexdigest()[:12]
+    return settings.cache_dir() / "ended" / f"{home}-worker-{worker.name}-{worker.pid}.json"
+
+
 def read_outcome(worker: WorkerRecord) -> Outcome | None:
-    try:
-        return Outcome(**json.loads(outcome_path(worker).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
+    for path in (outcome_path(worker), spare_outcome_path(worker)):
+        try:
+            return Outcome(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+    return None
+
+
+def save_outcome(worker: WorkerRecord, outcome: Outcome) -> None:
+    """Keep what finishing did for later; in the cache folder when the home's disk is full."""
+    text = json.dumps(asdict(outcome))
+    for path in (outcome_path(worker), spare_outcome_path(worker)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            process.write_private(path, text)
+            return
+        except OSError:
+            continue
+
+
+def forget_outcome(worker: WorkerRecord) -> None:
+    for path in (outcome_path(worker), spare_outcome_path(worker)):
+        path.unlink(missing_ok=True)
+
+
+def _log_says_disk_full(worker: WorkerRecord) -> bool:
+    """Whether the worker's last log lines (of this start) tell of a full disk."""
+    with contextlib.suppress(OSError):
+        return is_disk_full(process.tail(worker.log, 200, start=worker.log_offset))
+    return False
 
 
 def finish(
-    worker: WorkerRecord, reason: str = StopReason.UNKNOWN, exit_code: int | None = None
+    worker: WorkerRecord,
+    reason: str = StopReason.UNKNOWN,
+    exit_code: int | None = None,
+    disk_full: bool = False,
 ) -> Outcome:
     """Crash the runs an ended worker had taken and remove it from its pool.
 
@@ -183,6 +232,7 @@ def finish(
     stays False and the state file stays for a later try.
     """
     outcome = Outcome(worker.name, worker.pid, reason, exit_code)
+    outcome.disk_full = disk_full or disk_is_full(worker.home) or _log_says_disk_full(worker)
     api_url = registry.server_url_for(worker)
     if not api_url or not api.healthy(api_url, timeout=2):
         return outcome
@@ -194,7 +244,7 @@ def finish(
         runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others)
     except (OSError, api.ApiError):
         return outcome
-    message = CRASH_MESSAGE.format(name=worker.name, reason=describe_stop(reason, exit_code))
+    message = CRASH_MESSAGE.format(name=worker.name, reason=outcome.why())
     outcome.crashed = crash_runs(api_url, runs, message)
     outcome.finished = len(outcome.crashed) == len(runs)
     forget_worker(api_url, worker.pool, worker.name)
@@ -206,33 +256,212 @@ def settle(worker: WorkerRecord) -> Outcome:
     need be), then forget the worker: its state file goes."""
     done = read_outcome(worker)
     if done is None or not done.finished:
-        done = finish(worker, *((done.reason, done.exit_code) if done else ()))
+        earlier = (done.reason, done.exit_code, done.disk_full) if done else ()
+        done = finish(worker, *earlier)
     if done.finished:
         worker.remove()
-        outcome_path(worker).unlink(missing_ok=True)
+        forget_outcome(worker)
     return done
 
 
+def stand_in(
+    path: Path, pid: int, pool: str, queues: list[str], since: float, api_url: str | None = None
+) -> WorkerRecord:
+    """A record for a worker whose state file is damaged, from what is known without it.
+
+    Its name comes from the file's name (``worker-<name>.json``); ``since`` (its start)
+    keeps an earlier worker's runs of the same name out. Enough for :func:`finish`.
+    """
+    home = str(path.parent.parent)
+    name = path.stem.removeprefix("worker-")
+    return WorkerRecord(
+        pid=pid,
+        create_time=0.0,
+        watchdog_pid=0,
+        watchdog_create_time=0.0,
+        kind=registry.Kind.WORKER,
+        name=name,
+        home=home,
+        argv=[],
+        log=str(registry.log_path(home, registry.Kind.WORKER, name)),
+        log_offset=0,
+        started_at=since,
+        owner=registry.Owner.KERNEL,
+        owner_pid=0,
+        api_url=api_url or "",
+        pool=pool,
+        queues=queues,
+        remote=api_url is not None,
+    )
+
+
+def watchdog_runs_for(home: str | os.PathLike[str], name: str) -> bool:
+    """Whether a watchdog of the worker ``name`` of ``home`` still runs (read from the
+    process table: what a damaged state file no longer says). Its on-exit command
+    finishes that worker's runs."""
+    import psutil
+
+    from energy_flows.services.process import WATCHDOG_SCRIPT
+
+    mine = json.dumps(["--home", str(home), "--worker", name])[1:-1]
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if str(WATCHDOG_SCRIPT) in cmdline and any(mine in part for part in cmdline):
+            return True
+    return False
+
+
+#: A run in flight whose process has been gone this long was never recorded as ended.
+ORPHAN_AFTER_SECONDS = 10.0
+
+#: What such a run's Crashed state says.
+ORPHAN_MESSAGE = (
+    "Its process ended while its worker {name!r} ran, but the server could not record how "
+    "it ended (it could not write then: a full disk, or it was down)."
+)
+
+
+def run_processes(pid: int) -> set[str] | None:
+    """The flow runs whose processes descend from ``pid`` (a worker): their run ids.
+
+    None when that cannot be known (a process whose environment may not be read).
+    """
+    import psutil
+
+    found: set[str] = set()
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return None
+    for proc in children:
+        try:
+            run_id = proc.environ().get("PREFECT__FLOW_RUN_ID")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # it ended meanwhile
+        except psutil.Error:
+            return None
+        if run_id:
+            found.add(run_id)
+    return found
+
+
+def crash_orphans(worker: WorkerRecord, now: float | None = None) -> list[str]:
+    """Crash the runs a live worker took whose process is gone, unrecorded; their names.
+
+    A run's process reports its own end; when the server could not write it then
+    (its disk was full, it was down), the run would stay Running although nothing
+    runs it. Runs that changed state in the last :data:`ORPHAN_AFTER_SECONDS` are left:
+    their process may be starting.
+    """
+    api_url = registry.server_url_for(worker)
+    if not api_url or not api.healthy(api_url, timeout=1):
+        return []
+    now = time.time() if now is None else now
+    try:
+        runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others_serve_pool=True)
+    except (OSError, api.ApiError):
+        return []
+    running = run_processes(worker.pid)
+    if running is None:
+        return []
+    orphans = [
+        run
+        for run in runs
+        if str(run["id"]) not in running
+        and now - (api.timestamp((run.get("state") or {}).get("timestamp")) or now)
+        > ORPHAN_AFTER_SECONDS
+    ]
+    if not worker.alive():  # it ended meanwhile: its watchdog finishes its runs
+        return []
+    return crash_runs(api_url, orphans, ORPHAN_MESSAGE.format(name=worker.name))
+
+
+def stop_run_processes(run_ids: Iterable[str]) -> None:
+    """Kill the processes of these flow runs (their worker and its watchdog are gone, so
+    nothing else would): a process runs a flow run when its environment names the run."""
+    import psutil
+
+    wanted = {str(run_id) for run_id in run_ids}
+    if not wanted:
+        return
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("PREFECT__FLOW_RUN_ID") in wanted:
+                proc.kill()
+
+
+def settle_damaged(found: registry.Damaged) -> Outcome | None:
+    """Finish a worker whose state file is damaged and whose watchdog is gone.
+
+    Its name is in the file's name; its runs are those in flight on the home's
+    server that Prefect labelled with it (``prefect.worker.name``), in any pool.
+    The file goes once they are final; None while its watchdog still runs.
+    """
+    home = found.path.parent.parent
+    name = found.path.stem.removeprefix("worker-")
+    if watchdog_runs_for(home, name):
+        return None
+    outcome = Outcome(name, 0, StopReason.UNKNOWN)
+    server = registry.live_server(home)
+    if server is None or not api.healthy(server.api_url, timeout=2):
+        return outcome
+    try:
+        runs = [
+            run
+            for run in in_flight_runs(server.api_url, None)
+            if (run.get("labels") or {}).get(WORKER_LABEL) == name
+        ]
+    except (OSError, api.ApiError):
+        return outcome
+    message = CRASH_MESSAGE.format(
+        name=name, reason=f"{describe_stop(StopReason.UNKNOWN)}; its state file was damaged"
+    )
+    outcome.crashed = crash_runs(server.api_url, runs, message)
+    outcome.finished = len(outcome.crashed) == len(runs)
+    stop_run_processes(run["id"] for run in runs)
+    for pool in {run.get("work_pool_name") for run in runs} - {None}:
+        forget_worker(server.api_url, str(pool), name)
+    if outcome.finished:
+        found.path.unlink(missing_ok=True)
+    return outcome
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The worker watchdog's ``--on-exit`` command: finish the worker that just ended."""
+    """The worker watchdog's ``--on-exit`` command: finish the worker that just ended.
+
+    Its state file names the runs' server and pool; when that file is damaged, the
+    arguments the worker was started with stand in for it (:func:`stand_in`).
+    """
     parser = argparse.ArgumentParser(prog="python -m energy_flows.services.recovery")
     parser.add_argument("--home", required=True)
     parser.add_argument("--worker", required=True)
+    parser.add_argument("--pool")
+    parser.add_argument("--queue", action="append", default=[])
+    parser.add_argument("--since", type=float, default=0.0)
+    parser.add_argument("--api-url")
     args = parser.parse_args(argv)
     pid = int(os.environ.get("ENERGY_FLOWS_CHILD_PID") or 0)
-    worker = registry.worker_record(args.home, args.worker)
-    if worker is None or worker.pid != pid:
+    path = registry.state_path(args.home, registry.Kind.WORKER, args.worker)
+    found = registry.read(path)
+    damaged = isinstance(found, registry.Damaged) and args.pool is not None
+    if damaged:
+        worker = stand_in(path, pid, args.pool, args.queue, args.since, args.api_url)
+    elif isinstance(found, WorkerRecord) and found.pid == pid:
+        worker = found
+    else:
         return 0  # already finished by someone else, or a newer worker took the name
     code = os.environ.get("ENERGY_FLOWS_EXIT_CODE", "")
     exit_code = int(code) if code.lstrip("-").isdigit() else None
     outcome = finish(worker, stop_reason(os.environ.get("ENERGY_FLOWS_STOP_REASON")), exit_code)
-    path = outcome_path(worker)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    process.write_private(path, json.dumps(asdict(outcome)))
+    save_outcome(worker, outcome)
     done = f"{len(outcome.crashed)} run(s) in flight marked Crashed"
     later = "its runs could not be checked (no server); the next start will"
     said = done if outcome.finished else later
-    print(f"[recovery] worker {worker.name!r} ended ({outcome.reason}): {said}", flush=True)
+    with contextlib.suppress(OSError):  # the log's disk may be full: the runs matter more
+        print(f"[recovery] worker {worker.name!r} ended ({outcome.reason}): {said}", flush=True)
+    if damaged and outcome.finished:
+        path.unlink(missing_ok=True)  # nothing is left to do for it: its runs are final
+        forget_outcome(worker)
     return 0
 
 

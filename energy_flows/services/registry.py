@@ -74,7 +74,8 @@ class ServiceRecord(Spawned):
     def save(self) -> None:
         """Write the state file in one step (readers never see half a file)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        process.write_private(self.path, json.dumps(asdict(self), indent=2))
+        what = f"the state file that records {self.kind.value} {self.name!r}"
+        process.write_private(self.path, json.dumps(asdict(self), indent=2), what)
 
     def remove(self) -> None:
         """Delete the state file, if it is still this record's (not a newer start's)."""
@@ -242,6 +243,15 @@ def records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
     found = [rec for path in folder.glob("*.json") if isinstance(rec := read(path), ServiceRecord)]
     order = list(Kind)
     return sorted(found, key=lambda r: (order.index(r.kind), r.name))
+
+
+def damaged_workers(home: str | os.PathLike[str] | None = None) -> list[Damaged]:
+    """The worker state files that are not records (cut short, edited). Changes nothing."""
+    folder = state_dir(home)
+    if not folder.is_dir():
+        return []
+    found = [read(path) for path in sorted(folder.glob(f"{Kind.WORKER.stem('*')}.json"))]
+    return [rec for rec in found if isinstance(rec, Damaged)]
 
 
 def live_records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:

@@ -186,6 +186,9 @@ class PrefectServer(ManagedService[ServerRecord]):
     def _ready(self, rec: ServerRecord) -> bool:
         return listens_on(rec.pid, rec.port) and api.healthy(rec.api_url)
 
+    def _fix_hint(self, log_lines: str) -> str | None:
+        return database.remedy(log_lines, self.home)  # a database it failed on
+
     def _answers(self, rec: ServerRecord) -> bool:
         return api.healthy(rec.api_url)
 
@@ -244,6 +247,7 @@ class PrefectServer(ManagedService[ServerRecord]):
         """Get the database ready: the server's settings for it, and the PostgreSQL it needs."""
         if self.wanted_database == "sqlite":
             check_database_writable(self.home)
+            database.check_home(self.home)  # a damaged or lost database is never served
             # A new home starts from a copy of a migrated empty database (database.py).
             database.seed_home(self.home, say=self._say)
             return {}, None

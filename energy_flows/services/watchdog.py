@@ -57,6 +57,12 @@ def _create_time(pid: int) -> float | None:
         return -1.0  # alive, but not ours to inspect
 
 
+def _say(line: str) -> None:
+    """One line into the log; a log that cannot be written (a full disk) never stops us."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"[watchdog {os.getpid()}] {line}", flush=True)
+
+
 class Watchdog:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -189,8 +195,7 @@ class Watchdog:
             process_group=0,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-        print(f"[watchdog {os.getpid()}] started pid {self.child.pid}: {' '.join(args.argv)}")
-        sys.stdout.flush()
+        _say(f"started pid {self.child.pid}: {' '.join(args.argv)}")
         if not args.detached:
             self.owners += 1
             threading.Thread(target=self._watch_stdin, daemon=True).start()
@@ -216,8 +221,7 @@ class Watchdog:
                 os.unlink(self.args.socket)
         self._kill_leftovers()
         forced = f"; killed after {self.args.grace:g} s" if self.forced else ""
-        print(f"[watchdog {os.getpid()}] stopped ({self.stop_reason}{forced}); exit code {code}")
-        sys.stdout.flush()
+        _say(f"stopped ({self.stop_reason}{forced}); exit code {code}")
         if self.args.on_exit:
             self._run_on_exit(code)
         if self.held is not None:
@@ -263,8 +267,7 @@ class Watchdog:
                 check=False,
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            print(f"[watchdog {os.getpid()}] the on-exit command failed: {exc}")
-            sys.stdout.flush()
+            _say(f"the on-exit command failed: {exc}")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 
 from energy_flows import names, settings
@@ -147,7 +148,7 @@ class Worker(ManagedService[WorkerRecord]):
             # This home's server lives until this worker's runs are recorded.
             hold=server.socket if server else None,
             # Once it has ended, its runs end Crashed.
-            on_exit=(*recovery, "--home", str(self.home), "--worker", self.name),
+            on_exit=(*recovery, *self._recovery_args(api_url, remote=server is None)),
         )
         return self._launch(
             worker_argv(self.pool, self.queues, self.name, self.limit),
@@ -160,6 +161,15 @@ class Worker(ManagedService[WorkerRecord]):
             auth=server.auth if server else settings.auth_string(self.home) is not None,
             remote=server is None,
         )
+
+    def _recovery_args(self, api_url: str, remote: bool) -> list[str]:
+        """What the on-exit command needs to find this worker's runs, should its state file
+        be damaged by then: its name, pool, queues, start time (and a remote server)."""
+        args = ["--home", str(self.home), "--worker", self.name, "--pool", self.pool]
+        for queue in self.queues:
+            args += ["--queue", queue]
+        args += ["--since", f"{time.time():.3f}"]
+        return [*args, "--api-url", api_url] if remote else args
 
     def _server(self) -> tuple[str, ServerRecord | None]:
         """The API to work for, and this home's server record (None for ``server=``)."""
@@ -256,6 +266,13 @@ class Worker(ManagedService[WorkerRecord]):
                 if exc.status == 404 and pool_may_be_missing:
                     return  # no pool yet: the worker creates it
                 if exc.status != 409:  # 409: it exists already
+                    from energy_flows.orchestration.common import disk_full_behind
+
+                    what = f"the work queue {queue!r} of pool {self.pool!r}"
+                    detail = str(exc).removeprefix(f"HTTP {exc.status}: ")
+                    full = disk_full_behind(exc.status, detail, what)
+                    if full is not None:
+                        raise full from None
                     raise ServiceError(
                         f"Could not create work queue {queue!r} in pool {self.pool!r}: {exc}"
                     ) from exc

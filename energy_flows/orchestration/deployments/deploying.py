@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from energy_flows.errors import OrchestrationError
 from energy_flows.names import check_prefect_name
-from energy_flows.orchestration.common import client
+from energy_flows.orchestration.common import client, disk_full_behind, http_status
 from energy_flows.orchestration.deployments.listing import DeploymentInfo, deployment_info
 from energy_flows.orchestration.deployments.parameters import check_flow_rules, validate_parameters
 from energy_flows.orchestration.deployments.schedules import build_schedule
@@ -226,7 +226,7 @@ def deploy(
         job_variables=variables,
         _sync=True,
     )
-    deployment_id = runner_deployment.apply(_sync=True)
+    deployment_id = _apply(runner_deployment, f"the deployment {flow.name}/{name}")
 
     with client() as c:
         current = c.read_deployment(deployment_id)
@@ -259,6 +259,17 @@ def _energy_pipeline() -> Flow:
             "Run `make setup` and restart the kernel."
         ) from exc
     return energy_usage_pipeline
+
+
+def _apply(runner_deployment: Any, what: str) -> Any:
+    """Send the deployment to the server; a server whose disk is full says so plainly."""
+    try:
+        return runner_deployment.apply(_sync=True)
+    except Exception as exc:
+        full = disk_full_behind(http_status(exc), str(exc), what)
+        if full is not None:
+            raise full from None
+        raise
 
 
 def deploy_energy_flow(
