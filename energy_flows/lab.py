@@ -163,12 +163,7 @@ def reset_lesson(
     if target.exists():
         backups = copy / BACKUPS_NAME
         backups.mkdir(exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        backup = backups / f"{target.stem}.{stamp}{target.suffix}"
-        n = 1
-        while backup.exists():
-            n += 1
-            backup = backups / f"{target.stem}.{stamp}-{n}{target.suffix}"
+        backup = process.timestamped_path(backups, target.stem, target.suffix)
         target.replace(backup)
         if say is not None:
             say(f"Kept your copy of lesson {number} as {backup}.")

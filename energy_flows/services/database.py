@@ -244,12 +244,7 @@ def move_aside(path: Path, home: str | os.PathLike[str] | None = None) -> Path:
     """Move a database (and its -wal/-shm files) to ``damaged/<name>.<time>``; return the copy."""
     folder = damaged_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = folder / f"{path.name}.{stamp}"
-    n = 1
-    while target.exists():
-        n += 1
-        target = folder / f"{path.name}.{stamp}-{n}"
+    target = process.timestamped_path(folder, path.name)
     for suffix in _COMPANIONS:
         part = path.with_name(path.name + suffix)
         if part.exists():

@@ -305,6 +305,18 @@ def private_open(path: str | os.PathLike[str], mode: str = "a") -> Any:
     return os.fdopen(fd, mode)
 
 
+def timestamped_path(folder: Path, stem: str, suffix: str = "") -> Path:
+    """``folder/<stem>.<YYYYmmdd-HHMMSS><suffix>``, with ``-2``, ``-3`` ... if that is taken:
+    where a file is kept aside (a damaged database, a learner's copy of a lesson)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = folder / f"{stem}.{stamp}{suffix}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"{stem}.{stamp}-{n}{suffix}"
+    return target
+
+
 def write_private(path: Path, text: str, what: str | None = None) -> None:
     """Replace ``path`` with ``text`` in one step (readers never see half a file), 0600.
 
