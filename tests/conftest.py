@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -123,22 +124,32 @@ def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
         stop_all(home, quiet=True)
 
 
-@pytest.fixture(autouse=True)
-def _restore_prefect_settings() -> Iterator[None]:
-    """Undo what a test's ``PrefectServer().start()`` did to this process's settings.
+@contextlib.contextmanager
+def prefect_settings_kept() -> Iterator[None]:
+    """Put this process's Prefect variables and settings back as they were, afterwards.
 
     Starting a server points the process's Prefect client at it (as it must in
     a kernel). In the test process that would leave every later test talking
-    to a server that has since stopped: after each test, the variables and
-    Prefect's settings context are put back as they were.
+    to a server that has since stopped. A fixture of module scope that starts
+    a server must use this itself: it is set up before the autouse fixture
+    below takes its copy.
     """
     saved = {k: v for k, v in os.environ.items() if k.startswith(_RESTORED_PREFIXES)}
-    yield
-    for key in [k for k in os.environ if k.startswith(_RESTORED_PREFIXES)]:
-        if key not in saved:
-            del os.environ[key]
-    os.environ.update(saved)
-    _refresh_prefect_settings()
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith(_RESTORED_PREFIXES)]:
+            if key not in saved:
+                del os.environ[key]
+        os.environ.update(saved)
+        _refresh_prefect_settings()
+
+
+@pytest.fixture(autouse=True)
+def _restore_prefect_settings() -> Iterator[None]:
+    """Undo what a test's ``PrefectServer().start()`` did to this process's settings."""
+    with prefect_settings_kept():
+        yield
 
 
 _RESTORED_PREFIXES = ("PREFECT_", "ENERGY_FLOWS_", "DO_NOT_TRACK", "NO_COLOR")

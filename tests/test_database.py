@@ -127,7 +127,19 @@ def test_a_read_only_shared_cache_is_only_read(fresh_home, cache):
 @pytest.fixture(scope="module")
 def used_database(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """The bytes of a home database a server has used: a pool, a deployment's flow, runs."""
+    from tests.conftest import prefect_settings_kept
+
     home = tmp_path_factory.mktemp("used-home")
+    with prefect_settings_kept():  # later tests keep talking to the session's server
+        _use_a_server(home)
+    path = database.home_database(home)
+    with sqlite3.connect(path) as db:  # one self-contained file: its log folded in
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path.read_bytes()
+
+
+def _use_a_server(home: Path) -> None:
+    """Start a server in ``home``, give it a pool, a flow and 20 runs, stop it."""
     server = PrefectServer(home=home, quiet=True).start()
     try:
         api.call("POST", f"{server.api_url}/work_pools/", {"name": "kept", "type": "process"})
@@ -137,10 +149,6 @@ def used_database(tmp_path_factory: pytest.TempPathFactory) -> bytes:
             api.call("POST", f"{server.api_url}/flow_runs/", body)
     finally:
         server.stop()
-    path = database.home_database(home)
-    with sqlite3.connect(path) as db:  # one self-contained file: its log folded in
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return path.read_bytes()
 
 
 def _home_with(home: Path, data: bytes) -> Path:

@@ -130,7 +130,8 @@ def test_binder_scripts_install_nothing_else_and_wrap_the_command() -> None:
 
 
 def _checkout_for_pip(target: Path) -> Path:
-    """What pip needs of the checkout to install it: pyproject, README, the package."""
+    """What pip needs of the checkout to install it: pyproject, README, the package, and
+    the Jupyter config it installs (``[tool.setuptools.data-files]``)."""
     for name in ("pyproject.toml", "README.md", "constraints.txt", "environment.yml"):
         shutil.copy2(ROOT / name, target / name)
     shutil.copytree(
@@ -138,6 +139,7 @@ def _checkout_for_pip(target: Path) -> Path:
         target / "energy_flows",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
+    shutil.copytree(ROOT / "jupyter-config", target / "jupyter-config")  # data-files
     return target
 
 
