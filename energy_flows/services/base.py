@@ -82,6 +82,8 @@ def _crash_hint(log_tail: str, noun: str) -> str | None:
     the tested set again, not a fix of "the cause shown above".
     """
     lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
+    while lines and lines[-1].startswith("[watchdog "):  # its note of the exit comes last
+        lines.pop()
     # The tail may begin inside a long traceback: its frames tell it apart from a log line.
     if not lines or not any(line.startswith('File "') for line in lines):
         return None
