@@ -235,3 +235,44 @@ def chromium() -> str:
         pytest.fail(reason + " ENERGY_FLOWS_REQUIRE_BROWSER is set: this must not be skipped.")
     print(f"SKIP: {reason}")
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def started_kernel(folder: Path) -> Iterator[tuple[Any, Any, Path]]:
+    """A real ipykernel, as JupyterLab starts one, with its own ENERGY_FLOWS_HOME in ``folder``.
+
+    Yields ``(manager, client, home)``; afterwards the kernel is shut down (if a
+    test has not done so) and whatever it started in that home is stopped.
+    """
+    import jupyter_client
+
+    from energy_flows.services import control
+
+    home = folder / "home"
+    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home), ENERGY_FLOWS_QUIET="1")
+    manager = jupyter_client.KernelManager(kernel_name="python3")
+    manager.start_kernel(env=env, cwd=str(folder))
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    try:
+        yield manager, client, home
+    finally:
+        client.stop_channels()
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
+        control.stop_all(home, quiet=True)
+
+
+def status_without_password(url: str) -> int:
+    """The HTTP status of a POST to ``url`` that carries no password (what another user can send)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code

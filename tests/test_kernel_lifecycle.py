@@ -18,6 +18,7 @@ import pytest
 
 from energy_flows.services import api, control, registry
 from energy_flows.waiting import wait_until
+from tests.conftest import started_kernel
 
 jupyter_client = pytest.importorskip("jupyter_client")
 
@@ -86,20 +87,8 @@ def _run(client, code: str, timeout: float = 120) -> dict:
 @pytest.fixture
 def kernel(tmp_path: Path) -> Iterator[tuple]:
     """A real ipykernel with its own ENERGY_FLOWS_HOME; cleaned up whatever the test did."""
-    home = tmp_path / "home"
-    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home), ENERGY_FLOWS_QUIET="1")
-    manager = jupyter_client.KernelManager(kernel_name="python3")
-    manager.start_kernel(env=env, cwd=str(tmp_path))
-    client = manager.client()
-    client.start_channels()
-    client.wait_for_ready(timeout=60)
-    try:
+    with started_kernel(tmp_path) as (manager, client, home):
         yield manager, client, home
-    finally:
-        client.stop_channels()
-        if manager.has_kernel:
-            manager.shutdown_kernel(now=True)
-        control.stop_all(home, quiet=True)
 
 
 def test_shutdown_stops_server_and_worker(kernel):

@@ -8,13 +8,12 @@ text on stdout, which JupyterLab shows as one block.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from energy_flows.services import control
+from tests.conftest import started_kernel
 
 jupyter_client = pytest.importorskip("jupyter_client")
 
@@ -50,19 +49,8 @@ total()
 @pytest.fixture
 def kernel(tmp_path: Path) -> Iterator[object]:
     """A real ipykernel, as JupyterLab starts one, with its own ENERGY_FLOWS_HOME."""
-    home = tmp_path / "home"
-    env = dict(os.environ, ENERGY_FLOWS_HOME=str(home), ENERGY_FLOWS_QUIET="1")
-    manager = jupyter_client.KernelManager(kernel_name="python3")
-    manager.start_kernel(env=env, cwd=str(tmp_path))
-    client = manager.client()
-    client.start_channels()
-    client.wait_for_ready(timeout=60)
-    try:
+    with started_kernel(tmp_path) as (_, client, _):
         yield client
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
-        control.stop_all(home, quiet=True)
 
 
 def outputs(client, code: str) -> list[dict]:

@@ -31,6 +31,7 @@ from energy_flows.services.server import PrefectServer
 from energy_flows.services.worker import Worker
 from energy_flows.views import runs_with_workers
 from energy_flows.waiting import wait_until
+from tests.conftest import status_without_password
 
 pytestmark = pytest.mark.server
 
@@ -212,7 +213,7 @@ def test_on_a_hub_another_local_user_is_refused(fresh_home, monkeypatch, capsys)
         seen = _as_another_user(url, path)
         if seen is None:
             variant = f"uid {os.geteuid()} cannot switch users: request without the password"
-            seen = {"status": _status_without_password_post(url), "password_file": "mode 0600"}
+            seen = {"status": status_without_password(url), "password_file": "mode 0600"}
         else:
             variant = f"as another local user (uid {_NOBODY}, via setpriv)"
         with capsys.disabled():
@@ -247,16 +248,6 @@ def test_on_a_hub_another_local_user_is_refused(fresh_home, monkeypatch, capsys)
         assert env.get("JUPYTERHUB_USER") == "learner", "only the secrets are left out"
     finally:
         server.stop()
-
-
-def _status_without_password_post(url: str) -> int:
-    request = urllib.request.Request(url, data=b"{}", method="POST")
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def test_a_laptop_keeps_no_password_and_the_variable_decides(monkeypatch):

@@ -38,6 +38,7 @@ from energy_flows.errors import WaitTimeout
 from energy_flows.jupyter import ui_tile
 from energy_flows.services import registry, urls
 from energy_flows.waiting import wait_until
+from tests.conftest import status_without_password
 
 #: A lesson's kernel, in short: start (or reuse) the home's server, say what it got.
 KERNEL = """
@@ -253,20 +254,6 @@ def _assert_through_jupyterlab(lab: Any, port: int, requests: list[str], failed:
     assert not [f for f in failed if lab.url in f], failed
 
 
-def _status_without_password(url: str) -> int:
-    """The HTTP status of a POST to ``url`` that carries no password."""
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(url, data=b"{}", method="POST")
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def _wait_gone(home: Path) -> list[str]:
     """Wait for every process of ``home`` to end; kill and describe the ones that do not."""
     with contextlib.suppress(WaitTimeout):
@@ -379,7 +366,7 @@ def test_tile_under_a_hub_prefix_reuses_the_kernels_server(
         _output(start_kernel(home, SEED))
         pid, port = server.pid, server.port
         assert port and server.ui_url == f"{prefix}proxy/absolute/{port}/"
-        assert _status_without_password(f"{server.api_url}/flows/filter") == 401
+        assert status_without_password(f"{server.api_url}/flows/filter") == 401
         with (
             jupyter_lab(root, home=home, base_url=prefix, extra_env=hub) as lab,
             launch_chromium() as browser,
