@@ -50,17 +50,21 @@ def package_processes(root: Path) -> list[psutil.Process]:
 #: minutes after, with one process left waiting for a long test that started last.
 LONGEST_FIRST = (
     "tests/test_journey.py",
-    "tests/test_open_tabs.py::test_lessons_02_05_06_07_open_at_once",
     "tests/test_walkthrough.py::test_the_walkthrough_typed_into_jupyterlab_terminals",
-    "tests/test_recovery.py::test_starting_the_instant_the_previous_owner_exits_works_20_times",
-    "tests/test_binder.py",
+    "tests/test_recovery.py::test_starting_the_instant_the_previous_owner_exits_works_every_time",
+    "tests/test_zombies.py::test_a_run_of_a_killed_outside_worker_ends_crashed",
+    "tests/test_screenshots.py",
+    "tests/test_prefect_defaults.py",
+    "tests/test_install_routes.py::test_the_lowest_prefect_installs_as_declared_with_plain_pip",
     "tests/test_kernel_lifecycle.py::test_restart_with_runs_in_flight_leaves_no_zombie",
-    "tests/test_zombies.py",
-    "tests/test_postgres.py",
+    "tests/test_binder.py",
+    "tests/test_full_disk.py",
+    "tests/test_open_tabs.py",
+    "tests/test_walkthrough.py::test_a_worker_before_its_pool",
+    "tests/test_ui_tile.py",
     "tests/test_browser.py",
     "tests/test_lab.py",
-    "tests/test_walkthrough.py::test_a_worker_before_its_pool",
-    "tests/test_screenshots.py",
+    "tests/test_postgres.py",
 )
 
 

@@ -1,19 +1,27 @@
-"""The learner's journey: every lesson in order, in ONE home, one kernel after another.
+"""The learner's journey: every lesson in order, in ONE home, tabs left open and revisited.
 
 nbval gives each lesson a fresh home; a learner does not. Here lessons 00 to
-07 run top to bottom in a single home and a single folder, each in a new
-kernel started right after the previous one ended (as when a learner closes
-one lesson and opens the next), and every exercise is solved as the lesson's
-solution says (``tools/lesson_solutions.py`` puts each solution into its
-exercise cell): every check must say ✓, so the solutions as written in the
-notebooks never rot. The files a lesson writes stay in the folder for the
-next (lesson 02's flow is what lesson 03 deploys). In the middle, lesson 05's
-kernel is restarted while its worker has runs in flight (Kernel > Restart),
-then 05 runs again from the top, then 06, then 07 (which moves the home onto
-PostgreSQL). Every lesson must pass without `energy-flows reset`, every run
-must end final, and nothing may be left running. Lesson 08 runs last,
-without solutions: its checks read what the learner's terminals did, and
-its Run All must start nothing.
+08 run in a single home and a single folder, every exercise solved as the
+lesson's solution says (``tools/lesson_solutions.py`` puts each solution into
+its exercise cell): every check must say ✓, so the solutions as written in the
+notebooks never rot. The files a lesson writes stay in the folder for the next
+(lesson 02's flow is what lesson 03 deploys).
+
+Learners keep tabs open, so lessons 02, 05, 06 and 07 stay open in four kernels
+of the home at once (real kernels, as JupyterLab starts them):
+
+* 00 to 04 in order (02's tab stays open);
+* lesson 05's kernel is restarted while its worker has runs in flight
+  (Kernel > Restart): those runs end Crashed, saying why;
+* 05 again in a new tab, left unfinished with its workers running; 06 from the
+  top (it names 05's workers and stops them), then 07 (which moves the home
+  onto PostgreSQL);
+* back to 02's and 05's exercises: one short message, the first cell again,
+  every solution accepted; 07's first cell again names the tabs it affects;
+* no cell shows a connection traceback, every message names the next step,
+  every run ends final, nothing is left running, and no ``energy-flows reset``;
+* lesson 08 last, without solutions: its checks read what the learner's
+  terminals did, and its Run All must start nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +40,16 @@ from nbclient.util import run_sync
 from energy_flows.errors import WaitTimeout
 from energy_flows.lessons import leftover_processes
 from energy_flows.waiting import wait_until
+from tests.tabs import (
+    NEXT_STEP,
+    Tab,
+    assert_readable,
+    errors,
+    no_leftovers,
+    refused_then_set_up_again,
+    run_all_solved,
+    shown_text,
+)
 from tools.execute_lessons import kernel_env, lesson_paths
 from tools.lesson_solutions import run_with_solutions
 
@@ -142,31 +160,85 @@ def _runs_not_final(home: Path) -> list[str]:
     return [f"{name} ({state})" for name, state in rows]
 
 
-def test_lessons_in_order_in_one_home_with_a_restart(tmp_path):
+def test_lessons_in_order_in_one_home_tabs_open_and_a_restart(tmp_path):
     home, folder = tmp_path / "one-home", tmp_path / "my-lessons"
+    folder.mkdir()
     lessons = {p.name[:2]: p for p in lesson_paths()}
     times: dict[str, float] = {}
-    for number in ("00", "01", "02", "03", "04"):
-        times[number] = _run_all(lessons[number], home, folder)
-    in_flight = _restart_mid_lesson_05(lessons["05"], home, folder)
-    assert in_flight, "the restart came before the worker took any run"
-    times["05 again"] = _run_all(lessons["05"], home, folder)
-    times["06"] = _run_all(lessons["06"], home, folder)
-    # Lesson 06 stopped everything; its kernel has ended.
-    with contextlib.suppress(WaitTimeout):
-        wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
-    assert leftover_processes(home) == []
-    assert _runs_not_final(home) == []
-    # One behaviour, the README's: the runs in flight when the kernel ended are Crashed,
-    # saying why (and stay so: their processes ended with the worker, none finished later).
-    assert set(_states(home, in_flight).values()) == {"Crashed"}, _states(home, in_flight)
-    reasons = _messages(home, in_flight)
-    assert all(KERNEL_ENDED in m for m in reasons), reasons
-    # Lesson 07 moves the same home onto PostgreSQL, then stops it all again.
-    times["07"] = _run_all(lessons["07"], home, folder)
-    with contextlib.suppress(WaitTimeout):
-        wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
-    assert leftover_processes(home) == []
+    tabs = {n: Tab(lessons[n], home, folder) for n in ("02", "05", "06", "07")}
+    t02, t05, t06, t07 = tabs.values()
+    with contextlib.ExitStack() as stack:
+        for number in ("00", "01"):
+            times[number] = _run_all(lessons[number], home, folder)
+        started = time.monotonic()
+        stack.enter_context(t02.open())
+        run_all_solved(t02)  # its tab stays open
+        times["02"] = time.monotonic() - started
+        for number in ("03", "04"):
+            times[number] = _run_all(lessons[number], home, folder)
+        in_flight = _restart_mid_lesson_05(lessons["05"], home, folder)
+        assert in_flight, "the restart came before the worker took any run"
+
+        # 05 in a new tab, up to its clean-up: its workers run on, its exercises wait.
+        started = time.monotonic()
+        stack.enter_context(t05.open())
+        t05.run_through(t05.index_of("pause_deployment("))
+        times["05 again"] = time.monotonic() - started
+
+        # 06 from the top: 05's workers would take the runs 06 needs Late; it says so.
+        started = time.monotonic()
+        stack.enter_context(t06.open())
+        run_all_solved(t06)
+        times["06"] = time.monotonic() - started
+        said = "".join(shown_text(o) for i, o in t06.shown if i == t06.index_of("lesson_setup("))
+        assert "lesson 05's workers 'agent-1' and 'agent-2'" in said, said
+        assert "Worker(...)" in said, said
+        # Lesson 06 stopped everything.
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: not leftover_processes(home), 20, what="the last processes to end")
+        assert leftover_processes(home) == []
+        assert _runs_not_final(home) == []
+        # One behaviour, the README's: the runs in flight when the kernel ended are Crashed,
+        # saying why (and stay so: their processes ended with the worker, none finished later).
+        assert set(_states(home, in_flight).values()) == {"Crashed"}, _states(home, in_flight)
+        reasons = _messages(home, in_flight)
+        assert all(KERNEL_ENDED in m for m in reasons), reasons
+
+        # 07 from the top (06 stopped the server: 07 starts it on PostgreSQL), then stops it.
+        started = time.monotonic()
+        stack.enter_context(t07.open())
+        run_all_solved(t07)
+        times["07"] = time.monotonic() - started
+
+        # Back to 02's exercises: one message, the first cell again, then every solution.
+        started = time.monotonic()
+        message = refused_then_set_up_again(t02, t02.exercises[0])
+        assert "stopped by lesson 06" in message or "stopped by lesson 07" in message, message
+        for index in t02.exercises:
+            t02.solve(index)
+
+        # Back to 05's exercises: the same; its worker started again by its own cell.
+        refused_then_set_up_again(t05, t05.exercises[0])
+        t05.run(t05.index_of('name="agent-1").start()'))
+        for index in t05.exercises:
+            t05.solve(index)
+
+        # 07's first cell again, while 02 and 05 use the SQLite server: said once, with whom.
+        switch = t07.run(t07.index_of('lesson_setup("07")'))
+        text = "".join(shown_text(o) for o in switch.outputs)
+        assert not errors(switch), errors(switch)
+        assert text.count("stopping it") == 1 and "To switch" not in text, text
+        assert "lesson 02" in text and "lesson 05" in text and NEXT_STEP in text, text
+        message = refused_then_set_up_again(t02, t02.exercises[-1])
+        assert "stopped by lesson 07" in message and "PostgreSQL" in message, message
+        t02.solve(t02.exercises[-1])  # on the PostgreSQL server now
+
+        t05.run(t05.index_of("pause_deployment("))  # 05's clean-up: its workers stop
+        t07.run(t07.index_of("server.stop()"))
+        times["back in 02, 05, 07"] = time.monotonic() - started
+        assert_readable(list(tabs.values()))
+    no_leftovers(home)
+
     # Lesson 08 (the terminals do the work; nobody types here) only reads: it runs after all.
     client, _ = _client(lessons["08"], folder)
     started = time.monotonic()

@@ -262,15 +262,18 @@ def test_a_plain_worker_stopped_with_ctrl_c_leaves_its_run_running(plain: PlainP
     deployment = plain.deploy("sigint-pool")
     worker = plain.worker("sigint-pool")
     try:
-        run_id = plain.trigger(deployment, 60)
+        # A nap longer than every wait below: the run cannot end Completed meanwhile.
+        run_id = plain.trigger(deployment, 600)
         child = _running_with_process(plain, run_id, worker)
         worker.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
-        worker.wait(60)
+        worker.wait(180)  # a plain worker's shutdown takes a while on a busy machine
         wait_until(lambda: not psutil.pid_exists(child), 30, what="the run's process to end")
         time.sleep(5)
         assert plain.state(run_id) == "Running"
     finally:
         _stop(worker)
+        with contextlib.suppress(psutil.Error, NameError):
+            psutil.Process(child).kill()
 
 
 def test_a_plain_worker_killed_leaves_its_run_to_finish_on_its_own(plain: PlainPrefect) -> None:

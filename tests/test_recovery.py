@@ -173,7 +173,7 @@ if sys.stdin.readline().strip() == "abrupt":  # as a killed kernel: no interpret
 
 
 @pytest.mark.timeout(900)
-def test_starting_the_instant_the_previous_owner_exits_works_20_times(fresh_home):
+def test_starting_the_instant_the_previous_owner_exits_works_every_time(fresh_home):
     """One owner after the other, each starting the home's server, then exiting.
 
     Each owner's exit makes its server shut down. The next owner has already
@@ -182,8 +182,9 @@ def test_starting_the_instant_the_previous_owner_exits_works_20_times(fresh_home
     while its server is frozen for three seconds, so that server is certainly
     still shutting down when the next start comes: that start must wait for
     it to go, then start its own. Never a failure, never two servers on one
-    database.
+    database. Twelve owners: six of them meet a server still shutting down.
     """
+    rounds = 12
     env = dict(os.environ, ENERGY_FLOWS_HOME=str(fresh_home))
 
     def owner() -> subprocess.Popen[str]:
@@ -199,8 +200,8 @@ def test_starting_the_instant_the_previous_owner_exits_works_20_times(fresh_home
         return proc
 
     pids, waited, upcoming = [], 0, owner()
-    for attempt in range(20):
-        current, upcoming = upcoming, (owner() if attempt < 19 else None)
+    for attempt in range(rounds):
+        current, upcoming = upcoming, (owner() if attempt < rounds - 1 else None)
         current.stdin.write("go\n")
         current.stdin.flush()
         line = current.stdout.readline()
@@ -216,8 +217,8 @@ def test_starting_the_instant_the_previous_owner_exits_works_20_times(fresh_home
             threading.Timer(3.0, os.kill, (seen["pid"], signal.SIGCONT)).start()
         out, err = current.communicate("abrupt\n" if abrupt else "normal\n", timeout=180)
         assert current.returncode == 0, f"attempt {attempt + 1}:\n{out}\n{err}"
-    assert len(set(pids)) == 20  # each start got its own server, none failed
-    assert waited >= 9, f"only {waited} starts met a server still shutting down"
+    assert len(set(pids)) == rounds  # each start got its own server, none failed
+    assert waited >= rounds // 2 - 1, f"only {waited} starts met a server still shutting down"
     wait_until(lambda: all(_gone(p) for p in pids), 30, what="the last server to stop")
     log = (fresh_home / "logs" / "server.log").read_text()
     assert "database is locked" not in log

@@ -45,6 +45,23 @@ _TIMES: list[tuple[str, float]] = []
 LESSON_TIME = "lesson_seconds"
 
 
+#: Lessons whose Run All takes longest, started first (``--dist loadfile`` hands
+#: out whole notebooks in collection order): the two test processes then end
+#: together, not one of them alone with lesson 07 started last.
+LONGEST_LESSONS_FIRST = ("07", "05", "06", "04", "02", "03", "01")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest lessons first; a notebook's cells keep their order (a stable sort)."""
+
+    def rank(item: pytest.Item) -> int:
+        lesson = item.path.name[:2]
+        order = LONGEST_LESSONS_FIRST
+        return order.index(lesson) if lesson in order else len(order)
+
+    items.sort(key=rank)
+
+
 def _notebook(item: pytest.Item) -> pytest.Collector | None:
     parent = item.parent
     return parent if parent is not None and str(parent.path).endswith(".ipynb") else None
