@@ -94,7 +94,7 @@ class Worker(ManagedService[WorkerRecord]):
     ) -> None:
         from energy_flows.options import worker_options  # the same checks as `energy-flows up`
 
-        queues, timeout = worker_options(queues, timeout)
+        queue_list, timeout = worker_options(queues, timeout)
         names.check_prefect_name(pool, "work pool")
         if server is not None and not (
             isinstance(server, str) and server.startswith(("http://", "https://"))
@@ -110,14 +110,6 @@ class Worker(ManagedService[WorkerRecord]):
                     "This home's own server gets one with PrefectServer(auth=True)."
                 )
             settings.check_auth_string(auth)
-        queue_list = [queues] if isinstance(queues, str) else list(queues)
-        if not queue_list:
-            raise OrchestrationError(
-                f"A worker needs at least one queue to poll, e.g. queues=['energy_usage']; "
-                f"got {queues!r}."
-            )
-        for queue in queue_list:
-            names.check_prefect_name(queue, "work queue")
         worker_name = default_name(pool, queue_list) if name is None else name
         names.check_file_safe_name(worker_name, "worker")
         if limit is not None and (
