@@ -232,7 +232,11 @@ class PrefectServer(ManagedService[ServerRecord]):
             # A kernel's next cells import Prefect anyway: do it now, the fast
             # way. (`energy-flows up` returns at once and needs no Prefect.)
             launch.prepare_kernel()
-            _keep_house(self.home)
+            from energy_flows.orchestration import housekeeping
+
+            # Ended workers' runs are finished before the orchestration layer reads a queue.
+            home = self.home
+            housekeeping.register(str(home), lambda: control.reconcile(home))
 
     def _undo(self) -> None:
         """After a failed start: stop the PostgreSQL this start started (nothing is left)."""
@@ -370,17 +374,3 @@ class PrefectServer(ManagedService[ServerRecord]):
             if self.command:
                 rows.append(("Command", element("code", self.command)))
         return [*rows, ("Home", str(self.home))]
-
-
-_HOUSEKEPT: set[str] = set()
-
-
-def _keep_house(home: os.PathLike[str] | str) -> None:
-    """Let the orchestration layer finish ended workers' runs before it reads a queue."""
-    key = str(home)
-    if key in _HOUSEKEPT:
-        return
-    from energy_flows.orchestration import housekeeping
-
-    housekeeping.register(key, lambda: control.reconcile(home))
-    _HOUSEKEPT.add(key)
