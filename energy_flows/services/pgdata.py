@@ -98,20 +98,11 @@ def password_path(home: str | os.PathLike[str] | None = None) -> Path:
 
 
 def check_data_folder(home: str | os.PathLike[str] | None) -> None:
-    """Refuse a data folder PostgreSQL could not use, before anything starts.
-
-    Root's access check says yes to everything, so the owner's write bit is
-    read as well (PostgreSQL, running as ``nobody`` for root, has no such pass).
-    """
-    base, data = folder(home), data_dir(home)
-    for path in (data, base):
-        if path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o200):
-            raise ServiceError(
-                f"PostgreSQL's data folder {path} is read-only, so PostgreSQL could not start. "
-                f"Make it writable (`chmod u+w {path}`), or start from a fresh home: "
-                "`energy-flows reset --yes` (deletes this home's runs), or set "
-                "ENERGY_FLOWS_HOME to another folder. Nothing was started."
-            )
+    """Refuse a data folder PostgreSQL could not use, before anything starts."""
+    data = data_dir(home)
+    process.refuse_read_only(
+        (data, folder(home)), "PostgreSQL's data", "PostgreSQL could not start"
+    )
     if data.exists():
         version = data / "PG_VERSION"
         found = version.read_text().strip() if version.exists() else None

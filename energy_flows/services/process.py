@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,6 +336,22 @@ def write_private(path: Path, text: str, what: str | None = None) -> None:
         if is_disk_full(exc) and not isinstance(exc, DiskFullError):
             raise disk_full(path, what or f"the file {path.name}") from exc
         raise
+
+
+def refuse_read_only(paths: Iterable[Path], what: str, so: str) -> None:
+    """Refuse the first of ``paths`` (``what``) that is read-only, saying what follows (``so``).
+
+    The owner's write bit is read as well: root's access check says yes to
+    everything (and PostgreSQL, run as ``nobody`` for root, gets no such pass).
+    """
+    for path in paths:
+        if path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o200):
+            raise ServiceError(
+                f"{what} {'folder' if path.is_dir() else 'file'} {path} is read-only, so {so}. "
+                f"Make it writable (`chmod u+w {path}`), or start from a fresh home: "
+                "`energy-flows reset --yes` (deletes this home's runs), or set "
+                "ENERGY_FLOWS_HOME to another folder. Nothing was started."
+            )
 
 
 def is_alive(pid: int | None, create_time: float | None = None) -> bool:

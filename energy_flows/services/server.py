@@ -10,15 +10,13 @@ instructor's (``database=``). The life cycle: docs/architecture.md.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import urllib.parse
 
 from energy_flows import settings
-from energy_flows.errors import ServiceError
 from energy_flows.markup import Markup, element
 from energy_flows.prefect_internals import flush_to_server, restart_senders
-from energy_flows.services import api, control, database, launch, postgres, registry, urls
+from energy_flows.services import api, control, database, launch, postgres, process, registry, urls
 from energy_flows.services.base import LogText, ManagedService
 from energy_flows.services.postgres import PostgresServer
 from energy_flows.services.process import SpawnOptions, free_port, listens_on, port_is_free
@@ -54,26 +52,6 @@ def server_argv(port: int) -> list[str]:
     """
     argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect", "server", "start"]
     return [*argv, "--host", "127.0.0.1", "--port", str(port)]
-
-
-def check_database_writable(home: os.PathLike[str] | str) -> None:
-    """Refuse a database the server could open but not write (it would fail every write).
-
-    The owner's write bit is read as well: root's access check says yes to everything.
-    """
-    db = database.home_database(home)
-    for path in (db, db.parent):
-        if not path.exists():
-            continue
-        mode = path.stat().st_mode
-        if not os.access(path, os.W_OK) or not mode & stat.S_IWUSR:
-            what = "folder" if path.is_dir() else "file"
-            raise ServiceError(
-                f"The Prefect database {what} {path} is read-only, so the server could not "
-                f"save anything. Make it writable (`chmod u+w {path}`), or start from a fresh "
-                "home: `energy-flows reset --yes` (deletes this home's runs), or set "
-                "ENERGY_FLOWS_HOME to another folder. Nothing was started."
-            )
 
 
 class PrefectServer(ManagedService[ServerRecord]):
@@ -250,7 +228,10 @@ class PrefectServer(ManagedService[ServerRecord]):
     def _prepare_database(self) -> tuple[dict[str, str], registry.PostgresRecord | None]:
         """Get the database ready: the server's settings for it, and the PostgreSQL it needs."""
         if self.wanted_database == "sqlite":
-            check_database_writable(self.home)
+            db = database.home_database(self.home)  # the server would fail every write
+            process.refuse_read_only(
+                (db, db.parent), "The Prefect database", "the server could not save anything"
+            )
             database.check_home(self.home)  # a damaged or lost database is never served
             # A new home starts from a copy of a migrated empty database (database.py).
             database.seed_home(self.home, say=self._say)
