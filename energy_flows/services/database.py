@@ -30,7 +30,7 @@ from pathlib import Path
 
 from energy_flows import settings
 from energy_flows.errors import EnergyFlowsError, ServiceError, disk_full, is_disk_full
-from energy_flows.services import process
+from energy_flows.services import launch, process
 
 #: Variables that point Prefect at another database (e.g. PostgreSQL): no template then.
 DATABASE_URL_VARIABLES = (
@@ -88,9 +88,8 @@ def build_template(timeout: float = 300.0) -> Path | None:
         return None
     try:
         (scratch / "prefect").mkdir()
+        argv = launch.prefect_argv("server", "database", "upgrade", "-y")
         env = settings.classroom_env(scratch)
-        argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect"]
-        argv += ["server", "database", "upgrade", "-y"]
         code = process.run(argv, env, scratch / "build.log", timeout=timeout, cwd=scratch)
         built = scratch / "prefect" / "prefect.db"
         if code != 0:

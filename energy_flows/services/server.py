@@ -10,7 +10,6 @@ instructor's (``database=``). The life cycle: docs/architecture.md.
 from __future__ import annotations
 
 import os
-import sys
 import urllib.parse
 
 from energy_flows import settings
@@ -50,8 +49,7 @@ def server_argv(port: int) -> list[str]:
     No ``--no-prompt``: ``PREFECT_CLI_PROMPT=false`` in its environment says the
     same to every Prefect 3, while ``server start`` refuses the option before 3.9.
     """
-    argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect", "server", "start"]
-    return [*argv, "--host", "127.0.0.1", "--port", str(port)]
+    return launch.prefect_argv("server", "start", "--host", "127.0.0.1", "--port", str(port))
 
 
 class PrefectServer(ManagedService[ServerRecord]):

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from energy_flows import names, settings
 from energy_flows.errors import OrchestrationError, ServiceError
 from energy_flows.markup import Markup, element
-from energy_flows.services import api, control, registry
+from energy_flows.services import api, control, launch, registry
 from energy_flows.services.base import ManagedService
 from energy_flows.services.process import SpawnOptions
 from energy_flows.services.registry import Kind, ServerRecord, WorkerRecord
@@ -37,8 +37,8 @@ def default_name(pool: str, queues: Sequence[str]) -> str:
 
 def worker_argv(pool: str, queues: Sequence[str], name: str, limit: int | None) -> list[str]:
     """The command that runs a process worker (through the launcher)."""
-    argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect", "worker", "start"]
-    argv += ["--pool", pool, "--type", "process", "--name", name]
+    argv = launch.prefect_argv("worker", "start", "--pool", pool, "--type", "process")
+    argv += ["--name", name]
     for queue in queues:
         argv += ["--work-queue", queue]
     if limit is not None:
