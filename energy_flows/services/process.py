@@ -1,9 +1,7 @@
-"""One way to start, watch and stop the package's child processes.
+"""One way to start, watch and stop the package's child processes, and their files.
 
-:func:`spawn` starts a process under the watchdog (``watchdog.py``) with its
-output in a log file, its files private to its user, and SIGINT at its
-default; :func:`run` runs a command to its end the same way. Why a watchdog,
-and not a plain child or ``start_new_session=True``: docs/architecture.md.
+:func:`spawn` starts a process under the watchdog (``watchdog.py``), :func:`run`
+runs a command to its end the same way; why a watchdog: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Finish what a worker leaves behind: its unfinished runs end Crashed, saying why.
 
-Prefect keeps a run Pending or Running until the run's own process or its
-worker reports; after a worker ends, its runs would stay so forever, holding
-their queue's concurrency limit. The worker's watchdog runs :func:`main`
-seconds after the worker ended (its ``--on-exit``); :func:`settle` finishes
-later what could not be finished then (the server was down). Standard library
-and the small REST helper only: it starts in a fraction of a second.
+The worker's watchdog runs :func:`main` once the worker ended (``--on-exit``);
+:func:`settle` finishes later what could not be finished then. The standard
+library and the REST helper only, so it starts fast. docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """State files: what the package runs for a home, one JSON file per service in ``<home>/state/``.
 
-A record holds the process and its watchdog (pids and start times, so a
-reused pid is never taken for ours), its command, log and owner, and what
-its kind adds (a server's port and URLs, a worker's pool and queues). Files
-are replaced in one step and private to their user; reading never changes
-anything. No Prefect import here: ``energy-flows status`` stays fast.
+Written in one step, private, read back checked; reading changes nothing. No
+Prefect import here: ``energy-flows status`` stays fast. docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """The Prefect server ("Orion" in the original walkthrough) as a managed process.
 
-``PrefectServer().start()`` starts ``prefect server start`` for the home on
-127.0.0.1 (port 4200 when free) with the classroom settings, or reuses the
-one that runs, and points this kernel's Prefect client at it. Its database is
-the home's SQLite file, a PostgreSQL it starts for the home, or an
-instructor's (``database=``). The life cycle: docs/architecture.md.
+``PrefectServer().start()`` starts ``prefect server start`` for the home, on SQLite,
+a PostgreSQL of the home's or an instructor's. The life cycle: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """A tiny parent that makes sure a child process never outlives its owner.
 
-Run as ``python -I watchdog.py [options] -- ARGV...`` by
-:func:`energy_flows.services.process.spawn`; standard library and psutil only,
-so it starts in a few hundredths of a second. It stops the child and the
-child's process group when its stdin pipe from the owner closes and no other
-owner holds its ``--socket``, when ``--watch-pid`` ends, or on SIGTERM/SIGINT;
-then it runs ``--on-exit`` with the :class:`StopReason` in
-``ENERGY_FLOWS_STOP_REASON``. Owners and order: docs/architecture.md.
+Run as ``python -I watchdog.py [options] -- ARGV...`` by :func:`process.spawn`;
+the standard library and psutil only. Owners and order: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Prefect workers ("agents" in the original walkthrough) as managed processes.
 
-``Worker(pool, queues).start()`` starts ``prefect worker start`` for a pool's
-queues (or reuses the one of that name). Its flow runs start through the
-pool's fast launch command (:func:`energy_flows.settings.flow_run_command`).
-However it ends, the runs it had taken end Crashed within seconds, saying why
-(``recovery.py``). ``Worker(..., server=URL, auth=...)`` joins another home's
-server. The life cycle: docs/architecture.md.
+``Worker(pool, queues).start()`` starts ``prefect worker start`` (or reuses the one
+of that name); however it ends, its runs end Crashed, saying why (``recovery.py``).
 """
 
 from __future__ import annotations
