@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from energy_flows import settings
+from energy_flows import errors, settings
 from energy_flows.errors import EnergyFlowsError, ServiceError, disk_full, is_disk_full
 from energy_flows.services import launch, process
 
@@ -139,19 +139,14 @@ def seed_home(
     template = ensure_template(say)
     if template is None:
         return False
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # The template never changes once in place, so a plain copy is safe.
-        shutil.copyfile(template, partial)
-        partial.chmod(0o600)  # the learner's database is private, like the rest of the home
-        os.replace(partial, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        if is_disk_full(exc):
-            raise disk_full(target, "this home's new Prefect database") from exc
-        return False
+        # The template never changes once in place: its bytes are a whole database.
+        process.write_private(target, template.read_bytes(), "this home's new Prefect database")
+    except errors.DiskFullError:
+        raise
+    except OSError:
+        return False  # the server migrates a database of its own, only slower
     _note_seen(home, target)  # from now on, its loss is noticed (check_home)
     return True
 
@@ -160,9 +155,6 @@ def seed_home(
 
 #: The SQLite files of one database: the file, its write-ahead log and its shared memory.
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
-
-#: What SQLite and the server say when a file is not a whole database (in a log, an error).
-DAMAGE_WORDS = ("database disk image is malformed", "file is not a database")
 
 START_CLEAN = (
     "To start clean, run `energy-flows reset --yes` in a terminal (it stops everything and "

@@ -315,7 +315,7 @@ def timestamped_path(folder: Path, stem: str, suffix: str = "") -> Path:
     return target
 
 
-def write_private(path: Path, text: str, what: str | None = None) -> None:
+def write_private(path: Path, text: str | bytes, what: str | None = None) -> None:
     """Replace ``path`` with ``text`` in one step (readers never see half a file), 0600.
 
     A full disk raises :class:`~energy_flows.errors.DiskFullError` naming ``what``
@@ -323,7 +323,7 @@ def write_private(path: Path, text: str, what: str | None = None) -> None:
     """
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with private_open(partial, "w") as f:
+        with private_open(partial, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
