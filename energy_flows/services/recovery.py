@@ -62,9 +62,18 @@ def describe_stop(reason: object, exit_code: int | None = None) -> str:
     return _STOP_WORDS[stop_reason(reason)].format(code=code, signal=-code)
 
 
-def in_flight_runs(api_url: str, pool: str | None) -> list[dict[str, Any]]:
+def in_flight_runs(api_url: str | None, pool: str | None) -> list[dict[str, Any]] | None:
     """Every run of ``pool`` (None: of any pool) that is Pending, Running or Cancelling
-    (plain REST, paged)."""
+    (plain REST, paged); None when the server does not answer."""
+    if not api_url or not api.healthy(api_url, timeout=2):
+        return None
+    try:
+        return _in_flight_runs(api_url, pool)
+    except (OSError, api.ApiError):
+        return None
+
+
+def _in_flight_runs(api_url: str, pool: str | None) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     while True:
         body: dict[str, Any] = {
@@ -172,19 +181,16 @@ class Outcome:
         )
 
 
-def outcome_path(worker: WorkerRecord) -> Path:
-    """Where the watchdog's on-exit command leaves what it did, for whoever asks next."""
-    return registry.state_dir(worker.home) / "ended" / f"worker-{worker.name}-{worker.pid}.json"
-
-
-def spare_outcome_path(worker: WorkerRecord) -> Path:
-    """Where it goes when the home's disk is full: the user's cache folder."""
-    home = hashlib.sha256(worker.home.encode()).hexdigest()[:12]
-    return settings.cache_dir() / "ended" / f"{home}-worker-{worker.name}-{worker.pid}.json"
+def outcome_paths(worker: WorkerRecord) -> tuple[Path, Path]:
+    """Where the watchdog's on-exit command leaves what it did, for whoever asks next: in
+    the home, or, when the home's disk is full, in the user's cache folder."""
+    file = f"worker-{worker.name}-{worker.pid}.json"
+    spare = f"{hashlib.sha256(worker.home.encode()).hexdigest()[:12]}-{file}"
+    return registry.state_dir(worker.home) / "ended" / file, settings.cache_dir() / "ended" / spare
 
 
 def read_outcome(worker: WorkerRecord) -> Outcome | None:
-    for path in (outcome_path(worker), spare_outcome_path(worker)):
+    for path in outcome_paths(worker):
         try:
             return Outcome(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
@@ -195,7 +201,7 @@ def read_outcome(worker: WorkerRecord) -> Outcome | None:
 def save_outcome(worker: WorkerRecord, outcome: Outcome) -> None:
     """Keep what finishing did for later; in the cache folder when the home's disk is full."""
     text = json.dumps(asdict(outcome))
-    for path in (outcome_path(worker), spare_outcome_path(worker)):
+    for path in outcome_paths(worker):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             process.write_private(path, text)
@@ -205,7 +211,7 @@ def save_outcome(worker: WorkerRecord, outcome: Outcome) -> None:
 
 
 def forget_outcome(worker: WorkerRecord) -> None:
-    for path in (outcome_path(worker), spare_outcome_path(worker)):
+    for path in outcome_paths(worker):
         path.unlink(missing_ok=True)
 
 
@@ -231,16 +237,14 @@ def finish(
     outcome = Outcome(worker.name, worker.pid, reason, exit_code)
     outcome.disk_full = disk_full or disk_is_full(worker.home) or _log_says_disk_full(worker)
     api_url = registry.server_url_for(worker)
-    if not api_url or not api.healthy(api_url, timeout=2):
+    in_flight = in_flight_runs(api_url, worker.pool)
+    if api_url is None or in_flight is None:
         return outcome
     others = any(
         w.alive() and w.pool == worker.pool and w.name != worker.name
         for w in registry.worker_records(worker.home)
     )
-    try:
-        runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others)
-    except (OSError, api.ApiError):
-        return outcome
+    runs = taken_by(in_flight, worker, others)
     message = CRASH_MESSAGE.format(name=worker.name, reason=outcome.why())
     outcome.crashed = crash_runs(api_url, runs, message)
     outcome.finished = len(outcome.crashed) == len(runs)
@@ -351,16 +355,12 @@ def crash_orphans(worker: WorkerRecord, now: float | None = None) -> list[str]:
     their process may be starting.
     """
     api_url = registry.server_url_for(worker)
-    if not api_url or not api.healthy(api_url, timeout=1):
+    in_flight = in_flight_runs(api_url, worker.pool)
+    running = None if in_flight is None else run_processes(worker.pid)
+    if api_url is None or in_flight is None or running is None:
         return []
     now = time.time() if now is None else now
-    try:
-        runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others_serve_pool=True)
-    except (OSError, api.ApiError):
-        return []
-    running = run_processes(worker.pid)
-    if running is None:
-        return []
+    runs = taken_by(in_flight, worker, others_serve_pool=True)
     orphans = [
         run
         for run in runs
@@ -400,16 +400,10 @@ def settle_damaged(found: registry.Damaged) -> Outcome | None:
         return None
     outcome = Outcome(name, 0, StopReason.UNKNOWN)
     server = registry.live_server(home)
-    if server is None or not api.healthy(server.api_url, timeout=2):
+    in_flight = in_flight_runs(server.api_url if server else None, None)
+    if server is None or in_flight is None:
         return outcome
-    try:
-        runs = [
-            run
-            for run in in_flight_runs(server.api_url, None)
-            if (run.get("labels") or {}).get(WORKER_LABEL) == name
-        ]
-    except (OSError, api.ApiError):
-        return outcome
+    runs = [run for run in in_flight if (run.get("labels") or {}).get(WORKER_LABEL) == name]
     message = CRASH_MESSAGE.format(
         name=name, reason=f"{describe_stop(StopReason.UNKNOWN)}; its state file was damaged"
     )
