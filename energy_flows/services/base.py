@@ -160,13 +160,14 @@ class ManagedService(Generic[R]):
         try:
             self._prepare()
             rec = self._start_or_adopt(deadline)
-        except OSError as exc:
+        except BaseException as exc:
             self._undo()
-            if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            if (
+                isinstance(exc, OSError)
+                and is_disk_full(exc)
+                and not isinstance(exc, DiskFullError)
+            ):
                 raise disk_full(exc.filename or self.home, f"the files of {self.noun}") from exc
-            raise
-        except BaseException:
-            self._undo()
             raise
         self._record = rec
         self._started(rec)
@@ -239,18 +240,17 @@ class ManagedService(Generic[R]):
         try:
             rec.save()
         except OSError as exc:
-            if not is_disk_full(exc):
-                spawned.stop(timeout=10)
-                raise ServiceError(
-                    f"Could not write {rec.path} ({exc.strerror}), so {self.noun} that had "
-                    "just started was stopped again: nothing is left running. Make the folder "
-                    "writable, then run the cell again."
-                ) from exc
             spawned.stop(timeout=10)
-            raise disk_full(
-                rec.path,
-                f"the state file that records {self.noun} (it had just started, and was "
-                "stopped again: nothing is left running)",
+            if is_disk_full(exc):
+                raise disk_full(
+                    rec.path,
+                    f"the state file that records {self.noun} (it had just started, and was "
+                    "stopped again: nothing is left running)",
+                ) from exc
+            raise ServiceError(
+                f"Could not write {rec.path} ({exc.strerror}), so {self.noun} that had "
+                "just started was stopped again: nothing is left running. Make the folder "
+                "writable, then run the cell again."
             ) from exc
         self.started_here = True
         return rec  # type: ignore[return-value]  # record_class is R's class
@@ -264,7 +264,7 @@ class ManagedService(Generic[R]):
         if rec.owner == Owner.KERNEL and rec.owner_pid != os.getpid():
             # Become an owner too, so it lives as long as this process. Its watchdog
             # refuses once it has decided to stop (its kernel ended).
-            if process.attach(rec.socket) != process.ATTACHED:
+            if not process.attach(rec.socket):
                 self._wait_gone(rec, ", because the kernel that started it ended")
                 raise _GoneMeanwhile
         if not self._ready(rec):  # started a moment ago by someone else
