@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 
 from energy_flows.errors import DiskFullError, ServiceError, disk_full, is_disk_full
+from energy_flows.services import watchdog
 from energy_flows.waiting import wait_until
 
 WATCHDOG_SCRIPT = Path(__file__).with_name("watchdog.py")
@@ -247,40 +248,26 @@ def socket_path_for(home: str | os.PathLike[str], name: str) -> str:
     return str(Path(tempfile.gettempdir()) / f"energy-flows-{os.getuid()}-{digest}.sock")
 
 
-#: What :func:`attach` found: an owner now, a service going away, or nothing to attach to.
-ATTACHED, STOPPING, ABSENT = "attached", "stopping", "absent"
-
-
-def attach(socket_path: str | None) -> str:
+def attach(socket_path: str | None) -> bool:
     """Become an owner of a service another process started (it then lives as long as we do).
 
-    :data:`ATTACHED`; :data:`STOPPING` when its watchdog has decided to stop it
-    (wait for it to go); :data:`ABSENT` when no watchdog listens there.
+    False when no watchdog listens there, or its watchdog has decided to stop it
+    (wait for it to go).
     """
     if not socket_path or not os.path.exists(socket_path):
-        return ABSENT
+        return False
     held = _HELD_SOCKETS.get(socket_path)
     if held is not None:
         if _still_open(held):
-            return ATTACHED
+            return True
         # That watchdog has gone and another now listens at the same path (the
         # home's next server): the old connection ties this process to nothing.
         held.close()
         del _HELD_SOCKETS[socket_path]
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.settimeout(2)
-        conn.connect(socket_path)
-        answer = conn.recv(16)
-    except OSError:
-        conn.close()
-        return ABSENT  # the socket file outlived its watchdog, or it is closing right now
-    if not answer.startswith(b"ok"):
-        conn.close()
-        return STOPPING
-    conn.settimeout(None)
-    _HELD_SOCKETS[socket_path] = conn
-    return ATTACHED
+    conn = watchdog.join(socket_path)
+    if conn is not None:
+        _HELD_SOCKETS[socket_path] = conn
+    return conn is not None
 
 
 def _still_open(conn: socket.socket) -> bool:

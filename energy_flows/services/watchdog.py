@@ -52,6 +52,22 @@ def _create_time(pid: int) -> float | None:
         return -1.0  # alive, but not ours to inspect
 
 
+def join(path: str) -> socket.socket | None:
+    """Become an owner of the watchdog at the socket ``path``: the connection to keep open,
+    or None when no watchdog listens there or it is stopping."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(2)
+        conn.connect(path)
+        if conn.recv(16).startswith(WELCOME.strip()):
+            conn.settimeout(None)
+            return conn
+    except OSError:
+        pass  # the socket file outlived its watchdog, or it is closing right now
+    conn.close()
+    return None
+
+
 def _say(line: str) -> None:
     """One line into the log; a log that cannot be written (a full disk) never stops us."""
     with contextlib.suppress(OSError, ValueError):
@@ -130,20 +146,6 @@ class Watchdog:
             conn.close()
         self._owner_gone()
 
-    def _hold_other(self, path: str) -> None:
-        """Be an owner of another service (a worker of its server) until we exit."""
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            conn.settimeout(2)
-            conn.connect(path)
-            if conn.recv(16).startswith(WELCOME.strip()):
-                conn.settimeout(None)
-                self.held = conn
-                return
-        except OSError:
-            pass
-        conn.close()
-
     def _watch_pid(self, pid: int) -> None:
         started = _create_time(pid)
         while not self.event.is_set():
@@ -179,8 +181,8 @@ class Watchdog:
         args = self.args
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.request_stop(StopReason.ASKED))
-        if args.hold:
-            self._hold_other(args.hold)
+        if args.hold:  # an owner of another service (a worker of its server) until we exit
+            self.held = join(args.hold)
         # The child gets a process group of its own (everything it starts
         # joins it), and SIGINT at its default even if our parent ignored it
         # (e.g. a kernel's background thread): SIG_DFL is set before exec.
