@@ -7,7 +7,6 @@ a PostgreSQL of the home's or an instructor's. The life cycle: docs/architecture
 from __future__ import annotations
 
 import os
-import urllib.parse
 
 from energy_flows import settings
 from energy_flows.markup import Markup, element
@@ -273,8 +272,7 @@ class PrefectServer(ManagedService[ServerRecord]):
         rec = registry.live_server(self.home)
         if rec is not None and api.healthy(rec.api_url):
             flush_to_server(timeout=5)
-        stopped: list[str] = super().stop()
-        return stopped
+        return super().stop()
 
     # -- information ------------------------------------------------------------------------
     @property
@@ -314,20 +312,17 @@ class PrefectServer(ManagedService[ServerRecord]):
 
     @property
     def command(self) -> str | None:
-        """The Prefect command this server stands for, as you would type it in a terminal.
+        """The Prefect command this server stands for, as you would type it in a terminal
+        (None when it does not run): ``PREFECT_SERVER_API_PORT=<port> prefect server start
+        --host 127.0.0.1 --port <port>``; the variable is why, in :meth:`_spawn`.
 
-        ``PREFECT_SERVER_API_PORT=<port> prefect server start --host 127.0.0.1
-        --port <port>`` (None when it does not run). The variable is needed
-        with any port but 4200: ``--port`` alone moves the API, while the UI
-        keeps calling it on 4200. The course starts the command through its
-        launcher, with the classroom settings in its environment.
+        The course starts it through its launcher, with the classroom settings.
         """
         rec = self.record
-        if rec is None or not rec.api_url:
+        if rec is None:
             return None
-        port = urllib.parse.urlsplit(rec.api_url).port or 4200
-        argv = server_argv(port)[3:]  # what follows `python -m energy_flows.services.launch`
-        return f"PREFECT_SERVER_API_PORT={port} {' '.join(argv)}"
+        argv = server_argv(rec.port)[3:]  # what follows `python -m energy_flows.services.launch`
+        return f"PREFECT_SERVER_API_PORT={rec.port} {' '.join(argv)}"
 
     def _rows(self, rec: ServerRecord | None) -> list[tuple[str, str | Markup]]:
         rows: list[tuple[str, str | Markup]] = []
