@@ -234,20 +234,15 @@ def locked(home: str | os.PathLike[str] | None = None) -> Iterator[None]:
 
 def records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
     """Every readable state file of a home, live or not, servers first. Changes nothing."""
-    folder = state_dir(home)
-    if not folder.is_dir():
-        return []
-    found = [rec for path in folder.glob("*.json") if isinstance(rec := read(path), ServiceRecord)]
+    paths = state_dir(home).glob("*.json")  # none when the folder does not exist
+    found = [rec for path in paths if isinstance(rec := read(path), ServiceRecord)]
     order = list(Kind)
     return sorted(found, key=lambda r: (order.index(r.kind), r.name))
 
 
 def damaged_workers(home: str | os.PathLike[str] | None = None) -> list[Damaged]:
     """The worker state files that are not records (cut short, edited). Changes nothing."""
-    folder = state_dir(home)
-    if not folder.is_dir():
-        return []
-    found = [read(path) for path in sorted(folder.glob(f"{Kind.WORKER.stem('*')}.json"))]
+    found = [read(path) for path in sorted(state_dir(home).glob(f"{Kind.WORKER.stem('*')}.json"))]
     return [rec for rec in found if isinstance(rec, Damaged)]
 
 
