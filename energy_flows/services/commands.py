@@ -11,6 +11,7 @@ import shutil
 
 from energy_flows import settings
 from energy_flows.errors import EnergyFlowsError
+from energy_flows.options import split_worker_spec  # the check of `up --worker`
 from energy_flows.services import control, process, registry
 from energy_flows.services.registry import Kind, Owner
 
@@ -20,7 +21,7 @@ def up(args: argparse.Namespace) -> int:
     from energy_flows.services.server import PrefectServer
     from energy_flows.services.worker import Worker
 
-    workers = [_parse_worker(spec) for spec in getattr(args, "worker", []) or []]
+    workers = [split_worker_spec(spec) for spec in getattr(args, "worker", []) or []]
     if getattr(args, "server", None):
         return _join(args.server, workers)
     server = PrefectServer(
@@ -69,12 +70,6 @@ def _join(api_url: str, workers: list[tuple[str, str]]) -> int:
         print(f"Worker {worker.name!r} polls {pool}/{queue} on {api_url}")
     print("Stop them with: energy-flows down")
     return 0
-
-
-def _parse_worker(spec: str) -> tuple[str, str]:
-    from energy_flows.options import split_worker_spec  # the check of `up --worker`
-
-    return split_worker_spec(spec)
 
 
 def down(args: argparse.Namespace) -> int:

@@ -100,10 +100,8 @@ def process_kind(args: list[str]) -> str:
     """``server``, ``worker``, ``engine`` or ``prefect`` (any other command)."""
     if args[:1] == ["engine"]:
         return "engine"
-    if args[:3] == ["prefect", "server", "start"]:
-        return "server"
-    if args[:3] == ["prefect", "worker", "start"]:
-        return "worker"
+    if args[:3] in (["prefect", "server", "start"], ["prefect", "worker", "start"]):
+        return args[1]
     return "prefect"
 
 
