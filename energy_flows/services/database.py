@@ -37,14 +37,10 @@ CANNOT_BUILD = (
 )
 
 
-#: Where the templates live (``$ENERGY_FLOWS_CACHE``, else the user's cache folder).
-cache_dir = settings.cache_dir
-
-
 def template_path() -> Path:
     """The template for the installed Prefect version (it may not exist yet)."""
     version = importlib.metadata.version("prefect")
-    return cache_dir() / f"prefect-{version}-empty.db"
+    return settings.cache_dir() / f"prefect-{version}-empty.db"
 
 
 def home_database(home: str | os.PathLike[str] | None = None) -> Path:
@@ -113,7 +109,7 @@ def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
         if built is not None:
             say(f"... ready in {time.monotonic() - started:.1f} s; new homes now start from it.")
         else:
-            say(CANNOT_BUILD.format(cache=cache_dir()))
+            say(CANNOT_BUILD.format(cache=settings.cache_dir()))
     return built
 
 

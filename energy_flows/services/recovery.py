@@ -93,7 +93,6 @@ def taken_by(
     runs: Iterable[dict[str, Any]],
     worker: WorkerRecord,
     others_serve_pool: bool,
-    now: float | None = None,
 ) -> list[dict[str, Any]]:
     """The runs among ``runs`` that ``worker`` had taken.
 
@@ -103,7 +102,7 @@ def taken_by(
     yet (it died in between), when no other live worker serves the pool or
     the run has waited so for :data:`UNLABELLED_PENDING_SECONDS`.
     """
-    now = time.time() if now is None else now
+    now = time.time()
     since = worker.started_at - 2.0  # clocks: the same machine, a little slack
     mine = []
     for run in runs:
@@ -346,7 +345,7 @@ def run_processes(pid: int) -> set[str] | None:
     return found
 
 
-def crash_orphans(worker: WorkerRecord, now: float | None = None) -> list[str]:
+def crash_orphans(worker: WorkerRecord) -> list[str]:
     """Crash the runs a live worker took whose process is gone, unrecorded; their names.
 
     A run's process reports its own end; when the server could not write it then
@@ -359,7 +358,7 @@ def crash_orphans(worker: WorkerRecord, now: float | None = None) -> list[str]:
     running = None if in_flight is None else run_processes(worker.pid)
     if api_url is None or in_flight is None or running is None:
         return []
-    now = time.time() if now is None else now
+    now = time.time()
     runs = taken_by(in_flight, worker, others_serve_pool=True)
     orphans = [
         run

@@ -288,11 +288,11 @@ class Worker(ManagedService[WorkerRecord]):
         self._mark_stopped()
         with registry.locked(self.home):
             rec = registry.worker_record(self.home, self.name)
-            if rec is None:
-                message = f"Worker {self.name!r} was not running."
-                self._say(message)
-                return message
-            message = control.stop(rec, quiet=True)
+            message = (
+                f"Worker {self.name!r} was not running."
+                if rec is None
+                else control.stop(rec, quiet=True)
+            )
         self._say(message)
         return message
 
