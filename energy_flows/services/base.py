@@ -81,10 +81,8 @@ def _crash_hint(log_tail: str, noun: str) -> str | None:
     while lines and lines[-1].startswith("[watchdog "):  # its note of the exit comes last
         lines.pop()
     # The tail may begin inside a long traceback: its frames tell it apart from a log line.
-    if not lines or not any(line.startswith('File "') for line in lines):
-        return None
-    last = _EXCEPTION_LINE.match(lines[-1])
-    if last is None:
+    traceback = any(line.startswith('File "') for line in lines)
+    if not traceback or not _EXCEPTION_LINE.match(lines[-1]):
         return None
     return (
         f"{noun[:1].upper()}{noun[1:]} stopped with `{lines[-1]}`. When Python cannot load "
@@ -103,13 +101,9 @@ R = TypeVar("R", bound=ServiceRecord)
 
 
 class ManagedService(Generic[R]):
-    """The common part of :class:`PrefectServer`, :class:`PostgresServer` and :class:`Worker`.
-
-    A kind sets the class attributes below and supplies the hooks: ``_spawn``
-    (start its process, through :meth:`_launch`), ``_ready`` (does it answer?),
-    and optionally ``_prepare``, ``_on_ready``, ``_adopting``, ``_started``,
-    ``_undo`` and ``_rows``.
-    """
+    """The common part of :class:`PrefectServer`, :class:`PostgresServer` and :class:`Worker`:
+    a kind sets the class attributes below and supplies the hooks (``_spawn`` and ``_ready``
+    at least), as the table in docs/architecture.md shows."""
 
     kind: ClassVar[Kind]
     record_class: ClassVar[type[ServiceRecord]]

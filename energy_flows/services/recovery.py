@@ -227,12 +227,8 @@ def finish(
     exit_code: int | None = None,
     disk_full: bool = False,
 ) -> Outcome:
-    """Crash the runs an ended worker had taken and remove it from its pool.
-
-    On the home's server as it runs now (it may have restarted on another
-    port since the worker started); when it cannot be reached, ``finished``
-    stays False and the state file stays for a later try.
-    """
+    """Crash the runs an ended worker had taken and remove it from its pool, on its server
+    as it runs now (``finished`` stays False when it does not answer: a later try)."""
     outcome = Outcome(worker.name, worker.pid, reason, exit_code)
     outcome.disk_full = disk_full or disk_is_full(worker.home) or _log_says_disk_full(worker)
     api_url = registry.server_url_for(worker)
@@ -267,11 +263,8 @@ def settle(worker: WorkerRecord) -> Outcome:
 def stand_in(
     path: Path, pid: int, pool: str, queues: list[str], since: float, api_url: str | None = None
 ) -> WorkerRecord:
-    """A record for a worker whose state file is damaged, from what is known without it.
-
-    Its name comes from the file's name (``worker-<name>.json``); ``since`` (its start)
-    keeps an earlier worker's runs of the same name out. Enough for :func:`finish`.
-    """
+    """A record, enough for :func:`finish`, of a worker whose state file is damaged: its name
+    from the file's name, the rest from the arguments its on-exit command was given."""
     home = str(path.parent.parent)
     name = path.stem.removeprefix("worker-")
     return WorkerRecord(
@@ -346,13 +339,9 @@ def run_processes(pid: int) -> set[str] | None:
 
 
 def crash_orphans(worker: WorkerRecord) -> list[str]:
-    """Crash the runs a live worker took whose process is gone, unrecorded; their names.
-
-    A run's process reports its own end; when the server could not write it then
-    (its disk was full, it was down), the run would stay Running although nothing
-    runs it. Runs that changed state in the last :data:`ORPHAN_AFTER_SECONDS` are left:
-    their process may be starting.
-    """
+    """Crash the runs a live worker took whose process ended unrecorded (the server could
+    not write then); their names. Runs that changed state in the last
+    :data:`ORPHAN_AFTER_SECONDS` are left: their process may be starting."""
     api_url = registry.server_url_for(worker)
     in_flight = in_flight_runs(api_url, worker.pool)
     running = None if in_flight is None else run_processes(worker.pid)
@@ -387,12 +376,8 @@ def stop_run_processes(run_ids: Iterable[str]) -> None:
 
 
 def settle_damaged(found: registry.Damaged) -> Outcome | None:
-    """Finish a worker whose state file is damaged and whose watchdog is gone.
-
-    Its name is in the file's name; its runs are those in flight on the home's
-    server that Prefect labelled with it (``prefect.worker.name``), in any pool.
-    The file goes once they are final; None while its watchdog still runs.
-    """
+    """Finish a worker whose state file is damaged and whose watchdog is gone (None while
+    it runs): its runs in flight labelled with its name, in any pool; then the file goes."""
     home = found.path.parent.parent
     name = found.path.stem.removeprefix("worker-")
     if watchdog_runs_for(home, name):
@@ -417,11 +402,8 @@ def settle_damaged(found: registry.Damaged) -> Outcome | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The worker watchdog's ``--on-exit`` command: finish the worker that just ended.
-
-    Its state file names the runs' server and pool; when that file is damaged, the
-    arguments the worker was started with stand in for it (:func:`stand_in`).
-    """
+    """The worker watchdog's ``--on-exit`` command: finish the worker that just ended
+    (from its state file, or its arguments when that is damaged: :func:`stand_in`)."""
     parser = argparse.ArgumentParser(prog="python -m energy_flows.services.recovery")
     parser.add_argument("--home", required=True)
     parser.add_argument("--worker", required=True)
