@@ -30,15 +30,10 @@ MAX_WORKERS = 16
 WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
 
 
-class _SlowExitIsNormal(logging.Filter):
-    """Drops the nanny's warning about a worker it killed at the end of a run (more than
-    4 s to exit): that is how a cluster ends on a busy machine, not a fault."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Worker process still alive after")
-
-
-_SLOW_EXIT = _SlowExitIsNormal()
+def _not_a_slow_exit(record: logging.LogRecord) -> bool:
+    """A log filter that drops the nanny's warning about a worker it killed at the end of a
+    run (more than 4 s to exit): that is how a cluster ends on a busy machine, not a fault."""
+    return not str(record.msg).startswith("Worker process still alive after")
 
 
 def _quiet_cluster_logs() -> None:
@@ -48,8 +43,8 @@ def _quiet_cluster_logs() -> None:
     if logger.level < logging.WARNING:
         logger.setLevel(logging.WARNING)
     nanny = logging.getLogger("distributed.nanny")
-    if _SLOW_EXIT not in nanny.filters:
-        nanny.addFilter(_SLOW_EXIT)
+    if _not_a_slow_exit not in nanny.filters:
+        nanny.addFilter(_not_a_slow_exit)
 
 
 #: The dashboards of the clusters running in this process, by runner id:
@@ -188,13 +183,8 @@ class ClassroomDaskRunner(DaskTaskRunner):
             self.dashboard_link = self.dashboard_local = None
 
     def describe(self) -> dict[str, Any]:
-        """Where this runner sends tasks, for the flow to record and log.
-
-        ``dask_workers``: its worker processes; ``dashboard_link``: the
-        dashboard's link while a run is on (``None`` before and after). The
-        batch flow reads this from the task runner of its run, when the runner
-        has it, and keeps it in its result's ``attrs``.
-        """
+        """Where this runner sends tasks: ``dask_workers``, and ``dashboard_link`` while a run
+        is on (else None). The batch flow logs it and keeps it in its result's ``attrs``."""
         return {"dask_workers": self.n_workers, "dashboard_link": self.dashboard_link}
 
     def __repr__(self) -> str:
