@@ -158,7 +158,7 @@ def spawn(
 
     def child_started() -> psutil.Process | None:
         if popen.poll() is not None:
-            detail = tail(log_path, 20) if log_path is not None else ""
+            detail = tail(log_path, 20)
             raise ServiceError(f"The process could not be started: {' '.join(argv)}\n{detail}")
         try:
             children = psutil.Process(popen.pid).children()
@@ -228,12 +228,10 @@ def listening_ports(pid: int) -> set[int]:
     except psutil.Error:
         return ports
     for p in family:
-        try:
+        with contextlib.suppress(psutil.Error):  # it ended meanwhile, or is not ours to read
             for conn in p.net_connections(kind="inet"):
                 if conn.status == psutil.CONN_LISTEN and conn.laddr:
                     ports.add(int(conn.laddr.port))
-        except psutil.Error:
-            continue
     return ports
 
 
@@ -348,13 +346,10 @@ def is_alive(pid: int | None, create_time: float | None = None) -> bool:
         return False
     try:
         proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
-            return False
+        same = create_time is None or abs(proc.create_time() - create_time) <= 0.5
+        return same and proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-    return True
 
 
 def stop(
