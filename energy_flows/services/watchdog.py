@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import psutil
 
@@ -105,11 +104,9 @@ class Watchdog:
 
     def _watch_stdin(self) -> None:
         # read() returns b"" only when every copy of the write end is closed.
-        try:
+        with contextlib.suppress(OSError):
             while os.read(0, 4096):
                 pass
-        except OSError:
-            pass
         self._owner_gone()
 
     def _serve_socket(self, path: str) -> None:
@@ -136,14 +133,10 @@ class Watchdog:
             threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
 
     def _hold(self, conn: socket.socket) -> None:
-        try:
+        with conn, contextlib.suppress(OSError):  # held until the owner's end closes it
             conn.sendall(WELCOME)
             while conn.recv(4096):
                 pass
-        except OSError:
-            pass
-        finally:
-            conn.close()
         self._owner_gone()
 
     def _watch_pid(self, pid: int) -> None:
@@ -228,12 +221,10 @@ class Watchdog:
         assert self.child is not None
         with contextlib.suppress(OSError):
             self.child.send_signal(signal.Signals[self.args.stop_signal])
-        deadline = time.monotonic() + self.args.grace
-        while time.monotonic() < deadline:
-            if self.child.poll() is not None:
-                return self.child.returncode
-            time.sleep(0.05)
-        self.forced = True
+        try:
+            return self.child.wait(self.args.grace)
+        except subprocess.TimeoutExpired:
+            self.forced = True
         with contextlib.suppress(OSError):
             self.child.kill()
         return self.child.wait()
