@@ -113,12 +113,17 @@ def check_data_folder(home: str | os.PathLike[str] | None) -> None:
             )
 
 
-def _run(argv: list[str], home: Path, what: str, timeout: float = 120.0) -> None:
-    """Run one PostgreSQL command to its end (tied to this process); fail with its log."""
+def _run(argv: list[str], home: Path, what: str, given: tuple[Path, str]) -> None:
+    """Run one PostgreSQL command to its end (tied to this process); fail with its log.
+    ``given``: a private file it reads (a password), written first and removed after."""
     log = home / "logs" / "postgres.log"
     offset = process.mark_log(log, what)
     env = settings.classroom_env(home)
-    code = process.run(unprivileged(argv), env, log, timeout=timeout, cwd=home)
+    process.write_private(*given)
+    try:
+        code = process.run(unprivileged(argv), env, log, timeout=120.0, cwd=home)
+    finally:
+        given[0].unlink(missing_ok=True)
     if code != 0:
         raise ServiceError(
             f"PostgreSQL could not {what} (exit code {code}). Nothing is left running.\n"
@@ -135,14 +140,10 @@ def init_data_folder(home: Path, target: Path, password: str) -> None:
     less, and PostgreSQL syncs everything from its first checkpoint on).
     """
     pwfile = target.with_name(f".{target.name}.pw")
-    process.write_private(pwfile, password + "\n")
-    try:
-        argv = [str(binaries() / "initdb"), "-D", str(target), "-U", urls.POSTGRES_USER]
-        argv += [f"--pwfile={pwfile}", "--auth=scram-sha-256", "--no-locale"]
-        argv += ["--encoding=UTF8", "--no-instructions", "--no-sync"]
-        _run(argv, home, f"create its data folder (initdb {target})")
-    finally:
-        pwfile.unlink(missing_ok=True)
+    argv = [str(binaries() / "initdb"), "-D", str(target), "-U", urls.POSTGRES_USER]
+    argv += [f"--pwfile={pwfile}", "--auth=scram-sha-256", "--no-locale"]
+    argv += ["--encoding=UTF8", "--no-instructions", "--no-sync"]
+    _run(argv, home, f"create its data folder (initdb {target})", (pwfile, password + "\n"))
 
 
 def set_password(home: Path, data: Path, password: str) -> None:
@@ -152,13 +153,10 @@ def set_password(home: Path, data: Path, password: str) -> None:
     a private file (the password is hex, so it needs no quoting).
     """
     statement = data.with_name(f".{data.name}.sql")
-    process.write_private(statement, f"ALTER ROLE {urls.POSTGRES_USER} PASSWORD '{password}';\n")
-    try:
-        argv = ["sh", "-c", 'exec "$0" --single -D "$1" postgres < "$2"']
-        argv += [str(binaries() / "postgres"), str(data), str(statement)]
-        _run(argv, home, "set the password of its copied data folder")
-    finally:
-        statement.unlink(missing_ok=True)
+    argv = ["sh", "-c", 'exec "$0" --single -D "$1" postgres < "$2"']
+    argv += [str(binaries() / "postgres"), str(data), str(statement)]
+    sql = f"ALTER ROLE {urls.POSTGRES_USER} PASSWORD '{password}';\n"
+    _run(argv, home, "set the password of its copied data folder", (statement, sql))
 
 
 def prepare_data_folder(home: Path, template: Path | None) -> bool:

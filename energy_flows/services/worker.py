@@ -6,6 +6,7 @@ of that name); however it ends, its runs end Crashed, saying why (``recovery.py`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -272,12 +273,11 @@ class Worker(ManagedService[WorkerRecord]):
         work-pool create`` or by the worker itself gets it here.
         """
         url = f"{rec.api_url}/work_pools/{api.quote(self.pool)}"
-        try:
+        # Only an optimisation: without it, runs still start, a second later.
+        with contextlib.suppress(OSError, api.ApiError, AttributeError, ValueError):
             template = api.call("GET", url, timeout=5).get("base_job_template") or {}
             if settings.with_flow_run_command(template):
                 api.call("PATCH", url, {"base_job_template": template}, timeout=5)
-        except (OSError, api.ApiError, AttributeError, ValueError):
-            pass  # only an optimisation: runs still start, a second later
 
     def stop(self) -> str:
         """Stop the worker (SIGTERM, graceful) and clean up after it.
