@@ -258,13 +258,9 @@ def remedy(log_text: str, home: str | os.PathLike[str] | None = None) -> str | N
 
 
 def check_home(home: str | os.PathLike[str] | None = None) -> None:
-    """Refuse to serve a damaged home database, or an empty or missing one that held runs.
-
-    A damaged file is moved to ``damaged/`` (never deleted) and the error
-    names both places and ``energy-flows reset --yes``. A fresh home passes;
-    a database that passes is noted (``state/database.seen``) for the next start.
-    Raises :class:`~energy_flows.errors.ServiceError`; nothing is started.
-    """
+    """Refuse to serve a damaged home database (moved to ``damaged/``, never deleted), or an
+    empty or missing one that held runs, with a :class:`ServiceError` that names the remedy.
+    A database that passes is noted (``state/database.seen``) for the next start."""
     path = home_database(home)
     seen = _read_seen(home)
     size = path.stat().st_size if path.exists() else None

@@ -61,14 +61,9 @@ KERNEL_PRELOAD = ("prefect", "prefect.client.orchestration", "prefect.deployment
 
 
 def prepare_kernel() -> None:
-    """Import Prefect into this notebook kernel the fast way, if not done yet.
-
-    Called once the kernel is pointed at a server, just before the lesson's
-    next cells import Prefect anyway: ``rfc3987_syntax`` stays out and the
-    collector pauses during the import. Nothing is frozen here: the kernel
-    also holds the learner's own objects, whose garbage the collector must
-    keep finding.
-    """
+    """Import Prefect into this notebook kernel the fast way, if not done yet (its next cells
+    would import it anyway). Nothing is frozen here: the kernel also holds the learner's
+    own objects, whose garbage the collector must keep finding."""
     if all(name in sys.modules for name in KERNEL_PRELOAD):
         return
     block_optional_modules()

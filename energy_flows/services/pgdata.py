@@ -54,12 +54,8 @@ def major_version() -> str:
 
 
 def unprivileged(argv: list[str]) -> list[str]:
-    """``argv`` as PostgreSQL accepts it: unchanged, or as ``nobody`` when we are root.
-
-    ``unshare --user`` maps ``nobody`` inside a new user namespace onto root
-    outside: PostgreSQL sees itself as ``nobody`` and its data folder as
-    ``nobody``'s, while every file stays root's, in the private home.
-    """
+    """``argv`` as PostgreSQL accepts it: unchanged, or as ``nobody`` in a user namespace
+    (``unshare --user``) when we are root, which PostgreSQL refuses (docs/postgres.md)."""
     if os.geteuid() != 0:
         return argv
     unshare = shutil.which("unshare")
