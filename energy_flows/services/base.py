@@ -294,15 +294,12 @@ class ManagedService(Generic[R]):
             )
             if ours:
                 self._on_ready(rec)
-        except WaitTimeout as exc:
+        except BaseException as exc:
             if ours:
                 control.stop(rec, quiet=True)
-            raise self._failed(
-                rec, f"{self.not_ready} within {self.timeout:g} s", not ours
-            ) from exc
-        except BaseException:
-            if ours:
-                control.stop(rec, quiet=True)
+            if isinstance(exc, WaitTimeout):
+                what = f"{self.not_ready} within {self.timeout:g} s"
+                raise self._failed(rec, what, left=not ours) from exc
             raise
 
     def _wait_gone(self, rec: R, why: str) -> None:
