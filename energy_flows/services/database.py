@@ -67,13 +67,11 @@ def build_template(timeout: float = 300.0) -> Path | None:
     step (two kernels at once both get a whole file); None, and nothing left, on failure.
     """
     target = template_path()
+    scratch = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_builds(target.parent)
         scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    except OSError:
-        return None
-    try:
         (scratch / "prefect").mkdir()
         argv = launch.prefect_argv("server", "database", "upgrade", "-y")
         env = settings.classroom_env(scratch)
@@ -91,7 +89,8 @@ def build_template(timeout: float = 300.0) -> Path | None:
     except (OSError, sqlite3.Error, subprocess.SubprocessError, EnergyFlowsError):
         return None
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:

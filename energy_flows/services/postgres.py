@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
@@ -111,12 +110,10 @@ def build_template(timeout: float = 600.0) -> Path | None:
     """Build the template: a PostgreSQL in a scratch home, migrated by Prefect, stopped,
     its data folder moved into the cache in one step; None, nothing left, on failure."""
     target = pgdata.template_path()
+    scratch = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".build-postgres-", dir=target.parent))
-    except OSError:
-        return None
-    try:
         pg = PostgresServer(scratch, quiet=True, use_template=False).start()
         env = settings.classroom_env(scratch, extra={"PREFECT_API_DATABASE_CONNECTION_URL": pg.url})
         argv = launch.prefect_argv("server", "database", "upgrade", "-y")
@@ -125,15 +122,15 @@ def build_template(timeout: float = 600.0) -> Path | None:
         pg.stop()
         if code != 0:
             return None
-        with contextlib.suppress(FileNotFoundError):
-            (data_dir(scratch) / "postmaster.opts").unlink()
+        (data_dir(scratch) / "postmaster.opts").unlink(missing_ok=True)
         os.replace(data_dir(scratch), target)
         return target
     except (OSError, ServiceError, WaitTimeout):
         return None
     finally:
-        control.stop_all(scratch, quiet=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            control.stop_all(scratch, quiet=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:

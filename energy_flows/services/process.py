@@ -440,7 +440,7 @@ PORT_TAKEN = re.compile(r"address already in use|port \d+ is already in use", re
 
 
 def failed_start_log(
-    path: str | os.PathLike[str] | None, lines: int = 20, start: int = 0
+    path: str | os.PathLike[str], lines: int = 20, start: int = 0
 ) -> tuple[str, bool]:
     """What a service that failed to start logged: an excerpt, and whether its port was taken.
 
@@ -448,8 +448,6 @@ def failed_start_log(
     log), preceded by the first error line when the tail does not hold it: a
     server that cannot bind its port logs the cause first, then a long traceback.
     """
-    if path is None:
-        return "", False
     text = _read_from(path, start, 1 << 20)
     all_lines = text.splitlines()
     last = all_lines[-lines:]

@@ -160,7 +160,6 @@ class Outcome:
     crashed: list[str] = field(default_factory=list)
     disk_full: bool = False  # the disk of its home was full when it ended
     finished: bool = False  # False: the server could not be reached, try again later
-    at: float = field(default_factory=time.time)
 
     def why(self) -> str:
         """Why the worker stopped, with the full disk when there was one."""
