@@ -61,11 +61,9 @@ def revision(path: Path) -> str | None:
 
 
 def build_template(timeout: float = 300.0) -> Path | None:
-    """Build the template with ``prefect server database upgrade``; return its path.
-
-    Migrates in a scratch folder and moves the checked result into place in one
-    step (two kernels at once both get a whole file); None, and nothing left, on failure.
-    """
+    """Build the template with ``prefect server database upgrade`` in a scratch folder, and
+    move it into place in one step (two kernels at once both get a whole file); its path,
+    or None, and nothing left, on failure."""
     target = template_path()
     scratch = None
     try:
@@ -123,11 +121,8 @@ def _remove_abandoned_builds(folder: Path, older_than: float = 900.0) -> None:
 def seed_home(
     home: str | os.PathLike[str] | None = None, say: Callable[[str], None] | None = None
 ) -> bool:
-    """Give a new home a copy of the template; True when it did.
-
-    Nothing for a home that has a database, or when Prefect is pointed at
-    another database; builds the template first if there is none (``say`` tells).
-    """
+    """Give a new home a copy of the template (built first if there is none, ``say`` tells);
+    True when it did. Not for a home that has a database, nor for another database."""
     target = home_database(home)
     if target.exists() or any(os.environ.get(name) for name in DATABASE_URL_VARIABLES):
         return False
@@ -234,12 +229,9 @@ TROUBLE_WORDS = ("sqlalchemy.exc.", "sqlite3.", "alembic.", "Can't locate revisi
 
 
 def remedy(log_text: str, home: str | os.PathLike[str] | None = None) -> str | None:
-    """What to do when a server's last log lines show its database failed it, else None.
-
-    Damage the quick check cannot see (a database of another Prefect version, a table
-    gone) ends in a long SQLAlchemy or Alembic traceback; this names its last line,
-    the file, and the way out.
-    """
+    """What to do when a server's last log lines show its database failed it, else None: damage
+    the quick check cannot see (another Prefect version's database, a table gone) ends in a
+    SQLAlchemy or Alembic traceback, whose last line this names with the file and the way out."""
     causes = [
         line.strip() for line in log_text.splitlines() if any(w in line for w in TROUBLE_WORDS)
     ]
@@ -288,11 +280,9 @@ def check_home(home: str | os.PathLike[str] | None = None) -> None:
 
 
 def main() -> int:
-    """``python -m energy_flows.services.database``: build the templates now (``make setup``).
-
-    SQLite's, then PostgreSQL's when it is installed; only SQLite's, which the
-    lessons need, decides the exit code.
-    """
+    """``python -m energy_flows.services.database`` (``make setup``): build SQLite's template,
+    then PostgreSQL's when it is installed; only SQLite's, which the lessons need, decides the
+    exit code."""
     from energy_flows.services import pgdata, postgres
 
     def say(line: str) -> None:

@@ -312,12 +312,9 @@ class PrefectServer(ManagedService[ServerRecord]):
 
     @property
     def command(self) -> str | None:
-        """The Prefect command this server stands for, as you would type it in a terminal
-        (None when it does not run): ``PREFECT_SERVER_API_PORT=<port> prefect server start
-        --host 127.0.0.1 --port <port>``; the variable is why, in :meth:`_spawn`.
-
-        The course starts it through its launcher, with the classroom settings.
-        """
+        """The Prefect command this server stands for, as you would type it in a terminal (None
+        when it does not run; why the variable: :meth:`_spawn`). The course starts it through
+        its launcher, with the classroom settings."""
         rec = self.record
         if rec is None:
             return None

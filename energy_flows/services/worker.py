@@ -306,12 +306,8 @@ class Worker(ManagedService[WorkerRecord]):
 
     @property
     def command(self) -> str:
-        """The Prefect command this worker stands for, as you would type it in a terminal.
-
-        ``prefect worker start --pool ... --type process --name ... --work-queue ...``;
-        the course starts it through its launcher, with the classroom settings
-        (and the server's address) in its environment.
-        """
+        """The Prefect command this worker stands for, as you would type it in a terminal (the
+        course starts it through its launcher, with the classroom settings)."""
         argv = worker_argv(self.pool, self.queues, self.name, self.limit)
         return " ".join(argv[3:])  # what follows `python -m energy_flows.services.launch`
 
