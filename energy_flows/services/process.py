@@ -247,11 +247,8 @@ def socket_path_for(home: str | os.PathLike[str], name: str) -> str:
 
 
 def attach(socket_path: str | None) -> bool:
-    """Become an owner of a service another process started (it then lives as long as we do).
-
-    False when no watchdog listens there, or its watchdog has decided to stop it
-    (wait for it to go).
-    """
+    """Become an owner of a service another process started (it then lives as long as we do);
+    False when no watchdog listens there, or it has decided to stop (wait for it to go)."""
     if not socket_path or not os.path.exists(socket_path):
         return False
     held = _HELD_SOCKETS.get(socket_path)

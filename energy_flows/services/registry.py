@@ -167,8 +167,6 @@ def _fits(value: Any, hint: Any) -> bool:
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(_fits(v, item) for v in value)
-    if hint is type(None):
-        return value is None
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return isinstance(value, str) and value in [member.value for member in hint]
     if isinstance(value, bool) and hint is not bool:
