@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, NoReturn, Self, TypeVar
 
 from energy_flows import settings
 from energy_flows.errors import (
@@ -253,14 +253,12 @@ class ManagedService(Generic[R]):
         """Reuse the service another kernel, cell or terminal started for this home."""
         if not rec.alive():  # ended; its watchdog is still finishing (a worker's runs)
             self._wait_gone(rec, "")
-            raise _GoneMeanwhile
         lines = self._adopting(rec)
         if rec.owner == Owner.KERNEL and rec.owner_pid != os.getpid():
             # Become an owner too, so it lives as long as this process. Its watchdog
             # refuses once it has decided to stop (its kernel ended).
             if not process.attach(rec.socket):
                 self._wait_gone(rec, ", because the kernel that started it ended")
-                raise _GoneMeanwhile
         if not self._ready(rec):  # started a moment ago by someone else
             self._wait_ready(rec, deadline, ours=False)
         self.reused = True
@@ -302,8 +300,8 @@ class ManagedService(Generic[R]):
                 raise self._failed(rec, what, left=not ours) from exc
             raise
 
-    def _wait_gone(self, rec: R, why: str) -> None:
-        """Wait for a service that is shutting down to be gone (stop it if it hangs)."""
+    def _wait_gone(self, rec: R, why: str) -> NoReturn:
+        """Wait for a service that is shutting down to be gone (stop it if it hangs); look again."""
         started = time.monotonic()
         try:
             wait_until(
@@ -321,6 +319,7 @@ class ManagedService(Generic[R]):
             f"{self.subject} this home ran before (pid {rec.pid}) was shutting down{why}; "
             f"{how}. Starting a new one."
         )
+        raise _GoneMeanwhile
 
     def _wait_for_retry(self, rec: R) -> None:
         """Another process's start died: give it time to start again (on a free port).
@@ -333,9 +332,8 @@ class ManagedService(Generic[R]):
 
         def retried_or_gone() -> bool:
             current = registry.read(rec.path)
-            if isinstance(current, ServiceRecord) and current.pid != rec.pid:
-                return True
-            return not process.is_alive(rec.owner_pid)
+            retried = isinstance(current, ServiceRecord) and current.pid != rec.pid
+            return retried or not process.is_alive(rec.owner_pid)
 
         with contextlib.suppress(WaitTimeout):
             wait_until(
