@@ -37,11 +37,9 @@ def block_optional_modules() -> None:
 
 
 def preload(modules: Iterable[str], *, freeze: bool = True) -> None:
-    """Import ``modules`` with the cyclic garbage collector paused, then resume it.
-
-    With ``freeze``, ``gc.freeze()`` then leaves everything alive so far out of
-    later collections. The collector is back on (if it was) before this returns.
-    """
+    """Import ``modules`` with the cyclic garbage collector paused (and on again after, if it
+    was); with ``freeze``, ``gc.freeze()`` leaves everything alive so far out of later
+    collections."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -71,11 +69,8 @@ def prepare_kernel() -> None:
 
 
 def exit_with_parent(interval: float = 0.5) -> None:
-    """Send ourselves SIGTERM (a graceful stop) once our parent process has gone.
-
-    For a watchdog that was killed itself (``kill -9``, out of memory): its
-    child would run on, tied to no kernel. ``os.getppid()`` changes when it dies.
-    """
+    """Send ourselves SIGTERM (a graceful stop) once our parent process has gone: a watchdog
+    killed itself (``kill -9``, out of memory) would leave its child tied to no kernel."""
     parent = os.getppid()
 
     def watch() -> None:

@@ -10,6 +10,7 @@ import os
 
 from energy_flows import settings
 from energy_flows.markup import Markup, element
+from energy_flows.options import server_options  # the same checks as `energy-flows up`
 from energy_flows.prefect_internals import flush_to_server, restart_senders
 from energy_flows.services import api, control, database, launch, postgres, process, registry, urls
 from energy_flows.services.base import LogText, ManagedService
@@ -95,8 +96,6 @@ class PrefectServer(ManagedService[ServerRecord]):
         postgres_port: int | None = None,
         auth: bool | str | None = None,
     ) -> None:
-        from energy_flows.options import server_options  # the same checks as `energy-flows up`
-
         port, postgres_port, timeout = server_options(port, postgres_port, timeout)
         super().__init__("server", home, quiet, detached, timeout)
         if auth is not None and not isinstance(auth, bool):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from energy_flows import names, settings
 from energy_flows.errors import OrchestrationError, ServiceError
 from energy_flows.markup import Markup, element
+from energy_flows.options import worker_options  # the same checks as `energy-flows up`
 from energy_flows.services import api, control, launch, registry
 from energy_flows.services.base import ManagedService
 from energy_flows.services.process import SpawnOptions
@@ -89,8 +90,6 @@ class Worker(ManagedService[WorkerRecord]):
         server: str | None = None,
         auth: str | None = None,
     ) -> None:
-        from energy_flows.options import worker_options  # the same checks as `energy-flows up`
-
         queue_list, timeout = worker_options(queues, timeout)
         names.check_prefect_name(pool, "work pool")
         if server is not None and not (
