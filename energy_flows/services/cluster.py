@@ -64,11 +64,8 @@ def dashboard_links(local: bool = False) -> list[str]:
 
 
 def dashboard_link_for(port: int) -> tuple[str, str, str | None]:
-    """Where a dashboard on ``port`` is reached: (link to show, local address, path prefix).
-
-    Behind JupyterHub the scheduler is told the proxy's prefix (its
-    ``http_prefix``), as the Prefect server is (:func:`urls.hub_prefix`).
-    """
+    """Where a dashboard on ``port`` is reached: (link to show, local address, path prefix,
+    which the scheduler is told as its ``http_prefix`` behind JupyterHub)."""
     prefix = urls.hub_prefix(port)
     shown = urls.ui_url_for(port, prefix).rstrip("/") + "/status"
     local = f"http://127.0.0.1:{port}{prefix or ''}/status"
@@ -117,11 +114,8 @@ def _in_dask_worker() -> bool:
 
 
 class ClassroomDaskRunner(DaskTaskRunner):
-    """prefect-dask's ``DaskTaskRunner`` on a local cluster of processes, per flow run.
-
-    Prefect enters a :meth:`duplicate` for each flow run: entering starts the
-    cluster, leaving closes it; ``dashboard_link`` is set in between.
-    """
+    """prefect-dask's ``DaskTaskRunner`` on a local cluster of processes made for each flow
+    run: entering its :meth:`duplicate` starts the cluster, leaving closes it (docs/dask.md)."""
 
     def __init__(
         self,
@@ -150,10 +144,8 @@ class ClassroomDaskRunner(DaskTaskRunner):
         return type(self)(n_workers=self.n_workers, memory_limit=self.memory_limit)
 
     def __enter__(self) -> Self:
-        """Start the cluster now, not at the first task, so its dashboard is there all run long.
-
-        (Inside a Dask worker Prefect enters a copy around each task: it starts nothing.)
-        """
+        """Start the cluster now, not at the first task, so its dashboard is there all run long
+        (inside a Dask worker Prefect enters a copy around each task: it starts nothing)."""
         if _in_dask_worker():
             super().__enter__()
             return self
