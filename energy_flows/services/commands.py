@@ -100,10 +100,8 @@ def logs(args: argparse.Namespace) -> int:
     """Print the last lines of the server's, PostgreSQL's or a worker's log."""
     home = settings.home_dir()
     which = getattr(args, "which", "server") or "server"
-    if which in (Kind.SERVER, Kind.POSTGRES):
-        path = registry.log_path(home, Kind(which), which)
-    else:
-        path = registry.log_path(home, Kind.WORKER, which.removeprefix("worker-"))
+    kind = Kind(which) if which in (Kind.SERVER, Kind.POSTGRES) else Kind.WORKER
+    path = registry.log_path(home, kind, which.removeprefix("worker-"))
     if not path.exists():
         available = sorted(p.stem for p in (home / "logs").glob("*.log"))
         raise EnergyFlowsError(
