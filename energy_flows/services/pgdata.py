@@ -131,9 +131,8 @@ def _run(argv: list[str], home: Path, what: str, given: tuple[Path, str]) -> Non
 def init_data_folder(home: Path, target: Path, password: str) -> None:
     """``initdb``: a new, empty PostgreSQL in ``target`` whose ``postgres`` user has ``password``.
 
-    Passwords over TCP (``scram-sha-256``), UTF-8, no locale (the same on
-    every machine), not synced to disk (an empty database; it takes seconds
-    less, and PostgreSQL syncs everything from its first checkpoint on).
+    Passwords over TCP (``scram-sha-256``), UTF-8, no locale (the same on every machine),
+    no sync of the empty database (PostgreSQL syncs everything from its first checkpoint).
     """
     pwfile = target.with_name(f".{target.name}.pw")
     argv = [str(binaries() / "initdb"), "-D", str(target), "-U", urls.POSTGRES_USER]
@@ -143,11 +142,8 @@ def init_data_folder(home: Path, target: Path, password: str) -> None:
 
 
 def set_password(home: Path, data: Path, password: str) -> None:
-    """Give a copied data folder a password of its own, before it ever listens.
-
-    PostgreSQL's single-user mode (no network at all) reads the statement from
-    a private file (the password is hex, so it needs no quoting).
-    """
+    """Give a copied data folder a password of its own, before it ever listens: PostgreSQL's
+    single-user mode (no network at all) reads it from a private file (hex: no quoting)."""
     statement = data.with_name(f".{data.name}.sql")
     argv = ["sh", "-c", 'exec "$0" --single -D "$1" postgres < "$2"']
     argv += [str(binaries() / "postgres"), str(data), str(statement)]
@@ -156,11 +152,9 @@ def set_password(home: Path, data: Path, password: str) -> None:
 
 
 def prepare_data_folder(home: Path, template: Path | None) -> bool:
-    """Make ``<home>/postgres/data`` when it does not exist yet; True when it was made now.
-
-    A copy of ``template`` (a stopped, migrated data folder) or ``initdb``, made
-    beside its place and renamed into it: a killed kernel leaves no half-made one.
-    """
+    """Make ``<home>/postgres/data`` when it does not exist yet, a copy of ``template`` or
+    ``initdb``'s, beside its place then renamed into it (a killed kernel leaves no half-made
+    one); True when it was made now."""
     data = data_dir(home)
     if data.exists():
         return False

@@ -274,11 +274,8 @@ def worker_records(home: str | os.PathLike[str] | None = None) -> list[WorkerRec
 
 
 def server_url_for(worker: WorkerRecord) -> str | None:
-    """The API a worker's runs are recorded on, as it answers now.
-
-    The home's server (it may have restarted on another port since the worker
-    started), or, for a worker that joined another server, that server's.
-    """
+    """The API a worker's runs are recorded on, as it answers now: the home's server (it may
+    have restarted on another port since), or the other server a worker joined."""
     if worker.remote:
         return worker.api_url
     server = live_server(worker.home)

@@ -139,7 +139,6 @@ class PrefectServer(ManagedService[ServerRecord]):
         # stops after the server, whatever ends the kernel), and the server stops
         # should PostgreSQL end (it could do nothing without it).
         options = SpawnOptions(
-            grace=5.0,
             watch_pid=depends_on.pid if depends_on else None,
             hold=depends_on.socket if depends_on else None,
         )

@@ -297,10 +297,9 @@ class Worker(ManagedService[WorkerRecord]):
 
     # -- information ------------------------------------------------------
     def __repr__(self) -> str:
-        rec = self.record
         return (
             f"<Worker {self.name!r} {self.status()} pool={self.pool!r} queues={self.queues} "
-            f"pid={rec.pid if rec else None}>"
+            f"pid={self.pid}>"
         )
 
     @property
