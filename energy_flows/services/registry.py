@@ -177,13 +177,10 @@ def _fits(value: Any, hint: Any) -> bool:
 R = TypeVar("R", bound=ServiceRecord)
 
 
-def _load(cls: type[R], path: Path) -> R | None:
+def _load(cls: type[R], path: Path, live: bool = False) -> R | None:
+    """The record of kind ``cls`` in ``path`` (only if its process runs, with ``live``)."""
     rec = read(path)
-    return rec if isinstance(rec, cls) else None
-
-
-def _alive(rec: R | None) -> R | None:
-    return rec if rec is not None and rec.alive() else None
+    return rec if isinstance(rec, cls) and (not live or rec.alive()) else None
 
 
 def state_dir(home: str | os.PathLike[str] | None = None) -> Path:
@@ -256,12 +253,12 @@ def server_record(home: str | os.PathLike[str] | None = None) -> ServerRecord | 
 
 def live_server(home: str | os.PathLike[str] | None = None) -> ServerRecord | None:
     """The server of a home if its process runs, else None. Changes nothing."""
-    return _alive(server_record(home))
+    return _load(ServerRecord, state_path(home, Kind.SERVER, Kind.SERVER), live=True)
 
 
 def live_postgres(home: str | os.PathLike[str] | None = None) -> PostgresRecord | None:
     """The managed PostgreSQL of a home if its process runs, else None. Changes nothing."""
-    return _alive(_load(PostgresRecord, state_path(home, Kind.POSTGRES, Kind.POSTGRES)))
+    return _load(PostgresRecord, state_path(home, Kind.POSTGRES, Kind.POSTGRES), live=True)
 
 
 def worker_record(home: str | os.PathLike[str] | None, name: str) -> WorkerRecord | None:
