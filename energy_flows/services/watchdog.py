@@ -125,12 +125,12 @@ class Watchdog:
                 welcome = self.stop_reason is None
                 if welcome:
                     self.owners += 1
-            if not welcome:
-                with contextlib.suppress(OSError):
-                    conn.sendall(STOPPING)
-                conn.close()
+            if welcome:
+                threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
                 continue
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+            with contextlib.suppress(OSError):
+                conn.sendall(STOPPING)
+            conn.close()
 
     def _hold(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):  # held until the owner's end closes it

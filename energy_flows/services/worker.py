@@ -240,11 +240,8 @@ class Worker(ManagedService[WorkerRecord]):
         return [f"Reusing worker {self.name!r} (pid {rec.pid}) on {self.pool}: {rec.queues}."]
 
     def _ensure_queues(self, api_url: str, pool_may_be_missing: bool = False) -> None:
-        """Create the worker's queues that do not exist yet.
-
-        ``prefect worker start`` creates its pool but not its queues (a missing queue
-        gets it no runs): before it starts, or once ONLINE when it made the pool itself.
-        """
+        """Create the worker's queues that do not exist yet: ``prefect worker start`` creates its
+        pool but not its queues (before it starts, or once ONLINE when it made the pool)."""
         for queue in self.queues:
             try:
                 api.call(
