@@ -119,11 +119,10 @@ def _start_watchdog(
     log_path: str | os.PathLike[str] | None,
     options: SpawnOptions,
 ) -> subprocess.Popen[bytes]:
-    out: Any = None
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        out = private_open(log_path, "ab")  # the child gets its own copy
-    try:
+    log = contextlib.nullcontext() if log_path is None else private_open(log_path, "ab")
+    with log as out:  # the child gets its own copy
         popen = subprocess.Popen(
             options.watchdog_argv(argv),
             stdin=subprocess.PIPE if options.tied else subprocess.DEVNULL,
@@ -135,9 +134,6 @@ def _start_watchdog(
             close_fds=True,
             umask=PRIVATE_UMASK,
         )
-    finally:
-        if out is not None:
-            out.close()
     _HELD_POPENS[popen.pid] = popen
     return popen
 
