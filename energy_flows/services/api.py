@@ -45,12 +45,9 @@ def auth_header(secret: str | None = None) -> str | None:
 def call(
     method: str, url: str, body: Any = None, timeout: float = 5.0, auth: str | None = None
 ) -> Any:
-    """Send one JSON request and return the decoded JSON answer (or None).
-
-    A busy server (HTTP 429/502/503) is asked again a few times, about 4 s
-    in all, before :class:`ApiError` is raised. ``auth`` ("user:password")
-    replaces the password this process would send (see :func:`auth_header`).
-    """
+    """Send one JSON request and return the decoded JSON answer (or None); a busy server
+    (HTTP 429/502/503) is asked again for about 4 s before :class:`ApiError` is raised.
+    ``auth`` ("user:password") replaces the password this process would send."""
     data = None if body is None else json.dumps(body).encode()
     for delay in (*RETRY_DELAYS, None):
         req = urllib.request.Request(url, data=data, method=method)

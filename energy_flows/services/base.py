@@ -1,11 +1,7 @@
 """One shape and one life cycle for every service the package manages.
 
-A service is an object you construct, ``start()`` (it starts the process, or
-reuses the one that runs for the home), look at (``status()``, ``record``,
-``logs()``, an HTML table) and ``stop()``; used as a context manager it stops
-only what it started itself. :meth:`ManagedService.start` is the one start
-loop; the server, PostgreSQL and workers supply its hooks. docs/architecture.md
-draws it; dask.distributed's ``ProcessInterface`` is the model.
+:meth:`ManagedService.start` is the one start loop; the server, PostgreSQL and
+workers supply its hooks. docs/architecture.md draws it.
 """
 
 from __future__ import annotations
@@ -19,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, NoReturn, Self, TypeVar
 
 from energy_flows import settings
 from energy_flows.errors import (
@@ -85,10 +81,8 @@ def _crash_hint(log_tail: str, noun: str) -> str | None:
     while lines and lines[-1].startswith("[watchdog "):  # its note of the exit comes last
         lines.pop()
     # The tail may begin inside a long traceback: its frames tell it apart from a log line.
-    if not lines or not any(line.startswith('File "') for line in lines):
-        return None
-    last = _EXCEPTION_LINE.match(lines[-1])
-    if last is None:
+    traceback = any(line.startswith('File "') for line in lines)
+    if not traceback or not _EXCEPTION_LINE.match(lines[-1]):
         return None
     return (
         f"{noun[:1].upper()}{noun[1:]} stopped with `{lines[-1]}`. When Python cannot load "
@@ -107,13 +101,9 @@ R = TypeVar("R", bound=ServiceRecord)
 
 
 class ManagedService(Generic[R]):
-    """The common part of :class:`PrefectServer`, :class:`PostgresServer` and :class:`Worker`.
-
-    A kind sets the class attributes below and supplies the hooks: ``_spawn``
-    (start its process, through :meth:`_launch`), ``_ready`` (does it answer?),
-    and optionally ``_prepare``, ``_on_ready``, ``_adopting``, ``_started``,
-    ``_undo`` and ``_rows``.
-    """
+    """The common part of :class:`PrefectServer`, :class:`PostgresServer` and :class:`Worker`:
+    a kind sets the class attributes below and supplies the hooks (``_spawn`` and ``_ready``
+    at least), as the table in docs/architecture.md shows."""
 
     kind: ClassVar[Kind]
     record_class: ClassVar[type[ServiceRecord]]
@@ -164,13 +154,14 @@ class ManagedService(Generic[R]):
         try:
             self._prepare()
             rec = self._start_or_adopt(deadline)
-        except OSError as exc:
+        except BaseException as exc:
             self._undo()
-            if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            if (
+                isinstance(exc, OSError)
+                and is_disk_full(exc)
+                and not isinstance(exc, DiskFullError)
+            ):
                 raise disk_full(exc.filename or self.home, f"the files of {self.noun}") from exc
-            raise
-        except BaseException:
-            self._undo()
             raise
         self._record = rec
         self._started(rec)
@@ -243,18 +234,17 @@ class ManagedService(Generic[R]):
         try:
             rec.save()
         except OSError as exc:
-            if not is_disk_full(exc):
-                spawned.stop(timeout=10)
-                raise ServiceError(
-                    f"Could not write {rec.path} ({exc.strerror}), so {self.noun} that had "
-                    "just started was stopped again: nothing is left running. Make the folder "
-                    "writable, then run the cell again."
-                ) from exc
             spawned.stop(timeout=10)
-            raise disk_full(
-                rec.path,
-                f"the state file that records {self.noun} (it had just started, and was "
-                "stopped again: nothing is left running)",
+            if is_disk_full(exc):
+                raise disk_full(
+                    rec.path,
+                    f"the state file that records {self.noun} (it had just started, and was "
+                    "stopped again: nothing is left running)",
+                ) from exc
+            raise ServiceError(
+                f"Could not write {rec.path} ({exc.strerror}), so {self.noun} that had "
+                "just started was stopped again: nothing is left running. Make the folder "
+                "writable, then run the cell again."
             ) from exc
         self.started_here = True
         return rec  # type: ignore[return-value]  # record_class is R's class
@@ -263,14 +253,12 @@ class ManagedService(Generic[R]):
         """Reuse the service another kernel, cell or terminal started for this home."""
         if not rec.alive():  # ended; its watchdog is still finishing (a worker's runs)
             self._wait_gone(rec, "")
-            raise _GoneMeanwhile
         lines = self._adopting(rec)
         if rec.owner == Owner.KERNEL and rec.owner_pid != os.getpid():
             # Become an owner too, so it lives as long as this process. Its watchdog
             # refuses once it has decided to stop (its kernel ended).
-            if process.attach(rec.socket) != process.ATTACHED:
+            if not process.attach(rec.socket):
                 self._wait_gone(rec, ", because the kernel that started it ended")
-                raise _GoneMeanwhile
         if not self._ready(rec):  # started a moment ago by someone else
             self._wait_ready(rec, deadline, ours=False)
         self.reused = True
@@ -304,19 +292,16 @@ class ManagedService(Generic[R]):
             )
             if ours:
                 self._on_ready(rec)
-        except WaitTimeout as exc:
+        except BaseException as exc:
             if ours:
                 control.stop(rec, quiet=True)
-            raise self._failed(
-                rec, f"{self.not_ready} within {self.timeout:g} s", not ours
-            ) from exc
-        except BaseException:
-            if ours:
-                control.stop(rec, quiet=True)
+            if isinstance(exc, WaitTimeout):
+                what = f"{self.not_ready} within {self.timeout:g} s"
+                raise self._failed(rec, what, left=not ours) from exc
             raise
 
-    def _wait_gone(self, rec: R, why: str) -> None:
-        """Wait for a service that is shutting down to be gone (stop it if it hangs)."""
+    def _wait_gone(self, rec: R, why: str) -> NoReturn:
+        """Wait for a service that is shutting down to be gone (stop it if it hangs); look again."""
         started = time.monotonic()
         try:
             wait_until(
@@ -334,6 +319,7 @@ class ManagedService(Generic[R]):
             f"{self.subject} this home ran before (pid {rec.pid}) was shutting down{why}; "
             f"{how}. Starting a new one."
         )
+        raise _GoneMeanwhile
 
     def _wait_for_retry(self, rec: R) -> None:
         """Another process's start died: give it time to start again (on a free port).
@@ -346,9 +332,8 @@ class ManagedService(Generic[R]):
 
         def retried_or_gone() -> bool:
             current = registry.read(rec.path)
-            if isinstance(current, ServiceRecord) and current.pid != rec.pid:
-                return True
-            return not process.is_alive(rec.owner_pid)
+            retried = isinstance(current, ServiceRecord) and current.pid != rec.pid
+            return retried or not process.is_alive(rec.owner_pid)
 
         with contextlib.suppress(WaitTimeout):
             wait_until(

@@ -1,10 +1,6 @@
 """A Dask cluster for one flow run: lesson 07's batch flow on several processes.
 
-``energy_usage_batch.with_options(task_runner=dask_runner(n_workers=2))``
-runs the batch's tasks on a ``distributed.LocalCluster`` of worker processes,
-started when the run starts and closed when it ends, however it ends; on
-127.0.0.1, with a dashboard link that works here and behind JupyterHub
-(:func:`dashboard_link_for`). The details: docs/dask.md.
+``flow.with_options(task_runner=dask_runner(n_workers=2))``; the details: docs/dask.md.
 """
 
 from __future__ import annotations
@@ -34,15 +30,10 @@ MAX_WORKERS = 16
 WORKER_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
 
 
-class _SlowExitIsNormal(logging.Filter):
-    """Drops the nanny's warning about a worker it killed at the end of a run (more than
-    4 s to exit): that is how a cluster ends on a busy machine, not a fault."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Worker process still alive after")
-
-
-_SLOW_EXIT = _SlowExitIsNormal()
+def _not_a_slow_exit(record: logging.LogRecord) -> bool:
+    """A log filter that drops the nanny's warning about a worker it killed at the end of a
+    run (more than 4 s to exit): that is how a cluster ends on a busy machine, not a fault."""
+    return not str(record.msg).startswith("Worker process still alive after")
 
 
 def _quiet_cluster_logs() -> None:
@@ -52,8 +43,8 @@ def _quiet_cluster_logs() -> None:
     if logger.level < logging.WARNING:
         logger.setLevel(logging.WARNING)
     nanny = logging.getLogger("distributed.nanny")
-    if _SLOW_EXIT not in nanny.filters:
-        nanny.addFilter(_SLOW_EXIT)
+    if _not_a_slow_exit not in nanny.filters:
+        nanny.addFilter(_not_a_slow_exit)
 
 
 #: The dashboards of the clusters running in this process, by runner id:
@@ -73,11 +64,8 @@ def dashboard_links(local: bool = False) -> list[str]:
 
 
 def dashboard_link_for(port: int) -> tuple[str, str, str | None]:
-    """Where a dashboard on ``port`` is reached: (link to show, local address, path prefix).
-
-    Behind JupyterHub the scheduler is told the proxy's prefix (its
-    ``http_prefix``), as the Prefect server is (:func:`urls.hub_prefix`).
-    """
+    """Where a dashboard on ``port`` is reached: (link to show, local address, path prefix,
+    which the scheduler is told as its ``http_prefix`` behind JupyterHub)."""
     prefix = urls.hub_prefix(port)
     shown = urls.ui_url_for(port, prefix).rstrip("/") + "/status"
     local = f"http://127.0.0.1:{port}{prefix or ''}/status"
@@ -126,11 +114,8 @@ def _in_dask_worker() -> bool:
 
 
 class ClassroomDaskRunner(DaskTaskRunner):
-    """prefect-dask's ``DaskTaskRunner`` on a local cluster of processes, per flow run.
-
-    Prefect enters a :meth:`duplicate` for each flow run: entering starts the
-    cluster, leaving closes it; ``dashboard_link`` is set in between.
-    """
+    """prefect-dask's ``DaskTaskRunner`` on a local cluster of processes made for each flow
+    run: entering its :meth:`duplicate` starts the cluster, leaving closes it (docs/dask.md)."""
 
     def __init__(
         self,
@@ -159,10 +144,8 @@ class ClassroomDaskRunner(DaskTaskRunner):
         return type(self)(n_workers=self.n_workers, memory_limit=self.memory_limit)
 
     def __enter__(self) -> Self:
-        """Start the cluster now, not at the first task, so its dashboard is there all run long.
-
-        (Inside a Dask worker Prefect enters a copy around each task: it starts nothing.)
-        """
+        """Start the cluster now, not at the first task, so its dashboard is there all run long
+        (inside a Dask worker Prefect enters a copy around each task: it starts nothing)."""
         if _in_dask_worker():
             super().__enter__()
             return self
@@ -192,13 +175,8 @@ class ClassroomDaskRunner(DaskTaskRunner):
             self.dashboard_link = self.dashboard_local = None
 
     def describe(self) -> dict[str, Any]:
-        """Where this runner sends tasks, for the flow to record and log.
-
-        ``dask_workers``: its worker processes; ``dashboard_link``: the
-        dashboard's link while a run is on (``None`` before and after). The
-        batch flow reads this from the task runner of its run, when the runner
-        has it, and keeps it in its result's ``attrs``.
-        """
+        """Where this runner sends tasks: ``dask_workers``, and ``dashboard_link`` while a run
+        is on (else None). The batch flow logs it and keeps it in its result's ``attrs``."""
         return {"dask_workers": self.n_workers, "dashboard_link": self.dashboard_link}
 
     def __repr__(self) -> str:

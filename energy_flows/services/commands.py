@@ -11,6 +11,7 @@ import shutil
 
 from energy_flows import settings
 from energy_flows.errors import EnergyFlowsError
+from energy_flows.options import split_worker_spec  # the check of `up --worker`
 from energy_flows.services import control, process, registry
 from energy_flows.services.registry import Kind, Owner
 
@@ -20,7 +21,7 @@ def up(args: argparse.Namespace) -> int:
     from energy_flows.services.server import PrefectServer
     from energy_flows.services.worker import Worker
 
-    workers = [_parse_worker(spec) for spec in getattr(args, "worker", []) or []]
+    workers = [split_worker_spec(spec) for spec in getattr(args, "worker", []) or []]
     if getattr(args, "server", None):
         return _join(args.server, workers)
     server = PrefectServer(
@@ -71,12 +72,6 @@ def _join(api_url: str, workers: list[tuple[str, str]]) -> int:
     return 0
 
 
-def _parse_worker(spec: str) -> tuple[str, str]:
-    from energy_flows.options import split_worker_spec  # the check of `up --worker`
-
-    return split_worker_spec(spec)
-
-
 def down(args: argparse.Namespace) -> int:
     """Stop every worker, then the server, then its PostgreSQL, of this home."""
     control.stop_all()
@@ -105,10 +100,8 @@ def logs(args: argparse.Namespace) -> int:
     """Print the last lines of the server's, PostgreSQL's or a worker's log."""
     home = settings.home_dir()
     which = getattr(args, "which", "server") or "server"
-    if which in (Kind.SERVER, Kind.POSTGRES):
-        path = registry.log_path(home, Kind(which), which)
-    else:
-        path = registry.log_path(home, Kind.WORKER, which.removeprefix("worker-"))
+    kind = Kind(which) if which in (Kind.SERVER, Kind.POSTGRES) else Kind.WORKER
+    path = registry.log_path(home, kind, which.removeprefix("worker-"))
     if not path.exists():
         available = sorted(p.stem for p in (home / "logs").glob("*.log"))
         raise EnergyFlowsError(

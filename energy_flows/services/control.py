@@ -79,15 +79,9 @@ def running(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
 
 
 def reconcile(home: str | os.PathLike[str] | None = None, quiet: bool = False) -> list[str]:
-    """Finish what ended services left behind; return (and print) what was done.
-
-    An ended worker's unfinished runs are marked Crashed now (its server was
-    down, or its watchdog was killed); other ended services' state files go.
-    So are, every few seconds, a live worker's runs whose process ended without
-    the server recording it (its disk was full), and the runs of a worker whose
-    state file is damaged. Cheap (a few file reads, at most one request per
-    worker); it never stops a running process.
-    """
+    """Finish what ended services left behind (docs/architecture.md); return and say what
+    was done. Cheap (a few file reads, at most one request per worker), and it never stops
+    a running process."""
     messages: list[str] = []
     if not registry.state_dir(home).is_dir():
         return messages

@@ -1,16 +1,7 @@
-"""A new home's Prefect database, copied from a migrated template instead of built.
+"""A home's Prefect SQLite database: a copy of a migrated template, checked before use.
 
-Creating Prefect's database (its Alembic migrations) is most of a first
-server start. The package builds it once per Prefect version, an empty
-SQLite file in the user's cache (``ENERGY_FLOWS_CACHE``, else
-``~/.cache/energy-flows``; ``make setup`` builds it), and copies it into each
-new home. It is only a speed-up: without it the server migrates its own
-database, and Prefect still checks the revision on start.
-
-Before a server starts on a home's database, :func:`check_home` refuses a
-damaged file (SQLite's ``pragma quick_check``), and an empty or missing one
-where a server has used it before: Prefect would serve the first as if
-pools and deployments were gone, and silently start the others afresh.
+The template (:func:`ensure_template`) and the check (:func:`check_home`):
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -28,9 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from energy_flows import settings
+from energy_flows import errors, settings
 from energy_flows.errors import EnergyFlowsError, ServiceError, disk_full, is_disk_full
-from energy_flows.services import process
+from energy_flows.services import launch, process
 
 #: Variables that point Prefect at another database (e.g. PostgreSQL): no template then.
 DATABASE_URL_VARIABLES = (
@@ -46,14 +37,10 @@ CANNOT_BUILD = (
 )
 
 
-#: Where the templates live (``$ENERGY_FLOWS_CACHE``, else the user's cache folder).
-cache_dir = settings.cache_dir
-
-
 def template_path() -> Path:
     """The template for the installed Prefect version (it may not exist yet)."""
     version = importlib.metadata.version("prefect")
-    return cache_dir() / f"prefect-{version}-empty.db"
+    return settings.cache_dir() / f"prefect-{version}-empty.db"
 
 
 def home_database(home: str | os.PathLike[str] | None = None) -> Path:
@@ -74,23 +61,18 @@ def revision(path: Path) -> str | None:
 
 
 def build_template(timeout: float = 300.0) -> Path | None:
-    """Build the template with ``prefect server database upgrade``; return its path.
-
-    Migrates in a scratch folder and moves the checked result into place in one
-    step (two kernels at once both get a whole file); None, and nothing left, on failure.
-    """
+    """Build the template with ``prefect server database upgrade`` in a scratch folder, and
+    move it into place in one step (two kernels at once both get a whole file); its path,
+    or None, and nothing left, on failure."""
     target = template_path()
+    scratch = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_builds(target.parent)
         scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    except OSError:
-        return None
-    try:
         (scratch / "prefect").mkdir()
+        argv = launch.prefect_argv("server", "database", "upgrade", "-y")
         env = settings.classroom_env(scratch)
-        argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect"]
-        argv += ["server", "database", "upgrade", "-y"]
         code = process.run(argv, env, scratch / "build.log", timeout=timeout, cwd=scratch)
         built = scratch / "prefect" / "prefect.db"
         if code != 0:
@@ -105,7 +87,8 @@ def build_template(timeout: float = 300.0) -> Path | None:
     except (OSError, sqlite3.Error, subprocess.SubprocessError, EnergyFlowsError):
         return None
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
@@ -123,7 +106,7 @@ def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
         if built is not None:
             say(f"... ready in {time.monotonic() - started:.1f} s; new homes now start from it.")
         else:
-            say(CANNOT_BUILD.format(cache=cache_dir()))
+            say(CANNOT_BUILD.format(cache=settings.cache_dir()))
     return built
 
 
@@ -138,30 +121,22 @@ def _remove_abandoned_builds(folder: Path, older_than: float = 900.0) -> None:
 def seed_home(
     home: str | os.PathLike[str] | None = None, say: Callable[[str], None] | None = None
 ) -> bool:
-    """Give a new home a copy of the template; True when it did.
-
-    Nothing for a home that has a database, or when Prefect is pointed at
-    another database; builds the template first if there is none (``say`` tells).
-    """
+    """Give a new home a copy of the template (built first if there is none, ``say`` tells);
+    True when it did. Not for a home that has a database, nor for another database."""
     target = home_database(home)
     if target.exists() or any(os.environ.get(name) for name in DATABASE_URL_VARIABLES):
         return False
     template = ensure_template(say)
     if template is None:
         return False
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # The template never changes once in place, so a plain copy is safe.
-        shutil.copyfile(template, partial)
-        partial.chmod(0o600)  # the learner's database is private, like the rest of the home
-        os.replace(partial, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        if is_disk_full(exc):
-            raise disk_full(target, "this home's new Prefect database") from exc
-        return False
+        # The template never changes once in place: its bytes are a whole database.
+        process.write_private(target, template.read_bytes(), "this home's new Prefect database")
+    except errors.DiskFullError:
+        raise
+    except OSError:
+        return False  # the server migrates a database of its own, only slower
     _note_seen(home, target)  # from now on, its loss is noticed (check_home)
     return True
 
@@ -170,9 +145,6 @@ def seed_home(
 
 #: The SQLite files of one database: the file, its write-ahead log and its shared memory.
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
-
-#: What SQLite and the server say when a file is not a whole database (in a log, an error).
-DAMAGE_WORDS = ("database disk image is malformed", "file is not a database")
 
 START_CLEAN = (
     "To start clean, run `energy-flows reset --yes` in a terminal (it stops everything and "
@@ -257,12 +229,9 @@ TROUBLE_WORDS = ("sqlalchemy.exc.", "sqlite3.", "alembic.", "Can't locate revisi
 
 
 def remedy(log_text: str, home: str | os.PathLike[str] | None = None) -> str | None:
-    """What to do when a server's last log lines show its database failed it, else None.
-
-    Damage the quick check cannot see (a database of another Prefect version, a table
-    gone) ends in a long SQLAlchemy or Alembic traceback; this names its last line,
-    the file, and the way out.
-    """
+    """What to do when a server's last log lines show its database failed it, else None: damage
+    the quick check cannot see (another Prefect version's database, a table gone) ends in a
+    SQLAlchemy or Alembic traceback, whose last line this names with the file and the way out."""
     causes = [
         line.strip() for line in log_text.splitlines() if any(w in line for w in TROUBLE_WORDS)
     ]
@@ -280,13 +249,9 @@ def remedy(log_text: str, home: str | os.PathLike[str] | None = None) -> str | N
 
 
 def check_home(home: str | os.PathLike[str] | None = None) -> None:
-    """Refuse to serve a damaged home database, or an empty or missing one that held runs.
-
-    A damaged file is moved to ``damaged/`` (never deleted) and the error
-    names both places and ``energy-flows reset --yes``. A fresh home passes;
-    a database that passes is noted (``state/database.seen``) for the next start.
-    Raises :class:`~energy_flows.errors.ServiceError`; nothing is started.
-    """
+    """Refuse to serve a damaged home database (moved to ``damaged/``, never deleted), or an
+    empty or missing one that held runs, with a :class:`ServiceError` that names the remedy.
+    A database that passes is noted (``state/database.seen``) for the next start."""
     path = home_database(home)
     seen = _read_seen(home)
     size = path.stat().st_size if path.exists() else None
@@ -315,11 +280,9 @@ def check_home(home: str | os.PathLike[str] | None = None) -> None:
 
 
 def main() -> int:
-    """``python -m energy_flows.services.database``: build the templates now (``make setup``).
-
-    SQLite's, then PostgreSQL's when it is installed; only SQLite's, which the
-    lessons need, decides the exit code.
-    """
+    """``python -m energy_flows.services.database`` (``make setup``): build SQLite's template,
+    then PostgreSQL's when it is installed; only SQLite's, which the lessons need, decides the
+    exit code."""
     from energy_flows.services import pgdata, postgres
 
     def say(line: str) -> None:

@@ -1,13 +1,7 @@
-"""Start Prefect processes fast: no optional ``rfc3987_syntax``, no collector pauses.
+"""Start Prefect's processes fast: ``python -m energy_flows.services.launch prefect ARGS...``.
 
-``python -m energy_flows.services.launch prefect ARGS...`` runs the ``prefect``
-command (servers, workers) and ``... launch engine`` one flow run, each with
-``rfc3987_syntax`` kept out (jsonschema imports it when installed, about a
-second per process, and Prefect never needs it) and Prefect imported with the
-cyclic garbage collector paused, then ``gc.freeze()``: the hundreds of
-thousands of objects an import creates are not garbage, and later collections
-skip them. A kernel gets the same import through :func:`prepare_kernel`.
-Only the standard library is imported here before Prefect itself.
+``... launch engine`` runs one flow run; :func:`prepare_kernel` imports Prefect
+into a kernel the same way. How and why: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -43,11 +37,9 @@ def block_optional_modules() -> None:
 
 
 def preload(modules: Iterable[str], *, freeze: bool = True) -> None:
-    """Import ``modules`` with the cyclic garbage collector paused, then resume it.
-
-    With ``freeze``, ``gc.freeze()`` then leaves everything alive so far out of
-    later collections. The collector is back on (if it was) before this returns.
-    """
+    """Import ``modules`` with the cyclic garbage collector paused (and on again after, if it
+    was); with ``freeze``, ``gc.freeze()`` leaves everything alive so far out of later
+    collections."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -67,14 +59,9 @@ KERNEL_PRELOAD = ("prefect", "prefect.client.orchestration", "prefect.deployment
 
 
 def prepare_kernel() -> None:
-    """Import Prefect into this notebook kernel the fast way, if not done yet.
-
-    Called once the kernel is pointed at a server, just before the lesson's
-    next cells import Prefect anyway: ``rfc3987_syntax`` stays out and the
-    collector pauses during the import. Nothing is frozen here: the kernel
-    also holds the learner's own objects, whose garbage the collector must
-    keep finding.
-    """
+    """Import Prefect into this notebook kernel the fast way, if not done yet (its next cells
+    would import it anyway). Nothing is frozen here: the kernel also holds the learner's
+    own objects, whose garbage the collector must keep finding."""
     if all(name in sys.modules for name in KERNEL_PRELOAD):
         return
     block_optional_modules()
@@ -82,11 +69,8 @@ def prepare_kernel() -> None:
 
 
 def exit_with_parent(interval: float = 0.5) -> None:
-    """Send ourselves SIGTERM (a graceful stop) once our parent process has gone.
-
-    For a watchdog that was killed itself (``kill -9``, out of memory): its
-    child would run on, tied to no kernel. ``os.getppid()`` changes when it dies.
-    """
+    """Send ourselves SIGTERM (a graceful stop) once our parent process has gone: a watchdog
+    killed itself (``kill -9``, out of memory) would leave its child tied to no kernel."""
     parent = os.getppid()
 
     def watch() -> None:
@@ -97,14 +81,17 @@ def exit_with_parent(interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def prefect_argv(*args: str) -> list[str]:
+    """The command that runs ``prefect ARGS`` through this launcher (this environment's Python)."""
+    return [sys.executable, "-m", "energy_flows.services.launch", "prefect", *args]
+
+
 def process_kind(args: list[str]) -> str:
     """``server``, ``worker``, ``engine`` or ``prefect`` (any other command)."""
     if args[:1] == ["engine"]:
         return "engine"
-    if args[:3] == ["prefect", "server", "start"]:
-        return "server"
-    if args[:3] == ["prefect", "worker", "start"]:
-        return "worker"
+    if args[:3] in (["prefect", "server", "start"], ["prefect", "worker", "start"]):
+        return args[1]
     return "prefect"
 
 

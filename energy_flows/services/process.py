@@ -1,9 +1,7 @@
-"""One way to start, watch and stop the package's child processes.
+"""One way to start, watch and stop the package's child processes, and their files.
 
-:func:`spawn` starts a process under the watchdog (``watchdog.py``) with its
-output in a log file, its files private to its user, and SIGINT at its
-default; :func:`run` runs a command to its end the same way. Why a watchdog,
-and not a plain child or ``start_new_session=True``: docs/architecture.md.
+:func:`spawn` starts a process under the watchdog (``watchdog.py``), :func:`run`
+runs a command to its end the same way; why a watchdog: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import psutil
 
 from energy_flows.errors import DiskFullError, ServiceError, disk_full, is_disk_full
+from energy_flows.services import watchdog
 from energy_flows.waiting import wait_until
 
 WATCHDOG_SCRIPT = Path(__file__).with_name("watchdog.py")
@@ -120,11 +119,10 @@ def _start_watchdog(
     log_path: str | os.PathLike[str] | None,
     options: SpawnOptions,
 ) -> subprocess.Popen[bytes]:
-    out: Any = None
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        out = private_open(log_path, "ab")  # the child gets its own copy
-    try:
+    log = contextlib.nullcontext() if log_path is None else private_open(log_path, "ab")
+    with log as out:  # the child gets its own copy
         popen = subprocess.Popen(
             options.watchdog_argv(argv),
             stdin=subprocess.PIPE if options.tied else subprocess.DEVNULL,
@@ -136,9 +134,6 @@ def _start_watchdog(
             close_fds=True,
             umask=PRIVATE_UMASK,
         )
-    finally:
-        if out is not None:
-            out.close()
     _HELD_POPENS[popen.pid] = popen
     return popen
 
@@ -159,7 +154,7 @@ def spawn(
 
     def child_started() -> psutil.Process | None:
         if popen.poll() is not None:
-            detail = tail(log_path, 20) if log_path is not None else ""
+            detail = tail(log_path, 20)
             raise ServiceError(f"The process could not be started: {' '.join(argv)}\n{detail}")
         try:
             children = psutil.Process(popen.pid).children()
@@ -229,12 +224,10 @@ def listening_ports(pid: int) -> set[int]:
     except psutil.Error:
         return ports
     for p in family:
-        try:
+        with contextlib.suppress(psutil.Error):  # it ended meanwhile, or is not ours to read
             for conn in p.net_connections(kind="inet"):
                 if conn.status == psutil.CONN_LISTEN and conn.laddr:
                     ports.add(int(conn.laddr.port))
-        except psutil.Error:
-            continue
     return ports
 
 
@@ -249,40 +242,23 @@ def socket_path_for(home: str | os.PathLike[str], name: str) -> str:
     return str(Path(tempfile.gettempdir()) / f"energy-flows-{os.getuid()}-{digest}.sock")
 
 
-#: What :func:`attach` found: an owner now, a service going away, or nothing to attach to.
-ATTACHED, STOPPING, ABSENT = "attached", "stopping", "absent"
-
-
-def attach(socket_path: str | None) -> str:
-    """Become an owner of a service another process started (it then lives as long as we do).
-
-    :data:`ATTACHED`; :data:`STOPPING` when its watchdog has decided to stop it
-    (wait for it to go); :data:`ABSENT` when no watchdog listens there.
-    """
+def attach(socket_path: str | None) -> bool:
+    """Become an owner of a service another process started (it then lives as long as we do);
+    False when no watchdog listens there, or it has decided to stop (wait for it to go)."""
     if not socket_path or not os.path.exists(socket_path):
-        return ABSENT
+        return False
     held = _HELD_SOCKETS.get(socket_path)
     if held is not None:
         if _still_open(held):
-            return ATTACHED
+            return True
         # That watchdog has gone and another now listens at the same path (the
         # home's next server): the old connection ties this process to nothing.
         held.close()
         del _HELD_SOCKETS[socket_path]
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.settimeout(2)
-        conn.connect(socket_path)
-        answer = conn.recv(16)
-    except OSError:
-        conn.close()
-        return ABSENT  # the socket file outlived its watchdog, or it is closing right now
-    if not answer.startswith(b"ok"):
-        conn.close()
-        return STOPPING
-    conn.settimeout(None)
-    _HELD_SOCKETS[socket_path] = conn
-    return ATTACHED
+    conn = watchdog.join(socket_path)
+    if conn is not None:
+        _HELD_SOCKETS[socket_path] = conn
+    return conn is not None
 
 
 def _still_open(conn: socket.socket) -> bool:
@@ -317,7 +293,7 @@ def timestamped_path(folder: Path, stem: str, suffix: str = "") -> Path:
     return target
 
 
-def write_private(path: Path, text: str, what: str | None = None) -> None:
+def write_private(path: Path, text: str | bytes, what: str | None = None) -> None:
     """Replace ``path`` with ``text`` in one step (readers never see half a file), 0600.
 
     A full disk raises :class:`~energy_flows.errors.DiskFullError` naming ``what``
@@ -325,7 +301,7 @@ def write_private(path: Path, text: str, what: str | None = None) -> None:
     """
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with private_open(partial, "w") as f:
+        with private_open(partial, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -338,6 +314,22 @@ def write_private(path: Path, text: str, what: str | None = None) -> None:
         raise
 
 
+def refuse_read_only(paths: Iterable[Path], what: str, so: str) -> None:
+    """Refuse the first of ``paths`` (``what``) that is read-only, saying what follows (``so``).
+
+    The owner's write bit is read as well: root's access check says yes to
+    everything (and PostgreSQL, run as ``nobody`` for root, gets no such pass).
+    """
+    for path in paths:
+        if path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o200):
+            raise ServiceError(
+                f"{what} {'folder' if path.is_dir() else 'file'} {path} is read-only, so {so}. "
+                f"Make it writable (`chmod u+w {path}`), or start from a fresh home: "
+                "`energy-flows reset --yes` (deletes this home's runs), or set "
+                "ENERGY_FLOWS_HOME to another folder. Nothing was started."
+            )
+
+
 def is_alive(pid: int | None, create_time: float | None = None) -> bool:
     """Whether ``pid`` runs and is the same process (``create_time``: not a reused pid)."""
     if not pid:
@@ -347,13 +339,10 @@ def is_alive(pid: int | None, create_time: float | None = None) -> bool:
         return False
     try:
         proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
-            return False
+        same = create_time is None or abs(proc.create_time() - create_time) <= 0.5
+        return same and proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-    return True
 
 
 def stop(
@@ -444,7 +433,7 @@ PORT_TAKEN = re.compile(r"address already in use|port \d+ is already in use", re
 
 
 def failed_start_log(
-    path: str | os.PathLike[str] | None, lines: int = 20, start: int = 0
+    path: str | os.PathLike[str], lines: int = 20, start: int = 0
 ) -> tuple[str, bool]:
     """What a service that failed to start logged: an excerpt, and whether its port was taken.
 
@@ -452,8 +441,6 @@ def failed_start_log(
     log), preceded by the first error line when the tail does not hold it: a
     server that cannot bind its port logs the cause first, then a long traceback.
     """
-    if path is None:
-        return "", False
     text = _read_from(path, start, 1 << 20)
     all_lines = text.splitlines()
     last = all_lines[-lines:]

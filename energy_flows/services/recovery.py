@@ -1,11 +1,8 @@
 """Finish what a worker leaves behind: its unfinished runs end Crashed, saying why.
 
-Prefect keeps a run Pending or Running until the run's own process or its
-worker reports; after a worker ends, its runs would stay so forever, holding
-their queue's concurrency limit. The worker's watchdog runs :func:`main`
-seconds after the worker ended (its ``--on-exit``); :func:`settle` finishes
-later what could not be finished then (the server was down). Standard library
-and the small REST helper only: it starts in a fraction of a second.
+The worker's watchdog runs :func:`main` once the worker ended (``--on-exit``);
+:func:`settle` finishes later what could not be finished then. The standard
+library and the REST helper only, so it starts fast. docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -65,9 +62,18 @@ def describe_stop(reason: object, exit_code: int | None = None) -> str:
     return _STOP_WORDS[stop_reason(reason)].format(code=code, signal=-code)
 
 
-def in_flight_runs(api_url: str, pool: str | None) -> list[dict[str, Any]]:
+def in_flight_runs(api_url: str | None, pool: str | None) -> list[dict[str, Any]] | None:
     """Every run of ``pool`` (None: of any pool) that is Pending, Running or Cancelling
-    (plain REST, paged)."""
+    (plain REST, paged); None when the server does not answer."""
+    if not api_url or not api.healthy(api_url, timeout=2):
+        return None
+    try:
+        return _in_flight_runs(api_url, pool)
+    except (OSError, api.ApiError):
+        return None
+
+
+def _in_flight_runs(api_url: str, pool: str | None) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     while True:
         body: dict[str, Any] = {
@@ -87,7 +93,6 @@ def taken_by(
     runs: Iterable[dict[str, Any]],
     worker: WorkerRecord,
     others_serve_pool: bool,
-    now: float | None = None,
 ) -> list[dict[str, Any]]:
     """The runs among ``runs`` that ``worker`` had taken.
 
@@ -97,7 +102,7 @@ def taken_by(
     yet (it died in between), when no other live worker serves the pool or
     the run has waited so for :data:`UNLABELLED_PENDING_SECONDS`.
     """
-    now = time.time() if now is None else now
+    now = time.time()
     since = worker.started_at - 2.0  # clocks: the same machine, a little slack
     mine = []
     for run in runs:
@@ -155,7 +160,6 @@ class Outcome:
     crashed: list[str] = field(default_factory=list)
     disk_full: bool = False  # the disk of its home was full when it ended
     finished: bool = False  # False: the server could not be reached, try again later
-    at: float = field(default_factory=time.time)
 
     def why(self) -> str:
         """Why the worker stopped, with the full disk when there was one."""
@@ -175,19 +179,16 @@ class Outcome:
         )
 
 
-def outcome_path(worker: WorkerRecord) -> Path:
-    """Where the watchdog's on-exit command leaves what it did, for whoever asks next."""
-    return registry.state_dir(worker.home) / "ended" / f"worker-{worker.name}-{worker.pid}.json"
-
-
-def spare_outcome_path(worker: WorkerRecord) -> Path:
-    """Where it goes when the home's disk is full: the user's cache folder."""
-    home = hashlib.sha256(worker.home.encode()).hexdigest()[:12]
-    return settings.cache_dir() / "ended" / f"{home}-worker-{worker.name}-{worker.pid}.json"
+def outcome_paths(worker: WorkerRecord) -> tuple[Path, Path]:
+    """Where the watchdog's on-exit command leaves what it did, for whoever asks next: in
+    the home, or, when the home's disk is full, in the user's cache folder."""
+    file = f"worker-{worker.name}-{worker.pid}.json"
+    spare = f"{hashlib.sha256(worker.home.encode()).hexdigest()[:12]}-{file}"
+    return registry.state_dir(worker.home) / "ended" / file, settings.cache_dir() / "ended" / spare
 
 
 def read_outcome(worker: WorkerRecord) -> Outcome | None:
-    for path in (outcome_path(worker), spare_outcome_path(worker)):
+    for path in outcome_paths(worker):
         try:
             return Outcome(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
@@ -198,7 +199,7 @@ def read_outcome(worker: WorkerRecord) -> Outcome | None:
 def save_outcome(worker: WorkerRecord, outcome: Outcome) -> None:
     """Keep what finishing did for later; in the cache folder when the home's disk is full."""
     text = json.dumps(asdict(outcome))
-    for path in (outcome_path(worker), spare_outcome_path(worker)):
+    for path in outcome_paths(worker):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             process.write_private(path, text)
@@ -208,7 +209,7 @@ def save_outcome(worker: WorkerRecord, outcome: Outcome) -> None:
 
 
 def forget_outcome(worker: WorkerRecord) -> None:
-    for path in (outcome_path(worker), spare_outcome_path(worker)):
+    for path in outcome_paths(worker):
         path.unlink(missing_ok=True)
 
 
@@ -225,25 +226,19 @@ def finish(
     exit_code: int | None = None,
     disk_full: bool = False,
 ) -> Outcome:
-    """Crash the runs an ended worker had taken and remove it from its pool.
-
-    On the home's server as it runs now (it may have restarted on another
-    port since the worker started); when it cannot be reached, ``finished``
-    stays False and the state file stays for a later try.
-    """
+    """Crash the runs an ended worker had taken and remove it from its pool, on its server
+    as it runs now (``finished`` stays False when it does not answer: a later try)."""
     outcome = Outcome(worker.name, worker.pid, reason, exit_code)
     outcome.disk_full = disk_full or disk_is_full(worker.home) or _log_says_disk_full(worker)
     api_url = registry.server_url_for(worker)
-    if not api_url or not api.healthy(api_url, timeout=2):
+    in_flight = in_flight_runs(api_url, worker.pool)
+    if api_url is None or in_flight is None:
         return outcome
     others = any(
         w.alive() and w.pool == worker.pool and w.name != worker.name
         for w in registry.worker_records(worker.home)
     )
-    try:
-        runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others)
-    except (OSError, api.ApiError):
-        return outcome
+    runs = taken_by(in_flight, worker, others)
     message = CRASH_MESSAGE.format(name=worker.name, reason=outcome.why())
     outcome.crashed = crash_runs(api_url, runs, message)
     outcome.finished = len(outcome.crashed) == len(runs)
@@ -267,11 +262,8 @@ def settle(worker: WorkerRecord) -> Outcome:
 def stand_in(
     path: Path, pid: int, pool: str, queues: list[str], since: float, api_url: str | None = None
 ) -> WorkerRecord:
-    """A record for a worker whose state file is damaged, from what is known without it.
-
-    Its name comes from the file's name (``worker-<name>.json``); ``since`` (its start)
-    keeps an earlier worker's runs of the same name out. Enough for :func:`finish`.
-    """
+    """A record, enough for :func:`finish`, of a worker whose state file is damaged: its name
+    from the file's name, the rest from the arguments its on-exit command was given."""
     home = str(path.parent.parent)
     name = path.stem.removeprefix("worker-")
     return WorkerRecord(
@@ -345,25 +337,17 @@ def run_processes(pid: int) -> set[str] | None:
     return found
 
 
-def crash_orphans(worker: WorkerRecord, now: float | None = None) -> list[str]:
-    """Crash the runs a live worker took whose process is gone, unrecorded; their names.
-
-    A run's process reports its own end; when the server could not write it then
-    (its disk was full, it was down), the run would stay Running although nothing
-    runs it. Runs that changed state in the last :data:`ORPHAN_AFTER_SECONDS` are left:
-    their process may be starting.
-    """
+def crash_orphans(worker: WorkerRecord) -> list[str]:
+    """Crash the runs a live worker took whose process ended unrecorded (the server could
+    not write then); their names. Runs that changed state in the last
+    :data:`ORPHAN_AFTER_SECONDS` are left: their process may be starting."""
     api_url = registry.server_url_for(worker)
-    if not api_url or not api.healthy(api_url, timeout=1):
+    in_flight = in_flight_runs(api_url, worker.pool)
+    running = None if in_flight is None else run_processes(worker.pid)
+    if api_url is None or in_flight is None or running is None:
         return []
-    now = time.time() if now is None else now
-    try:
-        runs = taken_by(in_flight_runs(api_url, worker.pool), worker, others_serve_pool=True)
-    except (OSError, api.ApiError):
-        return []
-    running = run_processes(worker.pid)
-    if running is None:
-        return []
+    now = time.time()
+    runs = taken_by(in_flight, worker, others_serve_pool=True)
     orphans = [
         run
         for run in runs
@@ -391,28 +375,18 @@ def stop_run_processes(run_ids: Iterable[str]) -> None:
 
 
 def settle_damaged(found: registry.Damaged) -> Outcome | None:
-    """Finish a worker whose state file is damaged and whose watchdog is gone.
-
-    Its name is in the file's name; its runs are those in flight on the home's
-    server that Prefect labelled with it (``prefect.worker.name``), in any pool.
-    The file goes once they are final; None while its watchdog still runs.
-    """
+    """Finish a worker whose state file is damaged and whose watchdog is gone (None while
+    it runs): its runs in flight labelled with its name, in any pool; then the file goes."""
     home = found.path.parent.parent
     name = found.path.stem.removeprefix("worker-")
     if watchdog_runs_for(home, name):
         return None
     outcome = Outcome(name, 0, StopReason.UNKNOWN)
     server = registry.live_server(home)
-    if server is None or not api.healthy(server.api_url, timeout=2):
+    in_flight = in_flight_runs(server.api_url if server else None, None)
+    if server is None or in_flight is None:
         return outcome
-    try:
-        runs = [
-            run
-            for run in in_flight_runs(server.api_url, None)
-            if (run.get("labels") or {}).get(WORKER_LABEL) == name
-        ]
-    except (OSError, api.ApiError):
-        return outcome
+    runs = [run for run in in_flight if (run.get("labels") or {}).get(WORKER_LABEL) == name]
     message = CRASH_MESSAGE.format(
         name=name, reason=f"{describe_stop(StopReason.UNKNOWN)}; its state file was damaged"
     )
@@ -427,11 +401,8 @@ def settle_damaged(found: registry.Damaged) -> Outcome | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The worker watchdog's ``--on-exit`` command: finish the worker that just ended.
-
-    Its state file names the runs' server and pool; when that file is damaged, the
-    arguments the worker was started with stand in for it (:func:`stand_in`).
-    """
+    """The worker watchdog's ``--on-exit`` command: finish the worker that just ended
+    (from its state file, or its arguments when that is damaged: :func:`stand_in`)."""
     parser = argparse.ArgumentParser(prog="python -m energy_flows.services.recovery")
     parser.add_argument("--home", required=True)
     parser.add_argument("--worker", required=True)

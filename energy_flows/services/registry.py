@@ -1,10 +1,7 @@
 """State files: what the package runs for a home, one JSON file per service in ``<home>/state/``.
 
-A record holds the process and its watchdog (pids and start times, so a
-reused pid is never taken for ours), its command, log and owner, and what
-its kind adds (a server's port and URLs, a worker's pool and queues). Files
-are replaced in one step and private to their user; reading never changes
-anything. No Prefect import here: ``energy-flows status`` stays fast.
+Written in one step, private, read back checked; reading changes nothing. No
+Prefect import here: ``energy-flows status`` stays fast. docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -170,8 +167,6 @@ def _fits(value: Any, hint: Any) -> bool:
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(_fits(v, item) for v in value)
-    if hint is type(None):
-        return value is None
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return isinstance(value, str) and value in [member.value for member in hint]
     if isinstance(value, bool) and hint is not bool:
@@ -182,13 +177,10 @@ def _fits(value: Any, hint: Any) -> bool:
 R = TypeVar("R", bound=ServiceRecord)
 
 
-def _load(cls: type[R], path: Path) -> R | None:
+def _load(cls: type[R], path: Path, live: bool = False) -> R | None:
+    """The record of kind ``cls`` in ``path`` (only if its process runs, with ``live``)."""
     rec = read(path)
-    return rec if isinstance(rec, cls) else None
-
-
-def _alive(rec: R | None) -> R | None:
-    return rec if rec is not None and rec.alive() else None
+    return rec if isinstance(rec, cls) and (not live or rec.alive()) else None
 
 
 def state_dir(home: str | os.PathLike[str] | None = None) -> Path:
@@ -237,20 +229,15 @@ def locked(home: str | os.PathLike[str] | None = None) -> Iterator[None]:
 
 def records(home: str | os.PathLike[str] | None = None) -> list[ServiceRecord]:
     """Every readable state file of a home, live or not, servers first. Changes nothing."""
-    folder = state_dir(home)
-    if not folder.is_dir():
-        return []
-    found = [rec for path in folder.glob("*.json") if isinstance(rec := read(path), ServiceRecord)]
+    paths = state_dir(home).glob("*.json")  # none when the folder does not exist
+    found = [rec for path in paths if isinstance(rec := read(path), ServiceRecord)]
     order = list(Kind)
     return sorted(found, key=lambda r: (order.index(r.kind), r.name))
 
 
 def damaged_workers(home: str | os.PathLike[str] | None = None) -> list[Damaged]:
     """The worker state files that are not records (cut short, edited). Changes nothing."""
-    folder = state_dir(home)
-    if not folder.is_dir():
-        return []
-    found = [read(path) for path in sorted(folder.glob(f"{Kind.WORKER.stem('*')}.json"))]
+    found = [read(path) for path in sorted(state_dir(home).glob(f"{Kind.WORKER.stem('*')}.json"))]
     return [rec for rec in found if isinstance(rec, Damaged)]
 
 
@@ -266,12 +253,12 @@ def server_record(home: str | os.PathLike[str] | None = None) -> ServerRecord | 
 
 def live_server(home: str | os.PathLike[str] | None = None) -> ServerRecord | None:
     """The server of a home if its process runs, else None. Changes nothing."""
-    return _alive(server_record(home))
+    return _load(ServerRecord, state_path(home, Kind.SERVER, Kind.SERVER), live=True)
 
 
 def live_postgres(home: str | os.PathLike[str] | None = None) -> PostgresRecord | None:
     """The managed PostgreSQL of a home if its process runs, else None. Changes nothing."""
-    return _alive(_load(PostgresRecord, state_path(home, Kind.POSTGRES, Kind.POSTGRES)))
+    return _load(PostgresRecord, state_path(home, Kind.POSTGRES, Kind.POSTGRES), live=True)
 
 
 def worker_record(home: str | os.PathLike[str] | None, name: str) -> WorkerRecord | None:
@@ -284,11 +271,8 @@ def worker_records(home: str | os.PathLike[str] | None = None) -> list[WorkerRec
 
 
 def server_url_for(worker: WorkerRecord) -> str | None:
-    """The API a worker's runs are recorded on, as it answers now.
-
-    The home's server (it may have restarted on another port since the worker
-    started), or, for a worker that joined another server, that server's.
-    """
+    """The API a worker's runs are recorded on, as it answers now: the home's server (it may
+    have restarted on another port since), or the other server a worker joined."""
     if worker.remote:
         return worker.api_url
     server = live_server(worker.home)

@@ -1,24 +1,18 @@
 """The Prefect server ("Orion" in the original walkthrough) as a managed process.
 
-``PrefectServer().start()`` starts ``prefect server start`` for the home on
-127.0.0.1 (port 4200 when free) with the classroom settings, or reuses the
-one that runs, and points this kernel's Prefect client at it. Its database is
-the home's SQLite file, a PostgreSQL it starts for the home, or an
-instructor's (``database=``). The life cycle: docs/architecture.md.
+``PrefectServer().start()`` starts ``prefect server start`` for the home, on SQLite,
+a PostgreSQL of the home's or an instructor's. The life cycle: docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import os
-import stat
-import sys
-import urllib.parse
 
 from energy_flows import settings
-from energy_flows.errors import ServiceError
 from energy_flows.markup import Markup, element
+from energy_flows.options import server_options  # the same checks as `energy-flows up`
 from energy_flows.prefect_internals import flush_to_server, restart_senders
-from energy_flows.services import api, control, database, launch, postgres, registry, urls
+from energy_flows.services import api, control, database, launch, postgres, process, registry, urls
 from energy_flows.services.base import LogText, ManagedService
 from energy_flows.services.postgres import PostgresServer
 from energy_flows.services.process import SpawnOptions, free_port, listens_on, port_is_free
@@ -52,28 +46,7 @@ def server_argv(port: int) -> list[str]:
     No ``--no-prompt``: ``PREFECT_CLI_PROMPT=false`` in its environment says the
     same to every Prefect 3, while ``server start`` refuses the option before 3.9.
     """
-    argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect", "server", "start"]
-    return [*argv, "--host", "127.0.0.1", "--port", str(port)]
-
-
-def check_database_writable(home: os.PathLike[str] | str) -> None:
-    """Refuse a database the server could open but not write (it would fail every write).
-
-    The owner's write bit is read as well: root's access check says yes to everything.
-    """
-    db = database.home_database(home)
-    for path in (db, db.parent):
-        if not path.exists():
-            continue
-        mode = path.stat().st_mode
-        if not os.access(path, os.W_OK) or not mode & stat.S_IWUSR:
-            what = "folder" if path.is_dir() else "file"
-            raise ServiceError(
-                f"The Prefect database {what} {path} is read-only, so the server could not "
-                f"save anything. Make it writable (`chmod u+w {path}`), or start from a fresh "
-                "home: `energy-flows reset --yes` (deletes this home's runs), or set "
-                "ENERGY_FLOWS_HOME to another folder. Nothing was started."
-            )
+    return launch.prefect_argv("server", "start", "--host", "127.0.0.1", "--port", str(port))
 
 
 class PrefectServer(ManagedService[ServerRecord]):
@@ -123,8 +96,6 @@ class PrefectServer(ManagedService[ServerRecord]):
         postgres_port: int | None = None,
         auth: bool | str | None = None,
     ) -> None:
-        from energy_flows.options import server_options  # the same checks as `energy-flows up`
-
         port, postgres_port, timeout = server_options(port, postgres_port, timeout)
         super().__init__("server", home, quiet, detached, timeout)
         if auth is not None and not isinstance(auth, bool):
@@ -168,7 +139,6 @@ class PrefectServer(ManagedService[ServerRecord]):
         # stops after the server, whatever ends the kernel), and the server stops
         # should PostgreSQL end (it could do nothing without it).
         options = SpawnOptions(
-            grace=5.0,
             watch_pid=depends_on.pid if depends_on else None,
             hold=depends_on.socket if depends_on else None,
         )
@@ -232,7 +202,11 @@ class PrefectServer(ManagedService[ServerRecord]):
             # A kernel's next cells import Prefect anyway: do it now, the fast
             # way. (`energy-flows up` returns at once and needs no Prefect.)
             launch.prepare_kernel()
-            _keep_house(self.home)
+            from energy_flows.orchestration import housekeeping
+
+            # Ended workers' runs are finished before the orchestration layer reads a queue.
+            home = self.home
+            housekeeping.register(str(home), lambda: control.reconcile(home))
 
     def _undo(self) -> None:
         """After a failed start: stop the PostgreSQL this start started (nothing is left)."""
@@ -246,7 +220,10 @@ class PrefectServer(ManagedService[ServerRecord]):
     def _prepare_database(self) -> tuple[dict[str, str], registry.PostgresRecord | None]:
         """Get the database ready: the server's settings for it, and the PostgreSQL it needs."""
         if self.wanted_database == "sqlite":
-            check_database_writable(self.home)
+            db = database.home_database(self.home)  # the server would fail every write
+            process.refuse_read_only(
+                (db, db.parent), "The Prefect database", "the server could not save anything"
+            )
             database.check_home(self.home)  # a damaged or lost database is never served
             # A new home starts from a copy of a migrated empty database (database.py).
             database.seed_home(self.home, say=self._say)
@@ -293,8 +270,7 @@ class PrefectServer(ManagedService[ServerRecord]):
         rec = registry.live_server(self.home)
         if rec is not None and api.healthy(rec.api_url):
             flush_to_server(timeout=5)
-        stopped: list[str] = super().stop()
-        return stopped
+        return super().stop()
 
     # -- information ------------------------------------------------------------------------
     @property
@@ -334,20 +310,14 @@ class PrefectServer(ManagedService[ServerRecord]):
 
     @property
     def command(self) -> str | None:
-        """The Prefect command this server stands for, as you would type it in a terminal.
-
-        ``PREFECT_SERVER_API_PORT=<port> prefect server start --host 127.0.0.1
-        --port <port>`` (None when it does not run). The variable is needed
-        with any port but 4200: ``--port`` alone moves the API, while the UI
-        keeps calling it on 4200. The course starts the command through its
-        launcher, with the classroom settings in its environment.
-        """
+        """The Prefect command this server stands for, as you would type it in a terminal (None
+        when it does not run; why the variable: :meth:`_spawn`). The course starts it through
+        its launcher, with the classroom settings."""
         rec = self.record
-        if rec is None or not rec.api_url:
+        if rec is None:
             return None
-        port = urllib.parse.urlsplit(rec.api_url).port or 4200
-        argv = server_argv(port)[3:]  # what follows `python -m energy_flows.services.launch`
-        return f"PREFECT_SERVER_API_PORT={port} {' '.join(argv)}"
+        argv = server_argv(rec.port)[3:]  # what follows `python -m energy_flows.services.launch`
+        return f"PREFECT_SERVER_API_PORT={rec.port} {' '.join(argv)}"
 
     def _rows(self, rec: ServerRecord | None) -> list[tuple[str, str | Markup]]:
         rows: list[tuple[str, str | Markup]] = []
@@ -370,17 +340,3 @@ class PrefectServer(ManagedService[ServerRecord]):
             if self.command:
                 rows.append(("Command", element("code", self.command)))
         return [*rows, ("Home", str(self.home))]
-
-
-_HOUSEKEPT: set[str] = set()
-
-
-def _keep_house(home: os.PathLike[str] | str) -> None:
-    """Let the orchestration layer finish ended workers' runs before it reads a queue."""
-    key = str(home)
-    if key in _HOUSEKEPT:
-        return
-    from energy_flows.orchestration import housekeeping
-
-    housekeeping.register(key, lambda: control.reconcile(home))
-    _HOUSEKEPT.add(key)

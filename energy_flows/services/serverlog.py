@@ -1,12 +1,7 @@
 """One log line, not a traceback, for each "database is locked" the server retries.
 
-A burst of runs on SQLite makes the server refuse writes while another holds
-the lock; Prefect answers HTTP 503 and the client retries, so nothing is lost,
-but each refusal is logged with a full traceback. The launcher installs
-:func:`shorten_busy_database_tracebacks` in the server process: a log record
-factory (it sees every record of every logger, whatever handlers Prefect sets
-up later) that shortens those records to one line naming the cause.
-Standard library only: this runs before Prefect is imported.
+The launcher installs it in the server process before Prefect is imported
+(the standard library only); docs/architecture.md.
 """
 
 from __future__ import annotations

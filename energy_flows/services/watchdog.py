@@ -1,12 +1,7 @@
 """A tiny parent that makes sure a child process never outlives its owner.
 
-Run as ``python -I watchdog.py [options] -- ARGV...`` by
-:func:`energy_flows.services.process.spawn`; standard library and psutil only,
-so it starts in a few hundredths of a second. It stops the child and the
-child's process group when its stdin pipe from the owner closes and no other
-owner holds its ``--socket``, when ``--watch-pid`` ends, or on SIGTERM/SIGINT;
-then it runs ``--on-exit`` with the :class:`StopReason` in
-``ENERGY_FLOWS_STOP_REASON``. Owners and order: docs/architecture.md.
+Run as ``python -I watchdog.py [options] -- ARGV...`` by :func:`process.spawn`;
+the standard library and psutil only. Owners and order: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -21,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import psutil
 
@@ -55,6 +49,22 @@ def _create_time(pid: int) -> float | None:
         return None
     except psutil.AccessDenied:
         return -1.0  # alive, but not ours to inspect
+
+
+def join(path: str) -> socket.socket | None:
+    """Become an owner of the watchdog at the socket ``path``: the connection to keep open,
+    or None when no watchdog listens there or it is stopping."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(2)
+        conn.connect(path)
+        if conn.recv(16).startswith(WELCOME.strip()):
+            conn.settimeout(None)
+            return conn
+    except OSError:
+        pass  # the socket file outlived its watchdog, or it is closing right now
+    conn.close()
+    return None
 
 
 def _say(line: str) -> None:
@@ -94,11 +104,9 @@ class Watchdog:
 
     def _watch_stdin(self) -> None:
         # read() returns b"" only when every copy of the write end is closed.
-        try:
+        with contextlib.suppress(OSError):
             while os.read(0, 4096):
                 pass
-        except OSError:
-            pass
         self._owner_gone()
 
     def _serve_socket(self, path: str) -> None:
@@ -117,37 +125,19 @@ class Watchdog:
                 welcome = self.stop_reason is None
                 if welcome:
                     self.owners += 1
-            if not welcome:
-                with contextlib.suppress(OSError):
-                    conn.sendall(STOPPING)
-                conn.close()
+            if welcome:
+                threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
                 continue
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+            with contextlib.suppress(OSError):
+                conn.sendall(STOPPING)
+            conn.close()
 
     def _hold(self, conn: socket.socket) -> None:
-        try:
+        with conn, contextlib.suppress(OSError):  # held until the owner's end closes it
             conn.sendall(WELCOME)
             while conn.recv(4096):
                 pass
-        except OSError:
-            pass
-        finally:
-            conn.close()
         self._owner_gone()
-
-    def _hold_other(self, path: str) -> None:
-        """Be an owner of another service (a worker of its server) until we exit."""
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            conn.settimeout(2)
-            conn.connect(path)
-            if conn.recv(16).startswith(WELCOME.strip()):
-                conn.settimeout(None)
-                self.held = conn
-                return
-        except OSError:
-            pass
-        conn.close()
 
     def _watch_pid(self, pid: int) -> None:
         started = _create_time(pid)
@@ -184,8 +174,8 @@ class Watchdog:
         args = self.args
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.request_stop(StopReason.ASKED))
-        if args.hold:
-            self._hold_other(args.hold)
+        if args.hold:  # an owner of another service (a worker of its server) until we exit
+            self.held = join(args.hold)
         # The child gets a process group of its own (everything it starts
         # joins it), and SIGINT at its default even if our parent ignored it
         # (e.g. a kernel's background thread): SIG_DFL is set before exec.
@@ -231,12 +221,10 @@ class Watchdog:
         assert self.child is not None
         with contextlib.suppress(OSError):
             self.child.send_signal(signal.Signals[self.args.stop_signal])
-        deadline = time.monotonic() + self.args.grace
-        while time.monotonic() < deadline:
-            if self.child.poll() is not None:
-                return self.child.returncode
-            time.sleep(0.05)
-        self.forced = True
+        try:
+            return self.child.wait(self.args.grace)
+        except subprocess.TimeoutExpired:
+            self.forced = True
         with contextlib.suppress(OSError):
             self.child.kill()
         return self.child.wait()

@@ -1,15 +1,12 @@
 """Prefect workers ("agents" in the original walkthrough) as managed processes.
 
-``Worker(pool, queues).start()`` starts ``prefect worker start`` for a pool's
-queues (or reuses the one of that name). Its flow runs start through the
-pool's fast launch command (:func:`energy_flows.settings.flow_run_command`).
-However it ends, the runs it had taken end Crashed within seconds, saying why
-(``recovery.py``). ``Worker(..., server=URL, auth=...)`` joins another home's
-server. The life cycle: docs/architecture.md.
+``Worker(pool, queues).start()`` starts ``prefect worker start`` (or reuses the one
+of that name); however it ends, its runs end Crashed, saying why (``recovery.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -19,7 +16,8 @@ from collections.abc import Sequence
 from energy_flows import names, settings
 from energy_flows.errors import OrchestrationError, ServiceError
 from energy_flows.markup import Markup, element
-from energy_flows.services import api, control, registry
+from energy_flows.options import worker_options  # the same checks as `energy-flows up`
+from energy_flows.services import api, control, launch, registry
 from energy_flows.services.base import ManagedService
 from energy_flows.services.process import SpawnOptions
 from energy_flows.services.registry import Kind, ServerRecord, WorkerRecord
@@ -37,8 +35,8 @@ def default_name(pool: str, queues: Sequence[str]) -> str:
 
 def worker_argv(pool: str, queues: Sequence[str], name: str, limit: int | None) -> list[str]:
     """The command that runs a process worker (through the launcher)."""
-    argv = [sys.executable, "-m", "energy_flows.services.launch", "prefect", "worker", "start"]
-    argv += ["--pool", pool, "--type", "process", "--name", name]
+    argv = launch.prefect_argv("worker", "start", "--pool", pool, "--type", "process")
+    argv += ["--name", name]
     for queue in queues:
         argv += ["--work-queue", queue]
     if limit is not None:
@@ -92,9 +90,7 @@ class Worker(ManagedService[WorkerRecord]):
         server: str | None = None,
         auth: str | None = None,
     ) -> None:
-        from energy_flows.options import worker_options  # the same checks as `energy-flows up`
-
-        queues, timeout = worker_options(queues, timeout)
+        queue_list, timeout = worker_options(queues, timeout)
         names.check_prefect_name(pool, "work pool")
         if server is not None and not (
             isinstance(server, str) and server.startswith(("http://", "https://"))
@@ -110,14 +106,6 @@ class Worker(ManagedService[WorkerRecord]):
                     "This home's own server gets one with PrefectServer(auth=True)."
                 )
             settings.check_auth_string(auth)
-        queue_list = [queues] if isinstance(queues, str) else list(queues)
-        if not queue_list:
-            raise OrchestrationError(
-                f"A worker needs at least one queue to poll, e.g. queues=['energy_usage']; "
-                f"got {queues!r}."
-            )
-        for queue in queue_list:
-            names.check_prefect_name(queue, "work queue")
         worker_name = default_name(pool, queue_list) if name is None else name
         names.check_file_safe_name(worker_name, "worker")
         if limit is not None and (
@@ -252,11 +240,8 @@ class Worker(ManagedService[WorkerRecord]):
         return [f"Reusing worker {self.name!r} (pid {rec.pid}) on {self.pool}: {rec.queues}."]
 
     def _ensure_queues(self, api_url: str, pool_may_be_missing: bool = False) -> None:
-        """Create the worker's queues that do not exist yet.
-
-        ``prefect worker start`` creates its pool but not its queues (a missing queue
-        gets it no runs): before it starts, or once ONLINE when it made the pool itself.
-        """
+        """Create the worker's queues that do not exist yet: ``prefect worker start`` creates its
+        pool but not its queues (before it starts, or once ONLINE when it made the pool)."""
         for queue in self.queues:
             try:
                 api.call(
@@ -284,12 +269,11 @@ class Worker(ManagedService[WorkerRecord]):
         work-pool create`` or by the worker itself gets it here.
         """
         url = f"{rec.api_url}/work_pools/{api.quote(self.pool)}"
-        try:
+        # Only an optimisation: without it, runs still start, a second later.
+        with contextlib.suppress(OSError, api.ApiError, AttributeError, ValueError):
             template = api.call("GET", url, timeout=5).get("base_job_template") or {}
             if settings.with_flow_run_command(template):
                 api.call("PATCH", url, {"base_job_template": template}, timeout=5)
-        except (OSError, api.ApiError, AttributeError, ValueError):
-            pass  # only an optimisation: runs still start, a second later
 
     def stop(self) -> str:
         """Stop the worker (SIGTERM, graceful) and clean up after it.
@@ -300,30 +284,25 @@ class Worker(ManagedService[WorkerRecord]):
         self._mark_stopped()
         with registry.locked(self.home):
             rec = registry.worker_record(self.home, self.name)
-            if rec is None:
-                message = f"Worker {self.name!r} was not running."
-                self._say(message)
-                return message
-            message = control.stop(rec, quiet=True)
+            message = (
+                f"Worker {self.name!r} was not running."
+                if rec is None
+                else control.stop(rec, quiet=True)
+            )
         self._say(message)
         return message
 
     # -- information ------------------------------------------------------
     def __repr__(self) -> str:
-        rec = self.record
         return (
             f"<Worker {self.name!r} {self.status()} pool={self.pool!r} queues={self.queues} "
-            f"pid={rec.pid if rec else None}>"
+            f"pid={self.pid}>"
         )
 
     @property
     def command(self) -> str:
-        """The Prefect command this worker stands for, as you would type it in a terminal.
-
-        ``prefect worker start --pool ... --type process --name ... --work-queue ...``;
-        the course starts it through its launcher, with the classroom settings
-        (and the server's address) in its environment.
-        """
+        """The Prefect command this worker stands for, as you would type it in a terminal (the
+        course starts it through its launcher, with the classroom settings)."""
         argv = worker_argv(self.pool, self.queues, self.name, self.limit)
         return " ".join(argv[3:])  # what follows `python -m energy_flows.services.launch`
 
