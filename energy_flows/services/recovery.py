@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +190,9 @@ def outcome_paths(worker: WorkerRecord) -> tuple[Path, Path]:
 def read_outcome(worker: WorkerRecord) -> Outcome | None:
     for path in outcome_paths(worker):
         try:
-            return Outcome(**json.loads(path.read_text()))
+            saved = json.loads(path.read_text())
+            # a file an older release wrote may hold fields this one no longer has
+            return Outcome(**{f.name: saved[f.name] for f in fields(Outcome) if f.name in saved})
         except (OSError, ValueError, TypeError):
             continue
     return None
