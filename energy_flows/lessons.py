@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import html
+import importlib
 import logging
 import os
 import re
 import shlex
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,7 +108,11 @@ def lesson_setup(lesson: str | int) -> PrefectServer | None:
     if "server" not in needs:
         return None
 
-    server = _server_for(needs, number)
+    importing = _import_while_server_starts()
+    try:
+        server = _server_for(needs, number)
+    finally:
+        importing.join()
     use_prefect_command(server.home)
     # Before each later cell, check the home's server is still this one (kernel_server.py).
     kernel_server.follow(server.home, number)
@@ -125,6 +131,40 @@ def lesson_setup(lesson: str | int) -> PrefectServer | None:
     if number >= "05":
         orch.ensure_zombie_automation()
     return server
+
+
+#: What the rest of a lesson's first cell imports: Prefect, and the package's modules
+#: that talk to the server (pandas with them) and hold the flow it deploys.
+_FIRST_CELL_IMPORTS = ("energy_flows.orchestration", "energy_flows.flows")
+
+
+def _import_while_server_starts() -> threading.Thread:
+    """Import Prefect and the package's modules in the background; join the thread returned.
+
+    A server starting in a fresh home keeps one core busy for seconds, while
+    this kernel only polls it; then this kernel would import Prefect (about a
+    second) and the package's modules before the lesson goes on. Done on the
+    other core meanwhile, those seconds are not waited for. The classroom
+    settings go into this process's environment first: Prefect reads them
+    when it is imported (its home folder among them), and the server's start
+    adds its address (``PREFECT_API_URL``) when it answers.
+    """
+    from energy_flows import settings
+    from energy_flows.services import launch
+
+    settings.apply_to_current_process()
+
+    def work() -> None:
+        # Only a head start: whatever fails here fails again, with its message, where
+        # the cell imports it.
+        with contextlib.suppress(Exception):
+            launch.prepare_kernel()
+            for name in _FIRST_CELL_IMPORTS:
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=work, name="energy-flows-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def _server_for(needs: tuple[str, ...], number: str) -> PrefectServer:

@@ -149,7 +149,7 @@ def _wait_runs(
         return still + (full or diagnose(queue, pool))
 
     what = f"{len(ids)} run(s) to " + ("finish" if goal == "final" else "turn Late")
-    done = wait_until(check, timeout, what=what, missing=why, max_interval=1.0)
+    done = wait_until(check, timeout, what=what, missing=why, max_interval=0.5)
     if goal == "final":
         return done if many else done[0]
     return pd.DataFrame(
