@@ -516,3 +516,52 @@ def test_a_run_a_worker_may_take_now_keeps_the_queue_busy(prefect_server):
     orch.trigger(deployment, flow_run_name="due-soon", scheduled_time=soon)
     with pytest.raises(WaitTimeout, match="1 run is still Scheduled in q"):
         orch.wait_for(until="empty", queue="q", pool=pool, timeout=1.5)
+
+
+def test_the_orphan_search_crashes_only_runs_whose_process_started_and_ended(
+    prefect_server, worker_factory, monkeypatch
+):
+    """A live worker's runs in flight without a process: only those Prefect's worker had
+    started a process for (``infrastructure_pid``) are orphans. In a burst on a loaded
+    machine, a Pending run waits long for its process, and a run's process records
+    Completed between the two looks: both were once crashed (79 runs of 100)."""
+    from energy_flows.services import api, recovery
+
+    pool = "orphan-pool"
+    orch.ensure_work_pool(pool)
+    orch.deploy_energy_flow(
+        "orphan-check", parameters={"days": 60}, work_pool=pool, work_queue="held"
+    )
+    worker = worker_factory(pool=pool, queues=["elsewhere"], name="orphan-keeper")
+    url = prefect_server.api_url
+
+    def taken(pid: str | None) -> str:
+        """A run as the worker leaves it when it claims it: Pending, with its label."""
+        run = orch.trigger("orphan-check")
+        api.call("POST", f"{url}/flow_runs/{run.id}/set_state",
+                 {"state": {"type": "PENDING"}, "force": True})  # fmt: skip
+        api.call("PATCH", f"{url}/flow_runs/{run.id}/labels",
+                 {"prefect.worker.name": "orphan-keeper"})  # fmt: skip
+        if pid:
+            api.call("PATCH", f"{url}/flow_runs/{run.id}", {"infrastructure_pid": pid})
+        return run.id
+
+    def state(run_id: str) -> str:
+        return api.call("GET", f"{url}/flow_runs/{run_id}")["state"]["type"]
+
+    monkeypatch.setattr(recovery, "ORPHAN_AFTER_SECONDS", -1.0)
+    waiting = taken(None)  # its process not started yet
+    ended = taken("4194303")  # its process started, then ended unrecorded
+    assert len(recovery.crash_orphans(worker.record)) == 1
+    assert state(waiting) == "PENDING"
+    assert state(ended) == "CRASHED"
+
+    # A run seen in flight whose process then recorded its end: left as it ended.
+    done = taken("4194303")
+    seen = api.call("GET", f"{url}/flow_runs/{done}")
+    api.call("POST", f"{url}/flow_runs/{done}/set_state",
+             {"state": {"type": "COMPLETED"}, "force": True})  # fmt: skip
+    assert recovery.crash_runs(url, [seen], "gone") == []
+    assert state(done) == "COMPLETED"
+    api.call("POST", f"{url}/flow_runs/{waiting}/set_state",
+             {"state": {"type": "CANCELLED"}, "force": True})  # fmt: skip

@@ -126,20 +126,21 @@ def taken_by(
 
 
 def crash_runs(api_url: str, runs: Iterable[dict[str, Any]], message: str) -> list[str]:
-    """Set each run Crashed with ``message``; returns the names of those it could set."""
+    """Set each run Crashed with ``message``; the names of those it set. Not forced (but for
+    Cancelling runs): Prefect refuses it for a run whose process just recorded its end."""
     names = []
     for run in runs:
         state = {"type": "CRASHED", "name": "Crashed", "message": message}
+        force = (run.get("state") or {}).get("type") == "CANCELLING"
+        body = {"state": state, "force": force}
         try:
-            api.call(
-                "POST",
-                f"{api_url}/flow_runs/{run['id']}/set_state",
-                {"state": state, "force": True},
-                timeout=10,
+            answer = api.call(
+                "POST", f"{api_url}/flow_runs/{run['id']}/set_state", body, timeout=10
             )
         except (OSError, api.ApiError):
             continue
-        names.append(run.get("name") or str(run["id"]))
+        if (answer or {}).get("status") == "ACCEPT":
+            names.append(run.get("name") or str(run["id"]))
     return names
 
 
@@ -341,8 +342,9 @@ def run_processes(pid: int) -> set[str] | None:
 
 def crash_orphans(worker: WorkerRecord) -> list[str]:
     """Crash the runs a live worker took whose process ended unrecorded (the server could
-    not write then); their names. Runs that changed state in the last
-    :data:`ORPHAN_AFTER_SECONDS` are left: their process may be starting."""
+    not write then); their names. Only runs whose process had started (``infrastructure_pid``;
+    in a burst a Pending run waits long for one) and whose state is older than
+    :data:`ORPHAN_AFTER_SECONDS`; :func:`crash_runs` leaves a run that just ended."""
     api_url = registry.server_url_for(worker)
     in_flight = in_flight_runs(api_url, worker.pool)
     running = None if in_flight is None else run_processes(worker.pid)
@@ -353,11 +355,12 @@ def crash_orphans(worker: WorkerRecord) -> list[str]:
     orphans = [
         run
         for run in runs
-        if str(run["id"]) not in running
+        if run.get("infrastructure_pid")
+        and str(run["id"]) not in running
         and now - (api.timestamp((run.get("state") or {}).get("timestamp")) or now)
         > ORPHAN_AFTER_SECONDS
     ]
-    if not worker.alive():  # it ended meanwhile: its watchdog finishes its runs
+    if not orphans or not worker.alive():  # it ended meanwhile: its watchdog finishes them
         return []
     return crash_runs(api_url, orphans, ORPHAN_MESSAGE.format(name=worker.name))
 
