@@ -125,18 +125,18 @@ def taken_by(
     return mine
 
 
-def crash_runs(api_url: str, runs: Iterable[dict[str, Any]], message: str) -> list[str]:
-    """Set each run Crashed with ``message``; the names of those it set. Not forced (but for
-    Cancelling runs): Prefect refuses it for a run whose process just recorded its end."""
+def crash_runs(
+    api_url: str, runs: Iterable[dict[str, Any]], message: str, over_final: bool = True
+) -> list[str]:
+    """Set each run Crashed with ``message`` (forced: an ended worker's runs; ``over_final=False``
+    leaves a run whose process just recorded its end); the names of those it set."""
+    state = {"type": "CRASHED", "name": "Crashed", "message": message}
     names = []
     for run in runs:
-        state = {"type": "CRASHED", "name": "Crashed", "message": message}
-        force = (run.get("state") or {}).get("type") == "CANCELLING"
-        body = {"state": state, "force": force}
+        force = over_final or (run.get("state") or {}).get("type") == "CANCELLING"
+        url = f"{api_url}/flow_runs/{run['id']}/set_state"
         try:
-            answer = api.call(
-                "POST", f"{api_url}/flow_runs/{run['id']}/set_state", body, timeout=10
-            )
+            answer = api.call("POST", url, {"state": state, "force": force}, timeout=10)
         except (OSError, api.ApiError):
             continue
         if (answer or {}).get("status") == "ACCEPT":
@@ -362,7 +362,7 @@ def crash_orphans(worker: WorkerRecord) -> list[str]:
     ]
     if not orphans or not worker.alive():  # it ended meanwhile: its watchdog finishes them
         return []
-    return crash_runs(api_url, orphans, ORPHAN_MESSAGE.format(name=worker.name))
+    return crash_runs(api_url, orphans, ORPHAN_MESSAGE.format(name=worker.name), over_final=False)
 
 
 def stop_run_processes(run_ids: Iterable[str]) -> None:
