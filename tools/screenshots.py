@@ -579,13 +579,14 @@ def _burst(home: Path, pool: str, timeout: float, shoot: Any) -> None:
         for i in range(1, BURST_RUNS + 1)
     ]
 
-    names = {run.name for run in runs}
+    # By id: a run of the energy flow takes another name when it starts.
+    ids = {run.id for run in runs}
 
     def states() -> list[str]:
         # One query for all of them: a look run by run takes longer than a run is Running
         # on a quiet machine, and each run could be seen before and after, never during.
         table = orch.queue_runs(BURST_QUEUE, pool)
-        return list(table.loc[table["name"].isin(names), "state"])
+        return list(table.loc[table["id"].isin(ids), "state"])
 
     def under_load() -> bool:
         now = states()
