@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,37 @@ def _server_or_say(check: CheckResult) -> ls.LearnerServer | None:
         )
         return None
     return server
+
+
+def _step(
+    title: str, find: Callable[[CheckResult], tuple[Any, ...] | None] | None = None
+) -> Callable[[Callable[..., None]], Callable[[], CheckResult]]:
+    """Turn ``judge(check, *found)`` into a step's check of no arguments.
+
+    Every such step opens alike: a :class:`CheckResult` titled ``title``, then
+    ``find`` (the learner's server by default) looks for what the step judges;
+    when it is not there, ``find`` has said what to do and ``judge`` is not
+    called.
+    """
+
+    def decorate(judge: Callable[..., None]) -> Callable[[], CheckResult]:
+        def check_step() -> CheckResult:
+            check = CheckResult(title)
+            found = (find or _the_server)(check)
+            if found is not None:
+                judge(check, *found)
+            return check
+
+        check_step.__name__ = check_step.__qualname__ = judge.__name__
+        check_step.__doc__ = judge.__doc__
+        return check_step
+
+    return decorate
+
+
+def _the_server(check: CheckResult) -> tuple[ls.LearnerServer] | None:
+    server = _server_or_say(check)
+    return None if server is None else (server,)
 
 
 # --------------------------------------------------------------------------- step 1
@@ -209,12 +241,9 @@ def check_profile() -> CheckResult:
 # --------------------------------------------------------------------------- step 3
 
 
-def check_pool() -> CheckResult:
+@_step("Step 3: a work pool and its queue")
+def check_pool(check: CheckResult, server: ls.LearnerServer) -> None:
     """Step 3: a process work pool with the queue ``energy_usage`` on the learner's server."""
-    check = CheckResult("Step 3: a work pool and its queue")
-    server = _server_or_say(check)
-    if server is None:
-        return check
     with ls.client(server.api_url) as c:
         pools = c.read_work_pools()
         queues = {
@@ -225,7 +254,7 @@ def check_pool() -> CheckResult:
             "Your server has no work pool yet: `prefect work-pool create NAME --type process` "
             "makes one (step 3)."
         )
-        return check
+        return
     process = [p for p in pools if p.type == "process"]
     if not process:
         kinds = ", ".join(f"{p.name} ({p.type})" for p in pools)
@@ -233,7 +262,7 @@ def check_pool() -> CheckResult:
             f"Your pools ({kinds}) are not process pools; this walkthrough's worker runs each "
             "flow run as a process on this machine: create one with `--type process`."
         )
-        return check
+        return
     with_queue = [p for p in process if QUEUE in queues[p.name]]
     workers = [p for p in terminals.started_by_hand() if p.role == "worker"]
     if not with_queue:
@@ -253,7 +282,6 @@ def check_pool() -> CheckResult:
             "exist ... Starting a process worker'), so `work-pool create` says it exists "
             "already. Fine: go on with the queue."
         )
-    return check
 
 
 # --------------------------------------------------------------------------- step 4
@@ -331,24 +359,20 @@ def _judge_deployment(check: CheckResult, built: ls.Built, pool_types: dict[str,
         )
 
 
-def check_deployment() -> CheckResult:
+@_step("Step 4: your deployment")
+def check_deployment(check: CheckResult, server: ls.LearnerServer) -> None:
     """Step 4: a deployment built by ``prefect deploy`` from the learner's own flow file and yaml."""
-    check = CheckResult("Step 4: your deployment")
-    server = _server_or_say(check)
-    if server is None:
-        return check
     built = ls.deployments(server.api_url)
     if not built:
         check.missing.append(
             "Your server has no deployment yet: write your flow file and prefect.yaml, then "
             "`prefect --no-prompt deploy --all` in their folder (step 4)."
         )
-        return check
+        return
     with ls.client(server.api_url) as c:
         pool_types = {p.name: p.type for p in c.read_work_pools()}
     chosen = next((b for b in built if b.yaml_entry is not None), built[0])
     _judge_deployment(check, chosen, pool_types)
-    return check
 
 
 # --------------------------------------------------------------------------- steps 5 and 6
@@ -367,18 +391,14 @@ def _the_deployment(check: CheckResult) -> tuple[ls.LearnerServer, ls.Built] | N
     return server, built[0]
 
 
-def check_late() -> CheckResult:
+@_step("Step 5: Late runs", find=_the_deployment)
+def check_late(check: CheckResult, server: ls.LearnerServer, built: ls.Built) -> None:
     """Step 5: runs of the learner's deployment went Late, with no worker to take them."""
-    check = CheckResult("Step 5: Late runs")
-    found = _the_deployment(check)
-    if found is None:
-        return check
-    server, built = found
     late = [h for h in ls.histories(server.api_url, built.deployment.id) if h.was_late]
     if late:
         names = ", ".join(h.run.name for h in late[:5])
         check.right.append(f"{len(late)} run(s) of {built.full_name} went Late: {names}")
-        return check
+        return
     upcoming = ls.next_scheduled(server.api_url, built.deployment.id)
     when = ""
     if upcoming is not None and upcoming.expected_start_time is not None:
@@ -388,16 +408,11 @@ def check_late() -> CheckResult:
         f"{LATE_AFTER_SECONDS} s after its start time has passed with no worker to take it.{when} "
         "Not waiting for the schedule: ask for a run now (step 5), then run this cell again."
     )
-    return check
 
 
-def check_drained() -> CheckResult:
+@_step("Step 6: the worker drains the queue", find=_the_deployment)
+def check_drained(check: CheckResult, server: ls.LearnerServer, built: ls.Built) -> None:
     """Step 6: Late runs then Completed, taken by a worker that this package did not start."""
-    check = CheckResult("Step 6: the worker drains the queue")
-    found = _the_deployment(check)
-    if found is None:
-        return check
-    server, built = found
     histories = ls.histories(server.api_url, built.deployment.id)
     done = [h for h in histories if h.was_late and h.states[-1:] == ["Completed"]]
     ours = ls.package_worker_names()
@@ -429,14 +444,14 @@ def check_drained() -> CheckResult:
                     "runs every 10 s and each run starts a Python process. Run this cell "
                     "again in a few seconds."
                 )
-        return check
+        return
     taken_by = {h.worker for h in done}
     if taken_by & ours:
         check.missing.append(
             "Those runs were taken by a worker of this package; step 6's worker is yours: "
             "`prefect worker start` in terminal 3."
         )
-        return check
+        return
     names = ", ".join(h.run.name for h in done[:5])
     check.right.append(f"{len(done)} run(s) went Late, then Completed: {names}")
     by = ", ".join(sorted(str(t) for t in taken_by))
@@ -449,7 +464,6 @@ def check_drained() -> CheckResult:
         )
     else:
         check.right.append("no Late run is left in the queue: drained")
-    return check
 
 
 def monitor(interval: float = 2.0) -> Any:
