@@ -99,6 +99,14 @@ def test_check_result_reads_well_as_text_and_html():
     assert "b &lt;is&gt; missing" in not_yet._repr_html_()
 
 
+def test_expect_notes_the_right_part_or_the_hint_and_says_which():
+    check = CheckResult("Exercise: x")
+    assert check.expect(True, "never shown", "a is right") is True
+    assert check.expect(True, "never shown") is True  # nothing to say when right
+    assert check.expect(False, "b is missing: do c", "never shown") is False
+    assert (check.right, check.missing) == (["a is right"], ["b is missing: do c"])
+
+
 def test_unanswered_exercises_give_a_hint_not_the_answer():
     for check, variable in (
         (check_flaky_run, "my_state"),

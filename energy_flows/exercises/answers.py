@@ -74,17 +74,14 @@ def _run_id_of(answer: Any) -> uuid.UUID | str | None:
 
 def _latest_run_of(c: Any, flow_name: str) -> Any:
     """The run of ``flow_name`` that started last (scheduled runs that never started aside)."""
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterStartTime,
-    )
+    from prefect.client.schemas import filters
     from prefect.client.schemas.sorting import FlowRunSort
 
     runs = c.read_flow_runs(
-        flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
-        flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False)),
+        flow_filter=filters.FlowFilter(name=filters.FlowFilterName(any_=[flow_name])),
+        flow_run_filter=filters.FlowRunFilter(
+            start_time=filters.FlowRunFilterStartTime(is_null_=False)
+        ),
         sort=FlowRunSort.START_TIME_DESC,
         limit=1,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,34 +52,33 @@ def check_flaky_run(
             f"flow, {flow_name!r}, from my_energy_flow.py."
         )
         return check
-    if flow != flow_name:
-        check.missing.append(
-            f"that run is of the flow {flow!r}; the file of the exercise names its flow "
-            f"{flow_name!r} (@flow(name=...))."
-        )
+    if not check.expect(
+        flow == flow_name,
+        f"that run is of the flow {flow!r}; the file of the exercise names its flow "
+        f"{flow_name!r} (@flow(name=...)).",
+        f"the server has your flow's run {run.name!r}",
+    ):
         return check
-    check.right.append(f"the server has your flow's run {run.name!r}")
     params = run.parameters or {}
-    if params.get("meter_id", meter_id) != meter_id:
-        check.missing.append(
-            f"the run was for meter {params.get('meter_id')!r}; the exercise asks for {meter_id!r}."
-        )
+    check.expect(
+        params.get("meter_id", meter_id) == meter_id,
+        f"the run was for meter {params.get('meter_id')!r}; the exercise asks for {meter_id!r}.",
+    )
     ran_flaky = params.get("flaky")
-    if ran_flaky is None or float(ran_flaky) != flaky:
-        check.missing.append(
-            f"the run's flaky was {ran_flaky!r}: with flaky={flaky} the meter service fails "
-            "now and then, which is what retries are for."
-        )
+    check.expect(
+        ran_flaky is not None and float(ran_flaky) == flaky,
+        f"the run's flaky was {ran_flaky!r}: with flaky={flaky} the meter service fails "
+        "now and then, which is what retries are for.",
+    )
     state = state_name(run)
     attempts = max((int(t.run_count or 1) for t in task_runs_of(run.id)), default=0)
-    if state == "Completed":
-        check.right.append("it is Completed")
-    else:
-        check.missing.append(
-            f"the server says the run is {state}"
-            + (f" ({run.state.message})" if run.state is not None and run.state.message else "")
-            + ": a task that fails fails the flow, unless Prefect retries it (and a retry succeeds)."
-        )
+    check.expect(
+        state == "Completed",
+        f"the server says the run is {state}"
+        + (f" ({run.state.message})" if run.state is not None and run.state.message else "")
+        + ": a task that fails fails the flow, unless Prefect retries it (and a retry succeeds).",
+        "it is Completed",
+    )
     _judge_attempts(check, state, attempts)
     return check
 
@@ -114,52 +114,50 @@ def _schedule_problem(deployment: Any, kind: str, value: Any) -> tuple[str, str 
     return text, f"its schedule is {text}; the exercise asks for an interval of {value} seconds."
 
 
-def _judge_deployment(
-    check: CheckResult,
-    answer: Any,
-    variable: str,
-    *,
-    name: str,
-    schedule: tuple[str, Any],
-    queue: str,
-    pool: str,
-    flow_name: str,
-) -> Any:
+@dataclass(frozen=True)
+class _Wanted:
+    """The deployment an exercise asks for: ``schedule`` is ("cron", text) or ("interval", s)."""
+
+    name: str
+    schedule: tuple[str, Any]
+    pool: str
+    queue: str
+    flow_name: str
+
+
+def _judge_deployment(check: CheckResult, answer: Any, variable: str, wanted: _Wanted) -> Any:
     """Find the deployment ``answer`` names and judge its flow, name, schedule, pool and queue."""
     deployment = found_on_server(check, answer, "deployment", variable=variable)
     if deployment is None:
         return None
     flow = flow_name_of(deployment.flow_id)
     full = f"{flow}/{deployment.name}"
-    if flow != flow_name:
-        whose = "the course's flow" if flow == FLOW_NAME else f"the flow {flow!r}"
-        check.missing.append(
-            f"{full} deploys {whose}; the exercise deploys your own, {flow_name!r}."
-        )
-    if deployment.name != name:
-        check.missing.append(
-            f"the deployment is called {deployment.name!r}; the exercise asks for {name!r}."
-        )
+    whose = "the course's flow" if flow == FLOW_NAME else f"the flow {flow!r}"
+    check.expect(
+        flow == wanted.flow_name,
+        f"{full} deploys {whose}; the exercise deploys your own, {wanted.flow_name!r}.",
+    )
+    check.expect(
+        deployment.name == wanted.name,
+        f"the deployment is called {deployment.name!r}; the exercise asks for {wanted.name!r}.",
+    )
     if not check.missing:
         check.right.append(f"the server holds your deployment {full}")
-    text, problem = _schedule_problem(deployment, *schedule)
-    if problem:
-        check.missing.append(problem)
-    else:
-        check.right.append(f"its schedule is {text}")
-    if deployment.work_pool_name != pool:
-        check.missing.append(
-            f"its runs go to the work pool {deployment.work_pool_name!r}, not {pool!r}."
-        )
-    if deployment.work_queue_name != queue:
+    text, problem = _schedule_problem(deployment, *wanted.schedule)
+    check.expect(problem is None, problem or "", f"its schedule is {text}")
+    check.expect(
+        deployment.work_pool_name == wanted.pool,
+        f"its runs go to the work pool {deployment.work_pool_name!r}, not {wanted.pool!r}.",
+    )
+    if deployment.work_queue_name != wanted.queue:
         default = " (Prefect's default queue, used when none is named)"
         check.missing.append(
             f"its runs go to the queue {deployment.work_queue_name!r}"
             f"{default if deployment.work_queue_name == 'default' else ''}; the exercise asks "
-            f"for {queue!r}."
+            f"for {wanted.queue!r}."
         )
-    elif deployment.work_pool_name == pool:
-        check.right.append(f"its runs go to {pool} / {queue}")
+    elif deployment.work_pool_name == wanted.pool:
+        check.right.append(f"its runs go to {wanted.pool} / {wanted.queue}")
     if deployment.paused:
         check.missing.append("it is paused: its schedule creates no runs.")
     return deployment
@@ -183,14 +181,7 @@ def check_cron_deployment(
     if answer is None:
         return not_answered(check, "nightly", "what .deploy() returns")
     _judge_deployment(
-        check,
-        answer,
-        "nightly",
-        name=name,
-        schedule=("cron", cron),
-        queue=queue,
-        pool=pool,
-        flow_name=flow_name,
+        check, answer, "nightly", _Wanted(name, ("cron", cron), pool, queue, flow_name)
     )
     return check
 
@@ -215,16 +206,8 @@ def check_yaml_deployment(
     if answer is None:
         return not_answered(check, "my_yaml_deployment", "the deployment's 'flow/deployment' name")
     entry = _yaml_entry(check, Path(prefect_file), name)
-    deployment = _judge_deployment(
-        check,
-        answer,
-        "my_yaml_deployment",
-        name=name,
-        schedule=("interval", interval),
-        queue=queue,
-        pool=pool,
-        flow_name=flow_name,
-    )
+    wanted = _Wanted(name, ("interval", interval), pool, queue, flow_name)
+    deployment = _judge_deployment(check, answer, "my_yaml_deployment", wanted)
     if entry is not None and deployment is not None:
         entrypoint = str(entry.get("entrypoint", ""))
         if deployment.entrypoint and entrypoint and deployment.entrypoint != entrypoint:

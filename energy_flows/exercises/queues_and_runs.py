@@ -67,15 +67,15 @@ def check_late_run(
     if run is None:
         return check
     from_deployment = deployment_name_of(run)
-    if from_deployment != deployment:
-        check.missing.append(
-            f"the run {run.name!r} came from {from_deployment or 'no deployment'!r}; the "
-            f"exercise asks for a run of the deployment {deployment!r}."
-        )
-    if run.name != run_name:
-        check.missing.append(
-            f"the run is named {run.name!r}; the exercise asks for a run named {run_name!r}."
-        )
+    check.expect(
+        from_deployment == deployment,
+        f"the run {run.name!r} came from {from_deployment or 'no deployment'!r}; the "
+        f"exercise asks for a run of the deployment {deployment!r}.",
+    )
+    check.expect(
+        run.name == run_name,
+        f"the run is named {run.name!r}; the exercise asks for a run named {run_name!r}.",
+    )
     if not check.missing:
         check.right.append(f"the run {run_name!r} comes from the deployment {deployment!r}")
     state = state_name(run)
@@ -119,24 +119,24 @@ def check_deployment_run(
     if run is None:
         return check
     from_deployment = deployment_name_of(run)
-    if from_deployment != deployment:
-        check.missing.append(
-            f"the run {run.name!r} did not come from the deployment {deployment!r} "
-            f"({from_deployment or 'it was called in this notebook, not by a worker'})."
-        )
-    else:
-        check.right.append(f"the run {run.name!r} came from the deployment {deployment!r}")
-    if (run.parameters or {}).get("meter_id") != meter_id:
-        check.missing.append(
-            f"the run's meter_id is {(run.parameters or {}).get('meter_id', 'the default')!r}; "
-            f"the exercise asks for {meter_id!r} (a parameter of the run)."
-        )
+    check.expect(
+        from_deployment == deployment,
+        f"the run {run.name!r} did not come from the deployment {deployment!r} "
+        f"({from_deployment or 'it was called in this notebook, not by a worker'}).",
+        f"the run {run.name!r} came from the deployment {deployment!r}",
+    )
+    ran_for = (run.parameters or {}).get("meter_id")
+    check.expect(
+        ran_for == meter_id,
+        f"the run's meter_id is {ran_for or 'the default'!r}; "
+        f"the exercise asks for {meter_id!r} (a parameter of the run).",
+    )
     state = state_name(run)
-    if state != "Completed":
-        check.missing.append(
-            f"the run is {state}, not Completed: wait until it has finished (run_deployment "
-            "waits while its timeout lasts; timeout=0 returns at once)."
-        )
+    if not check.expect(
+        state == "Completed",
+        f"the run is {state}, not Completed: wait until it has finished (run_deployment "
+        "waits while its timeout lasts; timeout=0 returns at once).",
+    ):
         return check
     if from_deployment == deployment:
         check.right.append("a worker ran it to Completed")

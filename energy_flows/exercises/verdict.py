@@ -23,6 +23,15 @@ class CheckResult:
         """True when nothing is missing."""
         return not self.missing
 
+    def expect(self, good: bool, missing: str, right: str | None = None) -> bool:
+        """Note ``right`` (when given) if ``good``, else the hint ``missing``; return ``good``."""
+        if good:
+            if right is not None:
+                self.right.append(right)
+        else:
+            self.missing.append(missing)
+        return good
+
     def __bool__(self) -> bool:
         return self.ok
 
