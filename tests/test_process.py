@@ -295,3 +295,34 @@ def test_a_failed_bind_is_found_under_the_shutdown_traceback_that_follows_it(tmp
     # Another failure is not taken for a port problem.
     log.write_text(earlier + shutdown)
     assert process.failed_start_log(log, 20)[1] is False
+
+
+def test_the_home_lock_is_reentrant_in_a_thread_and_excludes_the_kernels_other_threads(tmp_path):
+    """A widget's thread and the cell's thread of one kernel: the second waits, then holds it.
+
+    (It once counted holders per process: the widget's thread went in without waiting, and
+    whichever left last failed with a KeyError on the lock's path.)"""
+    import threading
+
+    from energy_flows.services import registry
+
+    events: list[str] = []
+    inside = threading.Event()
+
+    def widget() -> None:
+        inside.wait(10)
+        with registry.locked(tmp_path):
+            events.append("widget in")
+
+    thread = threading.Thread(target=widget)
+    thread.start()
+    with registry.locked(tmp_path):
+        with registry.locked(tmp_path):  # stop_all inside stop: the same thread goes on
+            events.append("cell in")
+            inside.set()
+            time.sleep(0.5)  # the widget's thread tries meanwhile, and must wait
+        events.append("cell still holds it")
+    thread.join(10)
+    assert events == ["cell in", "cell still holds it", "widget in"]
+    with registry.locked(tmp_path):  # and it is free again
+        events.append("free")

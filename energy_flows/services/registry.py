@@ -10,6 +10,7 @@ import contextlib
 import enum
 import json
 import os
+import threading
 import types
 import typing
 from collections.abc import Iterator
@@ -197,32 +198,30 @@ def log_path(home: str | os.PathLike[str] | None, kind: Kind | str, name: str) -
     return settings.home_dir(home) / "logs" / f"{Kind(kind).stem(name)}.log"
 
 
-_LOCKS_HELD: dict[Path, int] = {}
+_HELD = threading.local()  # per thread: a kernel's widget thread waits like another process
 
 
 @contextlib.contextmanager
 def locked(home: str | os.PathLike[str] | None = None) -> Iterator[None]:
-    """Hold the home's lock: two kernels starting a server at once get one server.
-
-    Re-entrant within one process (``stop_all`` inside ``stop`` is fine).
-    """
+    """Hold the home's lock (two kernels starting a server get one); re-entrant per thread."""
     path = state_dir(home) / ".lock"
-    if _LOCKS_HELD.get(path):
-        _LOCKS_HELD[path] += 1
+    held: dict[Path, int] = _HELD.__dict__.setdefault("counts", {})
+    if held.get(path):
+        held[path] += 1
         try:
             yield
         finally:
-            _LOCKS_HELD[path] -= 1
+            held[path] -= 1
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with process.private_open(path, "a") as f:
+    with process.private_open(path, "a") as f:  # flock: one holder per open file
         if fcntl is not None:
             fcntl.flock(f, fcntl.LOCK_EX)
-        _LOCKS_HELD[path] = 1
+        held[path] = 1
         try:
             yield
         finally:
-            _LOCKS_HELD.pop(path, None)
+            held.pop(path, None)
             if fcntl is not None:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
