@@ -257,6 +257,14 @@ def _running_with_process(plain: PlainPrefect, run_id: str, worker: subprocess.P
     return children[-1].pid
 
 
+def _logged(plain: PlainPrefect, run_id: str, text: str) -> bool:
+    """Whether the run has sent a log line containing ``text`` to the server."""
+    body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
+    return any(
+        text in line["message"] for line in api.call("POST", f"{plain.api_url}/logs/filter", body)
+    )
+
+
 def test_a_plain_worker_stopped_with_ctrl_c_leaves_its_run_running(plain: PlainPrefect) -> None:
     """Lessons 00 and 05: without the course's watchdog, the run stays Running in the API."""
     deployment = plain.deploy("sigint-pool")
@@ -283,6 +291,11 @@ def test_a_plain_worker_killed_leaves_its_run_to_finish_on_its_own(plain: PlainP
     try:
         run_id = plain.trigger(deployment, 4)
         child = _running_with_process(plain, run_id, worker)
+        # The run's console is a pipe to the worker: a run that writes to it after the kill
+        # ends Crashed ("Execution was aborted by Python system exit call"; docs/prefect-facts.md).
+        # Kill once its start-up lines are out; the nap writes nothing until it has finished.
+        wait_until(lambda: _logged(plain, run_id, "Beginning flow run"), 60, what="its first log")
+        time.sleep(1)
         os.kill(worker.pid, signal.SIGKILL)  # `kill -9 <pid>`: the worker alone
         worker.wait(10)
         assert psutil.pid_exists(child)
