@@ -33,18 +33,7 @@ STOP_TIMEOUT = 15.0
 #: runs Running), then the server, then the database it writes to until it ends.
 STOP_ORDER = (Kind.WORKER, Kind.SERVER, Kind.POSTGRES)
 
-RUNNING_COLUMNS = [
-    "kind",
-    "name",
-    "state",
-    "pid",
-    "url",
-    "pool",
-    "queues",
-    "owner",
-    "uptime",
-    "log",
-]
+RUNNING_COLUMNS = "kind name state pid url pool queues owner uptime log".split()
 
 
 def running(home: str | os.PathLike[str] | None = None) -> pd.DataFrame:
