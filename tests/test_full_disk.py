@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -106,3 +107,56 @@ def test_a_full_disk_leaves_no_run_stuck_no_process_and_says_so(tmp_path, monkey
     assert start["start"]["message"].startswith("The disk is full: "), start
     assert result["left"] == []
     assert wait_until(lambda: not package_processes(home), 15, what="no process left")
+
+
+#: The child of the watchdog below: it fills its disk, lets the watchdog see it full,
+#: makes room again and exits at once, as a worker whose last log line did not fit does
+#: while a learner frees space.
+_DIES_OF_A_FULL_DISK = """
+import errno, os, sys, time
+filler = os.path.join(sys.argv[1], "filler")
+fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+for size in (1 << 20, 4096, 1):
+    try:
+        while True:
+            os.write(fd, b"0" * size)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+time.sleep(1)
+os.unlink(filler)
+sys.exit(1)
+"""
+_EXITS = "import sys; sys.exit(1)"
+
+
+@pytest.mark.parametrize(
+    ("child", "said"),
+    [(_DIES_OF_A_FULL_DISK, "1"), (_EXITS, "0")],
+    ids=["dies-of-a-full-disk", "exits-with-room"],
+)
+def test_the_watchdog_tells_its_on_exit_command_the_disk_was_full_when_its_child_ended(
+    tmp_path, child, said
+):
+    """Judged when the child ends, not when the on-exit command looks (seconds later under
+    load; the scenario above once lost the words that way: room had been made meanwhile)."""
+    from energy_flows.services.process import WATCHDOG_SCRIPT
+
+    home, told = tmp_path / "home", tmp_path / "told"
+    home.mkdir()
+    on_exit = [sys.executable, "-c", _TELL, str(told)]
+    watchdog = [sys.executable, "-I", str(WATCHDOG_SCRIPT), "--detached"]
+    watchdog += ["--on-exit", json.dumps(on_exit), "--", sys.executable, "-c", child, str(home)]
+    script = (
+        f"mount -t tmpfs -o size=4m,mode=0700 tmpfs {home} && "
+        f"exec {shlex.join(watchdog)} > {home}/worker.log 2>&1"
+    )
+    done = subprocess.run(
+        [*_namespace_command(), "sh", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert told.read_text() == said
+
+
+_TELL = (
+    "import os, sys; open(sys.argv[1], 'w').write(os.environ.get('ENERGY_FLOWS_DISK_FULL', '?'))"
+)

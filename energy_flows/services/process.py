@@ -52,8 +52,8 @@ class SpawnOptions:
         hold: another service's watchdog socket, held as one of its owners for
             this one's whole life (a worker holds its server: the server outlives it).
         on_exit: a command the watchdog runs once the child has stopped, with
-            ``ENERGY_FLOWS_STOP_REASON`` (a :class:`~energy_flows.services.watchdog.StopReason`)
-            and ``ENERGY_FLOWS_EXIT_CODE`` set.
+            ``ENERGY_FLOWS_STOP_REASON`` (a :class:`~energy_flows.services.watchdog.StopReason`),
+            ``ENERGY_FLOWS_EXIT_CODE`` and ``ENERGY_FLOWS_DISK_FULL`` set.
         grace: seconds between the stop signal and SIGKILL.
         stop_signal: what asks it to stop (PostgreSQL's fast shutdown is SIGINT).
         cwd: its working directory.

@@ -216,13 +216,6 @@ def forget_outcome(worker: WorkerRecord) -> None:
         path.unlink(missing_ok=True)
 
 
-def _log_says_disk_full(worker: WorkerRecord) -> bool:
-    """Whether the worker's last log lines (of this start) tell of a full disk."""
-    with contextlib.suppress(OSError):
-        return is_disk_full(process.tail(worker.log, 200, start=worker.log_offset))
-    return False
-
-
 def finish(
     worker: WorkerRecord,
     reason: str = StopReason.UNKNOWN,
@@ -232,7 +225,8 @@ def finish(
     """Crash the runs an ended worker had taken and remove it from its pool, on its server
     as it runs now (``finished`` stays False when it does not answer: a later try)."""
     outcome = Outcome(worker.name, worker.pid, reason, exit_code)
-    outcome.disk_full = disk_full or disk_is_full(worker.home) or _log_says_disk_full(worker)
+    said = process.tail(worker.log, 200, start=worker.log_offset)  # this start's last lines
+    outcome.disk_full = disk_full or disk_is_full(worker.home) or is_disk_full(said)
     api_url = registry.server_url_for(worker)
     in_flight = in_flight_runs(api_url, worker.pool)
     if api_url is None or in_flight is None:
@@ -428,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # already finished by someone else, or a newer worker took the name
     code = os.environ.get("ENERGY_FLOWS_EXIT_CODE", "")
     exit_code = int(code) if code.lstrip("-").isdigit() else None
-    outcome = finish(worker, stop_reason(os.environ.get("ENERGY_FLOWS_STOP_REASON")), exit_code)
+    reason = stop_reason(os.environ.get("ENERGY_FLOWS_STOP_REASON"))
+    outcome = finish(worker, reason, exit_code, os.environ.get("ENERGY_FLOWS_DISK_FULL") == "1")
     save_outcome(worker, outcome)
     done = f"{len(outcome.crashed)} run(s) in flight marked Crashed"
     later = "its runs could not be checked (no server); the next start will"

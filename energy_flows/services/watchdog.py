@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import psutil
 
@@ -36,6 +37,10 @@ WELCOME, STOPPING = b"ok\n", b"stopping\n"
 
 #: Seconds the ``--on-exit`` command may take.
 ON_EXIT_TIMEOUT = 20.0
+#: A child that ends within this many seconds of its log's disk being seen full (less than a
+#: MiB free, as ``errors.disk_is_full``) died of it: ``ENERGY_FLOWS_DISK_FULL=1`` for the
+#: on-exit command, even if room was made before it could look.
+DISK_FULL_WINDOW = 15.0
 
 
 def _create_time(pid: int) -> float | None:
@@ -84,6 +89,7 @@ class Watchdog:
         self.child: subprocess.Popen[bytes] | None = None
         self.seen: dict[int, float] = {}  # descendants of the child: pid -> create time
         self.held: socket.socket | None = None
+        self.disk_full_at = -DISK_FULL_WINDOW  # when the log's disk was last seen full
 
     # -- reasons to stop ---------------------------------------------------
     def request_stop(self, reason: StopReason) -> None:
@@ -202,7 +208,15 @@ class Watchdog:
             if ticks % 5 == 0:  # every second
                 self._remember_descendants()
             ticks += 1
+            self._note_full_disk()
             self.event.wait(0.2)
+        self._note_full_disk()
+
+    def _note_full_disk(self) -> None:
+        with contextlib.suppress(OSError):  # our log, in the child's home (a pipe has no blocks)
+            free = os.fstatvfs(1)
+            if free.f_blocks and free.f_bavail * free.f_frsize < 1 << 20:
+                self.disk_full_at = time.monotonic()
 
     def _finish(self, code: int) -> None:
         """Clean up after the child: its leftovers, the socket, the on-exit command."""
@@ -240,11 +254,13 @@ class Watchdog:
                     os.kill(pid, signal.SIGKILL)
 
     def _run_on_exit(self, code: int) -> None:
+        full = time.monotonic() - self.disk_full_at < DISK_FULL_WINDOW
         env = dict(
             os.environ,
             ENERGY_FLOWS_STOP_REASON=self.stop_reason or StopReason.UNKNOWN,
             ENERGY_FLOWS_EXIT_CODE=str(code),
             ENERGY_FLOWS_CHILD_PID=str(self.child.pid if self.child else ""),
+            ENERGY_FLOWS_DISK_FULL=str(int(full)),
         )
         try:
             subprocess.run(
