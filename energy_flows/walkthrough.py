@@ -116,8 +116,14 @@ def _server_or_say(check: CheckResult) -> ls.LearnerServer | None:
     return server
 
 
+def _the_server(check: CheckResult) -> tuple[ls.LearnerServer] | None:
+    """The learner's server, as ``_step``'s ``find`` (the default): or None, said why."""
+    server = _server_or_say(check)
+    return None if server is None else (server,)
+
+
 def _step(
-    title: str, find: Callable[[CheckResult], tuple[Any, ...] | None] | None = None
+    title: str, find: Callable[[CheckResult], tuple[Any, ...] | None] = _the_server
 ) -> Callable[[Callable[..., None]], Callable[[], CheckResult]]:
     """Turn ``judge(check, *found)`` into a step's check of no arguments.
 
@@ -130,7 +136,7 @@ def _step(
     def decorate(judge: Callable[..., None]) -> Callable[[], CheckResult]:
         def check_step() -> CheckResult:
             check = CheckResult(title)
-            found = (find or _the_server)(check)
+            found = find(check)
             if found is not None:
                 judge(check, *found)
             return check
@@ -140,11 +146,6 @@ def _step(
         return check_step
 
     return decorate
-
-
-def _the_server(check: CheckResult) -> tuple[ls.LearnerServer] | None:
-    server = _server_or_say(check)
-    return None if server is None else (server,)
 
 
 # --------------------------------------------------------------------------- step 1
