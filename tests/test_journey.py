@@ -12,7 +12,9 @@ of the home at once (real kernels, as JupyterLab starts them):
 
 * 00 to 04 in order (02's tab stays open);
 * lesson 05's kernel is restarted while its worker has runs in flight
-  (Kernel > Restart): those runs end Crashed, saying why;
+  (Kernel > Restart; their processes frozen, so that they are still in flight
+  when the old kernel ends): those runs end Crashed, saying why, and their
+  processes end with the worker;
 * 05 again in a new tab, left unfinished with its workers running; 06 from the
   top (it names 05's workers and stops them), then 07 (which moves the home
   onto PostgreSQL);
@@ -28,17 +30,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import psutil
 import pytest
 from nbclient import NotebookClient
 from nbclient.util import run_sync
 
 from energy_flows.errors import WaitTimeout
 from energy_flows.lessons import leftover_processes
+from energy_flows.services import registry
 from energy_flows.waiting import wait_until
 from tests.tabs import (
     NEXT_STEP,
@@ -89,8 +94,31 @@ print(json.dumps(taken))
 """
 
 
-def _restart_mid_lesson_05(path: Path, home: Path, folder: Path) -> list[str]:
-    """Run lesson 05 until its worker has taken runs, then Restart Kernel; return those runs."""
+def _freeze_run_processes(home: Path, taken: list[str]) -> dict[psutil.Process, str]:
+    """Freeze (SIGSTOP) the processes of the runs ``taken`` as soon as the worker has started
+    them: runs mid-computation, which cannot finish before the restart lands. (Lesson 05's
+    runs take about a second; a kernel's shutdown under CI load once took 16 s, and a run
+    that finished meanwhile had rightly Completed.)"""
+    (worker,) = [w for w in registry.worker_records(home) if w.name == "agent-1"]
+    frozen: dict[psutil.Process, str] = {}  # a frozen process: the run it runs
+
+    def started() -> bool:
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process(worker.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    run_id = proc.environ().get("PREFECT__FLOW_RUN_ID")
+                    if run_id in taken:
+                        proc.send_signal(signal.SIGSTOP)
+                        frozen[proc] = run_id
+        return bool(frozen)
+
+    wait_until(started, 60, what="the process of a run the worker took", max_interval=0.1)
+    return frozen
+
+
+def _restart_mid_lesson_05(path: Path, home: Path, folder: Path) -> dict[psutil.Process, str]:
+    """Run lesson 05 until its worker has taken runs, freeze their processes, then Restart
+    Kernel; return those processes, each with its run (in flight when the kernel ended)."""
     client, nb = _client(path, folder)
     with client.setup_kernel(env=kernel_env(home)):
         for index, cell in enumerate(nb.cells):
@@ -104,7 +132,7 @@ def _restart_mid_lesson_05(path: Path, home: Path, folder: Path) -> list[str]:
         wait = nbformat.v4.new_code_cell(IN_FLIGHT)
         nb.cells.append(wait)
         client.execute_cell(wait, len(nb.cells) - 1)
-        taken = json.loads(wait.outputs[-1]["text"])
+        frozen = _freeze_run_processes(home, json.loads(wait.outputs[-1]["text"]))
         # nbclient's managers are asynchronous: run their coroutines to the end here.
         run_sync(client.km.restart_kernel)(now=False)
         run_sync(client.kc.wait_for_ready)(timeout=60)
@@ -112,7 +140,20 @@ def _restart_mid_lesson_05(path: Path, home: Path, folder: Path) -> list[str]:
         probe = nbformat.v4.new_code_cell("1 + 1")
         nb.cells.append(probe)
         client.execute_cell(probe, len(nb.cells) - 1)
-    return taken
+    return frozen
+
+
+def _alive(proc: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    return False
+
+
+def _kill(frozen: dict[psutil.Process, str]) -> None:
+    """What a failed test would leave frozen forever."""
+    for proc in filter(_alive, frozen):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def _rows(home: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -176,8 +217,11 @@ def test_lessons_in_order_in_one_home_tabs_open_and_a_restart(tmp_path):
         times["02"] = time.monotonic() - started
         for number in ("03", "04"):
             times[number] = _run_all(lessons[number], home, folder)
-        in_flight = _restart_mid_lesson_05(lessons["05"], home, folder)
-        assert in_flight, "the restart came before the worker took any run"
+        frozen = _restart_mid_lesson_05(lessons["05"], home, folder)
+        stack.callback(_kill, frozen)
+        in_flight = sorted(set(frozen.values()))
+        # The runs' processes ended with the worker (README: Restart Kernel).
+        assert wait_until(lambda: not any(map(_alive, frozen)), 30, what="the runs' processes")
 
         # 05 in a new tab, up to its clean-up: its workers run on, its exercises wait.
         started = time.monotonic()
