@@ -86,21 +86,22 @@ def test_a_full_disk_leaves_no_run_stuck_no_process_and_says_so(tmp_path, monkey
     # A wait that gives up says why first.
     assert runs["wait"]["type"] == "WaitTimeout" and "The disk is full" in runs["wait"]["message"]
 
-    # Once there is room again, every run is final within seconds; those of the worker
+    # Once there is room again, every run is final within half a minute; those of the worker
     # that died of the full disk are Crashed, saying so.
     # The three runs in flight when it filled are final; none is left in flight (runs the
     # worker never took may wait in the queue, Scheduled or Late, for the next worker).
     final = {"Completed", "Failed", "Crashed", "Cancelled"}
     assert all(s in final for s in runs["states"][:3]), json.dumps(runs, indent=1)
     assert all(s in final | {"Scheduled", "Late"} for s in runs["states"]), json.dumps(runs)
-    # (runs of a live worker whose process ended unrecorded: looked for every 5 s, once their
-    # state is 10 s old; well before Prefect's heartbeat backstop of 90 s, even under load)
+    # (runs of a live worker whose process ended unrecorded, or that it set Pending and gave
+    # up unstarted: looked for every 5 s, once their state is 10 s, or 30 s old (set before
+    # room was made); Prefect would leave the second kind Pending for ever)
     assert runs["final_after_room_seconds"] < 45, json.dumps(runs, indent=1)
     for message in runs["crash_messages"]:
         if runs["worker_died"]:
             assert "while the disk that holds its home was full" in message, json.dumps(runs)
-        else:  # its process ended, its end unrecorded: found without a worker's help
-            assert "the server could not record how it ended" in message, message
+        else:  # its end, or its start, unrecorded: found without the worker's help
+            assert "the server could not record" in message, message
 
     # A start on a full disk: one clear message, no server left unrecorded.
     assert start["start"]["type"] == "DiskFullError", start
@@ -127,6 +128,13 @@ os.unlink(filler)
 sys.exit(1)
 """
 _EXITS = "import sys; sys.exit(1)"
+#: The watchdog's on-exit command here: it keeps what it was told, and the watchdog's log
+#: (on the tmpfs, gone with the namespace).
+_TELL = """
+import os, shutil, sys
+open(sys.argv[1], "w").write(os.environ.get("ENERGY_FLOWS_DISK_FULL", "?"))
+shutil.copy(sys.argv[2], sys.argv[1] + ".log")
+"""
 
 
 @pytest.mark.parametrize(
@@ -138,12 +146,14 @@ def test_the_watchdog_tells_its_on_exit_command_the_disk_was_full_when_its_child
     tmp_path, child, said
 ):
     """Judged when the child ends, not when the on-exit command looks (seconds later under
-    load; the scenario above once lost the words that way: room had been made meanwhile)."""
+    load; the scenario above once lost the words that way: room had been made meanwhile).
+    Its log says when the disk was full: the orphan search reads it (test_recovery.py)."""
     from energy_flows.services.process import WATCHDOG_SCRIPT
+    from energy_flows.services.watchdog import DISK_WAS_FULL
 
     home, told = tmp_path / "home", tmp_path / "told"
     home.mkdir()
-    on_exit = [sys.executable, "-c", _TELL, str(told)]
+    on_exit = [sys.executable, "-c", _TELL, str(told), str(home / "worker.log")]
     watchdog = [sys.executable, "-I", str(WATCHDOG_SCRIPT), "--detached"]
     watchdog += ["--on-exit", json.dumps(on_exit), "--", sys.executable, "-c", child, str(home)]
     script = (
@@ -155,8 +165,18 @@ def test_the_watchdog_tells_its_on_exit_command_the_disk_was_full_when_its_child
     )
     assert done.returncode == 1, done.stderr
     assert told.read_text() == said
+    log = (tmp_path / "told.log").read_text()
+    spans = [line.split()[-2:] for line in log.splitlines() if DISK_WAS_FULL in line]
+    if said == "0":
+        assert spans == [], log
+    else:  # full from the child's fill until it made room, a second later
+        ((full, room),) = spans
+        assert 0.9 < float(room) - float(full) < 30, log
 
 
-_TELL = (
-    "import os, sys; open(sys.argv[1], 'w').write(os.environ.get('ENERGY_FLOWS_DISK_FULL', '?'))"
-)
+def test_the_watchdog_and_the_package_call_the_same_disk_full() -> None:
+    """The watchdog runs on the standard library alone (``python -I``): its own constant."""
+    from energy_flows.errors import FULL_DISK_BYTES
+    from energy_flows.services.watchdog import FULL_BYTES
+
+    assert FULL_BYTES == FULL_DISK_BYTES

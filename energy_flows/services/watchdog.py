@@ -37,10 +37,12 @@ WELCOME, STOPPING = b"ok\n", b"stopping\n"
 
 #: Seconds the ``--on-exit`` command may take.
 ON_EXIT_TIMEOUT = 20.0
-#: A child that ends within this many seconds of its log's disk being seen full (less than a
-#: MiB free, as ``errors.disk_is_full``) died of it: ``ENERGY_FLOWS_DISK_FULL=1`` for the
-#: on-exit command, even if room was made before it could look.
-DISK_FULL_WINDOW = 15.0
+#: A child that ends within this many seconds of its log's disk being seen full (less than
+#: FULL_BYTES free, as ``errors.disk_is_full``) died of it: ``ENERGY_FLOWS_DISK_FULL=1`` for
+#: the on-exit command, even if room was made before it could look.
+DISK_FULL_WINDOW, FULL_BYTES = 15.0, 1 << 20
+#: What it logs when that disk has room again (``recovery.crash_orphans`` reads the times).
+DISK_WAS_FULL = "the disk of this log was full (no space left) from/to epoch seconds"
 
 
 def _create_time(pid: int) -> float | None:
@@ -90,6 +92,7 @@ class Watchdog:
         self.seen: dict[int, float] = {}  # descendants of the child: pid -> create time
         self.held: socket.socket | None = None
         self.disk_full_at = -DISK_FULL_WINDOW  # when the log's disk was last seen full
+        self.full_since = 0.0  # since when (wall clock) it is full, 0 while it has room
 
     # -- reasons to stop ---------------------------------------------------
     def request_stop(self, reason: StopReason) -> None:
@@ -215,8 +218,12 @@ class Watchdog:
     def _note_full_disk(self) -> None:
         with contextlib.suppress(OSError):  # our log, in the child's home (a pipe has no blocks)
             free = os.fstatvfs(1)
-            if free.f_blocks and free.f_bavail * free.f_frsize < 1 << 20:
+            if free.f_blocks and free.f_bavail * free.f_frsize < FULL_BYTES:
                 self.disk_full_at = time.monotonic()
+                self.full_since = self.full_since or time.time()
+            elif self.full_since:
+                _say(f"{DISK_WAS_FULL} {self.full_since:.1f} {time.time():.1f}")
+                self.full_since = 0.0
 
     def _finish(self, code: int) -> None:
         """Clean up after the child: its leftovers, the socket, the on-exit command."""
