@@ -300,6 +300,11 @@ def test_a_plain_worker_killed_leaves_its_run_to_finish_on_its_own(plain: PlainP
         worker.wait(10)
         assert psutil.pid_exists(child)
         wait_until(lambda: plain.state(run_id) == "Completed", 60, what="the run to complete")
+        # docs/architecture.md: a worker names a run Submitting before it starts its process,
+        # so a run still named Pending has not got that far (recovery.crash_orphans).
+        history = api.call("GET", f"{plain.api_url}/flow_run_states/?flow_run_id={run_id}")
+        names = [state["name"] for state in sorted(history, key=lambda s: s["timestamp"])]
+        assert names[names.index("Pending") :][:3] == ["Pending", "Submitting", "Running"], names
     finally:
         _stop(worker)
         with contextlib.suppress(psutil.Error, NameError):

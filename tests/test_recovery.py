@@ -518,14 +518,15 @@ def test_a_run_a_worker_may_take_now_keeps_the_queue_busy(prefect_server):
         orch.wait_for(until="empty", queue="q", pool=pool, timeout=1.5)
 
 
-def test_the_orphan_search_crashes_only_runs_whose_process_started_and_ended(
+def test_the_orphan_search_crashes_only_runs_no_process_will_ever_end(
     prefect_server, worker_factory, monkeypatch
 ):
-    """A live worker's runs in flight without a process: only those Prefect's worker had
-    started a process for (``infrastructure_pid``) are orphans. In a burst on a loaded
-    machine, a Pending run waits long for its process, and a run's process records
-    Completed between the two looks: both were once crashed (79 runs of 100)."""
+    """A live worker's runs in flight without a process: those Prefect's worker had started
+    a process for (``infrastructure_pid``), and those it set Pending and gave up. In a burst
+    on a loaded machine, a Pending run waits long for its process, and a run's process
+    records Completed between the two looks: both were once crashed (79 runs of 100)."""
     from energy_flows.services import api, recovery
+    from energy_flows.services.watchdog import DISK_WAS_FULL
 
     pool = "orphan-pool"
     orch.ensure_work_pool(pool)
@@ -563,5 +564,30 @@ def test_the_orphan_search_crashes_only_runs_whose_process_started_and_ended(
              {"state": {"type": "COMPLETED"}, "force": True})  # fmt: skip
     assert recovery.crash_runs(url, [seen], "gone", over_final=False) == []
     assert state(done) == "COMPLETED"
-    api.call("POST", f"{url}/flow_runs/{waiting}/set_state",
-             {"state": {"type": "CANCELLED"}, "force": True})  # fmt: skip
+
+    # A run its worker set Pending, then gave up unstarted when the server could not write on
+    # a full disk (its labels, Submitting and Crashed all refused; Prefect's worker then
+    # forgets it): Crashed once the worker's watchdog has logged that the disk had room again,
+    # saying why. Left: any run without that (in a burst a healthy run waits minutes, named
+    # Pending), one named Submitting (its process is starting), one set Pending after room.
+    monkeypatch.setattr(recovery, "ABANDONED_AFTER_SECONDS", -1.0)
+    assert recovery.crash_orphans(worker.record) == []
+    submitting = taken(None)
+    api.call("POST", f"{url}/flow_runs/{submitting}/set_state",
+             {"state": {"type": "PENDING", "name": "Submitting"}, "force": True})  # fmt: skip
+    room = time.time() + 0.5
+    with open(worker.record.log, "a") as log:  # as the watchdog writes it
+        print(f"[watchdog 1] {DISK_WAS_FULL} {room - 60:.1f} {room:.1f}", file=log)
+    time.sleep(1.0)
+    later = taken(None)
+    waiting_name = api.call("GET", f"{url}/flow_runs/{waiting}")["name"]
+    assert recovery.crash_orphans(worker.record) == [waiting_name]
+    assert (state(submitting), state(later)) == ("PENDING", "PENDING")
+    crashed = api.call("GET", f"{url}/flow_runs/{waiting}")["state"]
+    assert crashed["type"] == "CRASHED"
+    assert crashed["message"].startswith("Its worker 'orphan-keeper' set it Pending, then gave")
+    assert "the disk was full" in crashed["message"]
+    assert recovery.crash_orphans(worker.record) == []  # nothing left to find
+    for run_id in (submitting, later):
+        api.call("POST", f"{url}/flow_runs/{run_id}/set_state",
+                 {"state": {"type": "CANCELLED"}, "force": True})  # fmt: skip

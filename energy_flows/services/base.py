@@ -70,13 +70,8 @@ _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exceptio
 
 
 def _crash_hint(log_tail: str, noun: str) -> str | None:
-    """What to do when the process died of a Python exception, most often at import.
-
-    A traceback that ends the log of a process that is gone means Python
-    could not load it: after an upgrade by hand, two installed packages that
-    do not fit (a FastAPI too new for the Prefect installed). The remedy is
-    the tested set again, not a fix of "the cause shown above".
-    """
+    """What to do when the process died of a Python exception, most often at import (two
+    installed packages that do not fit, after an upgrade by hand): the tested set again."""
     lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
     while lines and lines[-1].startswith("[watchdog "):  # its note of the exit comes last
         lines.pop()

@@ -115,14 +115,14 @@ def _settle_damaged(home: str | os.PathLike[str] | None) -> list[str]:
 
 
 def _crash_orphans(rec: WorkerRecord) -> list[str]:
-    """Runs of a live worker whose process ended unrecorded: Crashed, in one sentence."""
+    """Runs of a live worker left in flight without a process: Crashed, in one sentence."""
     orphans = recovery.crash_orphans(rec)
     if not orphans:
         return []
     names = ", ".join(repr(n) for n in orphans)
     return [
-        f"Run(s) {names} of worker {rec.name!r} had ended without the server recording it "
-        "(it could not write then); they were marked Crashed."
+        f"Run(s) {names} of worker {rec.name!r} were left in flight without a process (the "
+        "server could not write then); they were marked Crashed."
     ]
 
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -23,7 +24,7 @@ from energy_flows import settings
 from energy_flows.errors import disk_is_full, is_disk_full
 from energy_flows.services import api, process, registry
 from energy_flows.services.registry import WorkerRecord
-from energy_flows.services.watchdog import StopReason
+from energy_flows.services.watchdog import DISK_WAS_FULL, StopReason
 
 #: The label Prefect's workers put on every run they submit.
 WORKER_LABEL = "prefect.worker.name"
@@ -94,14 +95,10 @@ def taken_by(
     worker: WorkerRecord,
     others_serve_pool: bool,
 ) -> list[dict[str, Any]]:
-    """The runs among ``runs`` that ``worker`` had taken.
-
-    Those Prefect labelled with the worker's name (``prefect.worker.name``)
-    since it started (a later worker of the same name never inherits an
-    earlier one's runs); and a run set Pending in its queues without a label
-    yet (it died in between), when no other live worker serves the pool or
-    the run has waited so for :data:`UNLABELLED_PENDING_SECONDS`.
-    """
+    """The runs among ``runs`` that ``worker`` had taken: labelled with its name since it
+    started (not an earlier namesake's), or set Pending in its queues without a label yet
+    (it died in between) when no other live worker serves the pool or the run has waited
+    so for :data:`UNLABELLED_PENDING_SECONDS`."""
     now = time.time()
     since = worker.started_at - 2.0  # clocks: the same machine, a little slack
     mine = []
@@ -293,20 +290,22 @@ def watchdog_runs_for(home: str | os.PathLike[str], name: str) -> bool:
     from energy_flows.services.process import WATCHDOG_SCRIPT
 
     mine = json.dumps(["--home", str(home), "--worker", name])[1:-1]
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if str(WATCHDOG_SCRIPT) in cmdline and any(mine in part for part in cmdline):
-            return True
-    return False
+    cmdlines = [proc.info.get("cmdline") or [] for proc in psutil.process_iter(["cmdline"])]
+    return any(str(WATCHDOG_SCRIPT) in c and any(mine in p for p in c) for c in cmdlines)
 
 
 #: A run in flight whose process has been gone this long was never recorded as ended.
 ORPHAN_AFTER_SECONDS = 10.0
-
-#: What such a run's Crashed state says.
+#: A run set Pending before its home's full disk had room again, still so this long after.
+ABANDONED_AFTER_SECONDS = 20.0
+#: What such runs' Crashed states say.
 ORPHAN_MESSAGE = (
     "Its process ended while its worker {name!r} ran, but the server could not record how "
     "it ended (it could not write then: a full disk, or it was down)."
+)
+ABANDONED_MESSAGE = (
+    "Its worker {name!r} set it Pending, then gave it up unstarted: the server could not "
+    "record the worker's next step (it could not write then: the disk was full)."
 )
 
 
@@ -319,44 +318,43 @@ def run_processes(pid: int) -> set[str] | None:
 
     found: set[str] = set()
     try:
-        children = psutil.Process(pid).children(recursive=True)
+        for proc in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):  # ended
+                found.add(proc.environ().get("PREFECT__FLOW_RUN_ID") or "")
     except psutil.Error:
         return None
-    for proc in children:
-        try:
-            run_id = proc.environ().get("PREFECT__FLOW_RUN_ID")
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue  # it ended meanwhile
-        except psutil.Error:
-            return None
-        if run_id:
-            found.add(run_id)
-    return found
+    return found - {""}
+
+
+def disk_had_room_at(worker: WorkerRecord) -> float:
+    """When the worker's watchdog last saw its home's disk get room again (0.0: never)."""
+    said = process.tail(worker.log, 2000, start=worker.log_offset)
+    found = re.findall(re.escape(DISK_WAS_FULL) + r" [\d.]+ ([\d.]+)", said)
+    return float(found[-1]) if found else 0.0
 
 
 def crash_orphans(worker: WorkerRecord) -> list[str]:
-    """Crash the runs a live worker took whose process ended unrecorded (the server could
-    not write then); their names. Only runs whose process had started (``infrastructure_pid``;
-    in a burst a Pending run waits long for one) and whose state is older than
-    :data:`ORPHAN_AFTER_SECONDS`; :func:`crash_runs` leaves a run that just ended."""
+    """Crash the runs a live worker took that nothing will end: its process ended unrecorded,
+    or the worker gave it up unstarted on a full disk (docs/architecture.md); their names."""
     api_url = registry.server_url_for(worker)
     in_flight = in_flight_runs(api_url, worker.pool)
     running = None if in_flight is None else run_processes(worker.pid)
     if api_url is None or in_flight is None or running is None:
         return []
-    now = time.time()
-    runs = taken_by(in_flight, worker, others_serve_pool=True)
-    orphans = [
-        run
-        for run in runs
-        if run.get("infrastructure_pid")
-        and str(run["id"]) not in running
-        and now - (api.timestamp((run.get("state") or {}).get("timestamp")) or now)
-        > ORPHAN_AFTER_SECONDS
-    ]
-    if not orphans or not worker.alive():  # it ended meanwhile: its watchdog finishes them
+    now, found, room = time.time(), {ORPHAN_MESSAGE: [], ABANDONED_MESSAGE: []}, None
+    for run in taken_by(in_flight, worker, others_serve_pool=True):
+        state, gone = run.get("state") or {}, str(run["id"]) not in running
+        changed = api.timestamp(state.get("timestamp")) or now
+        if gone and run.get("infrastructure_pid") and now - changed > ORPHAN_AFTER_SECONDS:
+            found[ORPHAN_MESSAGE].append(run)
+        elif gone and state.get("name") == "Pending":
+            room = disk_had_room_at(worker) if room is None else room
+            if changed <= room < now - ABANDONED_AFTER_SECONDS:
+                found[ABANDONED_MESSAGE].append(run)
+    if not any(found.values()) or not worker.alive():  # it ended: its watchdog finishes them
         return []
-    return crash_runs(api_url, orphans, ORPHAN_MESSAGE.format(name=worker.name), over_final=False)
+    said = {message.format(name=worker.name): runs for message, runs in found.items()}
+    return [name for m, runs in said.items() for name in crash_runs(api_url, runs, m, False)]
 
 
 def stop_run_processes(run_ids: Iterable[str]) -> None:
