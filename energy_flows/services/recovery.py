@@ -341,7 +341,8 @@ def crash_orphans(worker: WorkerRecord) -> list[str]:
     running = None if in_flight is None else run_processes(worker.pid)
     if api_url is None or in_flight is None or running is None:
         return []
-    now, found, room = time.time(), {ORPHAN_MESSAGE: [], ABANDONED_MESSAGE: []}, None
+    now, room = time.time(), None
+    found: dict[str, list[dict[str, Any]]] = {ORPHAN_MESSAGE: [], ABANDONED_MESSAGE: []}
     for run in taken_by(in_flight, worker, others_serve_pool=True):
         state, gone = run.get("state") or {}, str(run["id"]) not in running
         changed = api.timestamp(state.get("timestamp")) or now
