@@ -94,8 +94,8 @@ def test_a_full_disk_leaves_no_run_stuck_no_process_and_says_so(tmp_path, monkey
     assert all(s in final for s in runs["states"][:3]), json.dumps(runs, indent=1)
     assert all(s in final | {"Scheduled", "Late"} for s in runs["states"]), json.dumps(runs)
     # (runs of a live worker whose process ended unrecorded, or that it set Pending and gave
-    # up unstarted: looked for every 5 s, once their state is 10 s, or 30 s old (set before
-    # room was made); Prefect would leave the second kind Pending for ever)
+    # up unstarted: looked for every 5 s, once their state is 10 s old, or 45 s old and 20 s
+    # after room was made; Prefect would leave the second kind Pending for ever)
     assert runs["final_after_room_seconds"] < 45, json.dumps(runs, indent=1)
     for message in runs["crash_messages"]:
         if runs["worker_died"]:

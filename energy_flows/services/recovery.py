@@ -296,9 +296,9 @@ def watchdog_runs_for(home: str | os.PathLike[str], name: str) -> bool:
 
 #: A run in flight whose process has been gone this long was never recorded as ended.
 ORPHAN_AFTER_SECONDS = 10.0
-#: A run set Pending before its home's full disk had room again, still so this long after.
-ABANDONED_AFTER_SECONDS = 20.0
-#: What such runs' Crashed states say.
+#: A run given up on a full disk: Pending this long, this long after room, set Pending at most
+#: WINDOW after room (the watchdog samples the disk: it may miss a last full moment).
+ABANDONED_AFTER_SECONDS, ABANDONED_PENDING_SECONDS, ABANDONED_WINDOW = 20.0, 45.0, 120.0
 ORPHAN_MESSAGE = (
     "Its process ended while its worker {name!r} ran, but the server could not record how "
     "it ended (it could not write then: a full disk, or it was down)."
@@ -334,8 +334,7 @@ def disk_had_room_at(worker: WorkerRecord) -> float:
 
 
 def crash_orphans(worker: WorkerRecord) -> list[str]:
-    """Crash the runs a live worker took that nothing will end: its process ended unrecorded,
-    or the worker gave it up unstarted on a full disk (docs/architecture.md); their names."""
+    """Crash a live worker's runs that nothing will end (docs/architecture.md); their names."""
     api_url = registry.server_url_for(worker)
     in_flight = in_flight_runs(api_url, worker.pool)
     running = None if in_flight is None else run_processes(worker.pid)
@@ -350,7 +349,8 @@ def crash_orphans(worker: WorkerRecord) -> list[str]:
             found[ORPHAN_MESSAGE].append(run)
         elif gone and state.get("name") == "Pending":
             room = disk_had_room_at(worker) if room is None else room
-            if changed <= room < now - ABANDONED_AFTER_SECONDS:
+            old = now - changed > ABANDONED_PENDING_SECONDS and now - room > ABANDONED_AFTER_SECONDS
+            if room and old and changed - room < ABANDONED_WINDOW:
                 found[ABANDONED_MESSAGE].append(run)
     if not any(found.values()) or not worker.alive():  # it ended: its watchdog finishes them
         return []

@@ -58,6 +58,37 @@ def crash_message(run: orch.RunInfo) -> str:
         return client.read_flow_run(uuid.UUID(run.id)).state.message or ""
 
 
+def left_in_flight(
+    runs: list[orch.RunInfo], states: list[str], worker: Worker, room_at: float, api_url: str
+) -> dict[str, Any]:
+    """What the orphan search saw of runs still in flight, for a failure's message."""
+    from energy_flows.services import api, process, recovery
+
+    rec = worker.record
+    seen: dict[str, Any] = {"room_at": room_at, "runs": []}
+    if rec is not None:
+        seen["watchdog_says_room_at"] = recovery.disk_had_room_at(rec)
+        seen["run_processes"] = sorted(recovery.run_processes(rec.pid) or [])
+        seen["worker_started_at"] = rec.started_at
+        seen["watchdog_lines"] = [
+            line for line in process.tail(rec.log, 400).splitlines() if "[watchdog" in line
+        ]
+    for run, state in zip(runs, states, strict=True):
+        if state not in FINAL | WAITING:
+            got = api.call("GET", f"{api_url}/flow_runs/{run.id}")
+            seen["runs"].append(
+                {
+                    "id": run.id,
+                    "state": got["state"]["name"],
+                    "at": api.timestamp(got["state"]["timestamp"]),
+                    "label": (got.get("labels") or {}).get(recovery.WORKER_LABEL),
+                    "queue": got.get("work_queue_name"),
+                    "infrastructure_pid": got.get("infrastructure_pid"),
+                }
+            )
+    return seen
+
+
 def runs_in_flight_when_the_disk_fills() -> dict[str, Any]:
     out: dict[str, Any] = {}
     server = PrefectServer(quiet=True).start()
@@ -91,7 +122,7 @@ def runs_in_flight_when_the_disk_fills() -> dict[str, Any]:
     out["wait"] = error_of(lambda: orch.wait_for(runs, timeout=15))
 
     FILLER.unlink()  # what the message says: make room
-    freed = time.monotonic()
+    freed, room_at = time.monotonic(), time.time()
     deadline = freed + 60
     while True:
         states = [orch.read_run(r).state for r in runs]  # each read finishes ended workers
@@ -101,6 +132,7 @@ def runs_in_flight_when_the_disk_fills() -> dict[str, Any]:
     out["final_after_room_seconds"] = time.monotonic() - freed
     out["states"] = states
     out["worker_died"] = worker.record is None
+    out["left_in_flight"] = left_in_flight(runs, states, worker, room_at, server.api_url)
     out["crash_messages"] = [
         crash_message(r) for r, s in zip(runs, states, strict=True) if s == "Crashed"
     ]
