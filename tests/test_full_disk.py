@@ -100,8 +100,11 @@ def test_a_full_disk_leaves_no_run_stuck_no_process_and_says_so(tmp_path, monkey
     for message in runs["crash_messages"]:
         if runs["worker_died"]:
             assert "while the disk that holds its home was full" in message, json.dumps(runs)
-        else:  # its end, or its start, unrecorded: found without the worker's help
-            assert "the server could not record" in message, message
+        else:  # its end, or its start, unrecorded: found without the worker's help; or
+            # Prefect's worker itself, which lived, reported its run's process failing (its
+            # Running could not be written) once there was room: Prefect's own words
+            said = ("the server could not record", "Process exited with status code")
+            assert any(words in message for words in said), json.dumps(runs, indent=1)
 
     # A start on a full disk: one clear message, no server left unrecorded.
     assert start["start"]["type"] == "DiskFullError", start
