@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from energy_flows.errors import OrchestrationError, ServiceError
 from energy_flows.names import check_prefect_name
+from energy_flows.settings import check_auth_string
 
 __all__ = [
     "check_count",
@@ -117,6 +118,30 @@ def server_options(
     )
 
 
-def worker_options(queues: object, timeout: object) -> tuple[list[str], float]:
-    """``Worker``'s ``queues`` and ``timeout``, checked."""
-    return check_queues(queues), check_seconds(timeout, "timeout")
+def worker_options(
+    pool: object, queues: object, limit: object, timeout: object, server: object, auth: object
+) -> tuple[list[str], int | None, float]:
+    """Check ``Worker``'s arguments (``server`` and ``auth``: a server this home does not run);
+    return its ``queues`` as a list, its ``limit`` (None: no limit) and its ``timeout``."""
+    queue_list, seconds = check_queues(queues), check_seconds(timeout, "timeout")
+    check_prefect_name(pool, "work pool")
+    if server is not None and not (
+        isinstance(server, str) and server.startswith(("http://", "https://"))
+    ):
+        raise OrchestrationError(
+            "server is the API address of a Prefect server, e.g. "
+            f"'http://127.0.0.1:4200/api' (server.api_url); got {server!r}."
+        )
+    if auth is not None:
+        if server is None:
+            raise OrchestrationError(
+                "auth goes with server=: the password of a server this home does not run. "
+                "This home's own server gets one with PrefectServer(auth=True)."
+            )
+        check_auth_string(auth)
+    if limit is None or (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1):
+        return queue_list, limit, seconds
+    raise OrchestrationError(
+        f"limit is the most runs the worker takes at once: a whole number ≥ 1, "
+        f"or None for no limit; got {limit!r}."
+    )

@@ -344,6 +344,9 @@ def test_worker_exit_stops_only_what_it_started(prefect_server):
         ({"queues": []}, "at least one queue"),
         ({"queues": ["x>y"]}, "The work queue name 'x>y' contains '>'"),
         ({"limit": 0}, "a whole number ≥ 1, or None"),
+        ({"limit": True}, "a whole number ≥ 1, or None"),
+        ({"server": "127.0.0.1:4200/api"}, "server is the API address of a Prefect server"),
+        ({"auth": "class:s3cret"}, "auth goes with server="),
     ],
 )
 def test_bad_worker_arguments_say_what_to_change(tmp_path, kwargs, expected):

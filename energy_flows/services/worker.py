@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from energy_flows import names, settings
-from energy_flows.errors import OrchestrationError, ServiceError
+from energy_flows.errors import ServiceError
 from energy_flows.markup import Markup, element
 from energy_flows.options import worker_options  # the same checks as `energy-flows up`
 from energy_flows.services import api, control, launch, registry
@@ -90,31 +90,9 @@ class Worker(ManagedService[WorkerRecord]):
         server: str | None = None,
         auth: str | None = None,
     ) -> None:
-        queue_list, timeout = worker_options(queues, timeout)
-        names.check_prefect_name(pool, "work pool")
-        if server is not None and not (
-            isinstance(server, str) and server.startswith(("http://", "https://"))
-        ):
-            raise OrchestrationError(
-                "server is the API address of a Prefect server, e.g. "
-                f"'http://127.0.0.1:4200/api' (server.api_url); got {server!r}."
-            )
-        if auth is not None:
-            if server is None:
-                raise OrchestrationError(
-                    "auth goes with server=: the password of a server this home does not run. "
-                    "This home's own server gets one with PrefectServer(auth=True)."
-                )
-            settings.check_auth_string(auth)
+        queue_list, limit, timeout = worker_options(pool, queues, limit, timeout, server, auth)
         worker_name = default_name(pool, queue_list) if name is None else name
         names.check_file_safe_name(worker_name, "worker")
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise OrchestrationError(
-                f"limit is the most runs the worker takes at once: a whole number ≥ 1, "
-                f"or None for no limit; got {limit!r}."
-            )
         super().__init__(worker_name, home, quiet, detached, timeout)
         self.pool = pool
         self.queues = queue_list
