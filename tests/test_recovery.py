@@ -356,6 +356,55 @@ def test_bad_worker_arguments_say_what_to_change(tmp_path, kwargs, expected):
     assert not (tmp_path / "home").exists(), "a bad name must not write anything"
 
 
+def test_the_watchdog_s_room_again_line_is_read_from_this_start_on_whole_lines_only(tmp_path):
+    """The orphan search reads when the disk had room again from the worker's log: only this
+    start's lines (after its offset), only whole lines (the watchdog may be mid-write), and
+    each byte once (it looks every few seconds, on logs of megabytes in a burst)."""
+    import dataclasses
+
+    from energy_flows.services import recovery
+    from energy_flows.services.watchdog import DISK_WAS_FULL
+
+    state = tmp_path / "home" / "state" / "worker-w.json"
+    earlier = f"[watchdog 1] {DISK_WAS_FULL} 100.0 200.0\n"
+    rec = recovery.stand_in(state, 1, "pool", ["q"], since=1.0)
+    Path(rec.log).parent.mkdir(parents=True)
+    Path(rec.log).write_text(earlier + "a worker line\n")
+    rec = dataclasses.replace(rec, log_offset=len(earlier))
+    assert recovery.disk_had_room_at(rec) == 0.0, "an earlier start's line counts"
+    with open(rec.log, "a") as log:
+        log.write(f"[watchdog 2] {DISK_WAS_FULL} 300.0 40")  # half written
+        log.flush()
+        assert recovery.disk_had_room_at(rec) == 0.0
+        log.write("0.5\nmore\n")
+    assert recovery.disk_had_room_at(rec) == 400.5
+    assert recovery.disk_had_room_at(rec) == 400.5, "read again: the same answer"
+    later = dataclasses.replace(rec, log_offset=Path(rec.log).stat().st_size, started_at=2.0)
+    assert recovery.disk_had_room_at(later) == 0.0, "a new start begins afresh"
+
+
+@pytest.mark.parametrize(
+    ("pending_since", "room_at", "abandoned"),
+    [
+        (0.0, 0.0, False),  # the disk was never full: any Pending run may be healthy
+        (100.0, 90.0, True),  # set Pending soon after room came back, long ago
+        (100.0, 185.0, False),  # room came back just now: the worker may still go on
+        (160.0, 90.0, False),  # Pending for a moment only: its process may be starting
+        (100.0, -30.0, False),  # set Pending long after room: not this full disk
+    ],
+)
+def test_a_run_counts_as_given_up_on_a_full_disk_only_by_the_documented_rule(
+    tmp_path, monkeypatch, pending_since, room_at, abandoned
+):
+    """docs/architecture.md's rule for a live worker's Pending run without a process, at
+    now = 200 s, with the rule's numbers (45 s Pending, 20 s after room, a 120 s window)."""
+    from energy_flows.services import recovery
+
+    monkeypatch.setattr(recovery, "disk_had_room_at", lambda worker: room_at)
+    worker = recovery.stand_in(tmp_path / "worker-w.json", 1, "pool", ["q"], since=1.0)
+    assert recovery.abandoned(worker, pending_since, now=200.0) is abandoned
+
+
 def test_diagnose_names_the_runs_that_hold_the_concurrency_limit(prefect_server):
     """Runs whose worker is gone hold a limit of 1: diagnose() says which, since when, why."""
     from prefect import get_client

@@ -305,7 +305,8 @@ ORPHAN_MESSAGE = (
 )
 ABANDONED_MESSAGE = (
     "Its worker {name!r} set it Pending, then gave it up unstarted: the server could not "
-    "record the worker's next step (it could not write then: the disk was full)."
+    "record the worker's next step (it could not write then: the disk was full). Make room, "
+    "then trigger it again."
 )
 
 
@@ -326,11 +327,30 @@ def run_processes(pid: int) -> set[str] | None:
     return found - {""}
 
 
+_ROOM_SEEN: dict[tuple[str, int, float], tuple[int, float]] = {}  # a start: bytes read, room
+
+
 def disk_had_room_at(worker: WorkerRecord) -> float:
-    """When the worker's watchdog last saw its home's disk get room again (0.0: never)."""
-    said = process.tail(worker.log, 2000, start=worker.log_offset)
-    found = re.findall(re.escape(DISK_WAS_FULL) + r" [\d.]+ ([\d.]+)", said)
-    return float(found[-1]) if found else 0.0
+    """When the worker's watchdog last saw its home's disk get room again (0.0: never),
+    reading only the whole lines this start's log gained since the last call."""
+    key = (worker.log, worker.log_offset, worker.started_at)
+    done, room = _ROOM_SEEN.get(key, (worker.log_offset, 0.0))
+    with contextlib.suppress(OSError), open(worker.log, "rb") as f:
+        f.seek(done)
+        whole, newline, _ = f.read().rpartition(b"\n")
+        found = re.findall(re.escape(DISK_WAS_FULL).encode() + rb" [\d.]+ ([\d.]+)", whole)
+        room = float(found[-1]) if found else room
+        _ROOM_SEEN[key] = done + len(whole) + len(newline), room
+    return room
+
+
+def abandoned(worker: WorkerRecord, since: float, now: float) -> bool:
+    """Whether a run the worker set Pending at ``since`` (it has no process) was given up on
+    a full disk: the watchdog saw room come back long enough ago, and not long before."""
+    room = disk_had_room_at(worker)
+    if not room or now - room < ABANDONED_AFTER_SECONDS:
+        return False
+    return now - since > ABANDONED_PENDING_SECONDS and since - room < ABANDONED_WINDOW
 
 
 def crash_orphans(worker: WorkerRecord) -> list[str]:
@@ -340,18 +360,15 @@ def crash_orphans(worker: WorkerRecord) -> list[str]:
     running = None if in_flight is None else run_processes(worker.pid)
     if api_url is None or in_flight is None or running is None:
         return []
-    now, room = time.time(), None
+    now = time.time()
     found: dict[str, list[dict[str, Any]]] = {ORPHAN_MESSAGE: [], ABANDONED_MESSAGE: []}
     for run in taken_by(in_flight, worker, others_serve_pool=True):
         state, gone = run.get("state") or {}, str(run["id"]) not in running
         changed = api.timestamp(state.get("timestamp")) or now
         if gone and run.get("infrastructure_pid") and now - changed > ORPHAN_AFTER_SECONDS:
             found[ORPHAN_MESSAGE].append(run)
-        elif gone and state.get("name") == "Pending":
-            room = disk_had_room_at(worker) if room is None else room
-            old = now - changed > ABANDONED_PENDING_SECONDS and now - room > ABANDONED_AFTER_SECONDS
-            if room and old and changed - room < ABANDONED_WINDOW:
-                found[ABANDONED_MESSAGE].append(run)
+        elif gone and state.get("name") == "Pending" and abandoned(worker, changed, now):
+            found[ABANDONED_MESSAGE].append(run)
     if not any(found.values()) or not worker.alive():  # it ended: its watchdog finishes them
         return []
     said = {message.format(name=worker.name): runs for message, runs in found.items()}
