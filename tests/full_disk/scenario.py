@@ -71,7 +71,9 @@ def left_in_flight(
         seen["run_processes"] = sorted(recovery.run_processes(rec.pid) or [])
         seen["worker_started_at"] = rec.started_at
         seen["watchdog_lines"] = [
-            line for line in process.tail(rec.log, 400).splitlines() if "[watchdog" in line
+            line
+            for line in process.tail(rec.log, 400, start=rec.log_offset).splitlines()
+            if "[watchdog" in line
         ]
     for run, state in zip(runs, states, strict=True):
         if state not in FINAL | WAITING:
